@@ -1,0 +1,123 @@
+"""gorch: durable workflows written as plain Python, in your own database.
+
+The public API is flat: everything a user needs is importable from ``engine``.
+"""
+
+from engine.clock import Clock, ManualClock, SystemClock
+from engine.engine import Engine
+from engine.errors import (
+    CallbackRejected,
+    DefinitionError,
+    DefinitionMismatch,
+    GorchError,
+    InvalidInput,
+    InvalidOperation,
+    LeaseLost,
+    RunawayLoop,
+    StateError,
+    StoreError,
+    UnknownWorkflowType,
+    WorkflowBusy,
+    WorkflowExists,
+    WorkflowNotFound,
+)
+from engine.handlers import (
+    CallbackManager,
+    Event,
+    Handler,
+    Timeout,
+    UserAction,
+    WaitForUserAction,
+)
+from engine.interpreter import current_thread
+from engine.resumers import InlineResumer, PollingResumer, Resumer
+from engine.runtime import (
+    HistoryEntry,
+    Phase,
+    ThreadInfo,
+    ThreadStatus,
+    WaitInfo,
+    WaitStatus,
+    WorkflowInfo,
+    WorkflowStatus,
+)
+from engine.statements import (
+    Break,
+    Case,
+    Continue,
+    Default,
+    For,
+    Go,
+    If,
+    On,
+    RetryPolicy,
+    Return,
+    S,
+    Section,
+    Step,
+    Switch,
+    Wait,
+    WaitFor,
+)
+from engine.store import MemoryStore, Store
+from engine.validate import validate
+from engine.workflow import Workflow
+
+__all__ = [
+    "Break",
+    "CallbackManager",
+    "CallbackRejected",
+    "Case",
+    "Clock",
+    "Continue",
+    "Default",
+    "DefinitionError",
+    "DefinitionMismatch",
+    "Engine",
+    "Event",
+    "For",
+    "Go",
+    "GorchError",
+    "Handler",
+    "HistoryEntry",
+    "If",
+    "InlineResumer",
+    "InvalidInput",
+    "InvalidOperation",
+    "LeaseLost",
+    "ManualClock",
+    "MemoryStore",
+    "On",
+    "Phase",
+    "PollingResumer",
+    "Resumer",
+    "RetryPolicy",
+    "Return",
+    "RunawayLoop",
+    "S",
+    "Section",
+    "StateError",
+    "Step",
+    "Store",
+    "StoreError",
+    "Switch",
+    "SystemClock",
+    "ThreadInfo",
+    "ThreadStatus",
+    "Timeout",
+    "UnknownWorkflowType",
+    "UserAction",
+    "Wait",
+    "WaitFor",
+    "WaitForUserAction",
+    "WaitInfo",
+    "WaitStatus",
+    "Workflow",
+    "WorkflowBusy",
+    "WorkflowExists",
+    "WorkflowInfo",
+    "WorkflowNotFound",
+    "WorkflowStatus",
+    "current_thread",
+    "validate",
+]

@@ -1,0 +1,445 @@
+"""``Engine``: ties the interpreter, the handlers, the store, the clock and the resumer together."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import Any
+
+from engine.clock import Clock, SystemClock
+from engine.errors import (
+    CallbackRejected,
+    DefinitionError,
+    DefinitionMismatch,
+    GorchError,
+    InvalidOperation,
+    RunawayLoop,
+    UnknownWorkflowType,
+    WorkflowBusy,
+    WorkflowExists,
+)
+from engine.handlers import CallbackManager
+from engine.interpreter import _current_thread, advance, run_callable
+from engine.resumers import InlineResumer, Resumer
+from engine.runner import LIVE, Run, build_program, describe_error, jsonable, load_state
+from engine.runtime import (
+    MAIN,
+    HistoryEntry,
+    Phase,
+    ThreadInfo,
+    ThreadState,
+    ThreadStatus,
+    WaitInfo,
+    WorkflowInfo,
+    WorkflowRecord,
+    WorkflowStatus,
+)
+from engine.statements import RetryPolicy, Wait
+from engine.store.base import Store
+from engine.validate import POSITIONABLE
+from engine.workflow import Workflow
+
+log = logging.getLogger("gorch")
+
+
+class Engine:
+    """Runs workflows durably in ``store``.
+
+    Args:
+        store: where workflows live (``MemoryStore()``, ``SQLModelStore(url)``, ...).
+        workflows: the workflow classes this engine can run, found by their type name.
+        managers: a ``CallbackManager`` per handler type (``"user_action"``, ``"event"``, ...).
+        clock: the time source; ``ManualClock`` in tests and notebooks.
+        resumer: who executes due work; default ``InlineResumer`` (at once, in this process).
+        retry: the default ``RetryPolicy`` of steps.
+        max_steps: steps one ``execute()`` may run before the running threads are stopped as a
+            runaway loop (they can be retried).
+        max_iterations: loop iterations a thread may make without a step or a wait.
+        lease: how long one session may hold a workflow before others may take it over.
+        busy_timeout: how long callbacks and operator actions wait for a busy workflow.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        workflows: Iterable[type[Workflow]] = (),
+        *,
+        managers: Mapping[str, CallbackManager] | None = None,
+        clock: Clock | None = None,
+        resumer: Resumer | None = None,
+        retry: RetryPolicy | None = None,
+        max_steps: int = 10_000,
+        max_iterations: int = 10_000,
+        lease: timedelta = timedelta(minutes=5),
+        busy_timeout: timedelta = timedelta(seconds=10),
+    ) -> None:
+        self.store = store
+        self.managers: dict[str, CallbackManager] = dict(managers or {})
+        self.clock: Clock = clock or SystemClock()
+        self.resumer: Resumer = resumer or InlineResumer()
+        self.retry = retry or RetryPolicy()
+        self.max_steps = max_steps
+        self.max_iterations = max_iterations
+        self.lease = lease
+        self.busy_timeout = busy_timeout
+        self.owner = f"engine-{uuid.uuid4().hex[:12]}"
+        self.workflows: dict[str, type[Workflow]] = {}
+        for cls in workflows:
+            self.register(cls)
+
+    # -- registry ---------------------------------------------------------------------------
+
+    def register(self, cls: type[Workflow]) -> None:
+        """Make ``cls`` runnable by this engine under its type name."""
+        if not (isinstance(cls, type) and issubclass(cls, Workflow)):
+            raise DefinitionError(f"{cls!r} is not a Workflow subclass")
+        name = cls.workflow_type()
+        other = self.workflows.get(name)
+        if other is not None and other is not cls:
+            raise DefinitionError(
+                f"two workflow classes share the type name {name!r}: "
+                f"{other.__module__}.{other.__qualname__} and {cls.__module__}.{cls.__qualname__}")
+        self.workflows[name] = cls
+
+    def workflow_class(self, type_name: str, workflow_id: str | None = None) -> type[Workflow]:
+        """The registered class for ``type_name``. Raises ``UnknownWorkflowType``."""
+        cls = self.workflows.get(type_name)
+        if cls is None:
+            raise UnknownWorkflowType(type_name, workflow_id=workflow_id)
+        return cls
+
+    # -- sessions ---------------------------------------------------------------------------
+
+    @contextmanager
+    def _run(self, workflow_id: str, *, wait: bool = False) -> Iterator[Run]:
+        owner = f"{self.owner}-{uuid.uuid4().hex[:8]}"
+        deadline = time.monotonic() + self.busy_timeout.total_seconds()
+        delay = 0.005
+        while True:
+            now = self.clock.now()
+            try:
+                record = self.store.acquire(workflow_id, owner, now=now, until=now + self.lease)
+                break
+            except WorkflowBusy:
+                if not wait or time.monotonic() >= deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 0.2)
+        try:
+            run = Run(self.store, owner, self.clock, self.managers, self.retry, record,
+                      self.store.load_waits(workflow_id),
+                      self.workflow_class(record.type, workflow_id))
+            yield run
+        finally:
+            self.store.release(workflow_id, owner)
+
+    def _info(self, record: WorkflowRecord, model: Workflow | None = None) -> WorkflowInfo[Any]:
+        if model is None:
+            model = load_state(self.workflow_class(record.type, record.id), record)
+        return WorkflowInfo(
+            id=record.id, type=record.type, status=record.status, state=model,
+            threads=tuple(ThreadInfo(t.id, t.name, t.status, t.position, t.phase, t.event,
+                                     t.attempts, t.retry_at, t.error) for t in record.threads),
+            result=record.result, error=record.error, pc=record.pc, version=record.version,
+            created_at=record.created_at, updated_at=record.updated_at,
+            next_run_at=record.next_run_at)
+
+    # -- starting and running ---------------------------------------------------------------
+
+    def new_workflow(self, state: Workflow, id: str | None = None, *,
+                     actor: str | None = None) -> str:
+        """Store a new workflow with initial ``state`` and schedule it; return its id.
+
+        ``id`` doubles as an idempotency key: starting the same id again returns it unchanged.
+
+        Raises:
+            DefinitionError: the definition built from ``state`` is malformed.
+            WorkflowExists: ``id`` belongs to a workflow of another type.
+        """
+        cls = type(state)
+        self.register(cls)
+        wid = id if id is not None else uuid.uuid4().hex
+        if not isinstance(wid, str) or not wid or len(wid) > 200:
+            raise InvalidOperation(f"workflow id must be a non-empty string of at most 200 "
+                                   f"characters, not {wid!r:.80}")
+        build_program(state, wid)  # fail before storing anything
+        now = self.clock.now()
+        record = WorkflowRecord(
+            id=wid, type=cls.workflow_type(), status=WorkflowStatus.RUNNING,
+            state=state.model_dump(mode="json"), threads=[ThreadState(MAIN)],
+            created_at=now, updated_at=now, next_run_at=now)
+        created = self.store.create(
+            record, [HistoryEntry(wid, now, "created", actor=actor, detail={"type": record.type})])
+        if not created:
+            existing = self.store.load(wid)
+            if existing.type != record.type:
+                raise WorkflowExists(
+                    f"workflow id {wid!r} is already used by a {existing.type!r} workflow",
+                    workflow_id=wid)
+            return wid
+        self.resumer.schedule(self, wid)
+        return wid
+
+    def execute(self, workflow_id: str) -> WorkflowInfo[Any]:
+        """Run the workflow until every thread blocks or ends; checkpoint after each step.
+
+        Raises:
+            WorkflowNotFound: no such workflow.
+            WorkflowBusy: another process is running it right now.
+            DefinitionMismatch: a thread's position is gone from the code (nothing changed).
+        """
+        return self._advance(workflow_id, self.max_steps)
+
+    def step(self, workflow_id: str) -> WorkflowInfo[Any]:
+        """Run exactly one step (of the next thread in turn) and checkpoint it."""
+        return self._advance(workflow_id, 1)
+
+    def _advance(self, workflow_id: str, limit: int) -> WorkflowInfo[Any]:
+        with self._run(workflow_id) as run:
+            rec = run.record
+            steps = 0
+            while not rec.status.done and rec.status is not WorkflowStatus.FAILED:
+                run.wake_waitfors()
+                ready = run.runnable()
+                if not ready:
+                    break
+                if steps >= limit:
+                    if limit == self.max_steps:
+                        self._runaway(run, ready)
+                    break
+                t = ready[0]
+                run.take_turn(t)
+                try:
+                    outcome = advance(run.program, t, max_iterations=self.max_iterations)
+                except DefinitionMismatch as e:
+                    e.workflow_id = workflow_id
+                    raise
+                except RunawayLoop as e:
+                    run.fail(t, e.statement or t.position, str(e))
+                    run.checkpoint()
+                    break
+                run.apply(t, outcome)
+                run.checkpoint()
+                steps += 1
+            if run.pending:  # e.g. a WaitFor woke but nothing ran after it
+                run.checkpoint()
+            return self._info(rec, run.model)
+
+    def _runaway(self, run: Run, ready: list[ThreadState]) -> None:
+        for t in ready:
+            run.fail(t, t.position, f"RunawayLoop: {self.max_steps} steps in one execute() "
+                     "without every thread blocking; raise Engine(max_steps=...) if intended")
+        run.checkpoint()
+
+    # -- callbacks --------------------------------------------------------------------------
+
+    def on_callback(self, workflow_id: str, event: str, input: Any = None, *,
+                    actor: str | None = None, thread: str | None = None,
+                    pc: int | None = None) -> Any:
+        """Deliver ``event`` to the workflow's open wait for it; return the handler's output.
+
+        The handler runs, the other cases of the same ``Wait`` are torn down, and the thread
+        continues (through the resumer). Exactly once: a second delivery is rejected.
+
+        Args:
+            input: the event's input, validated by the handler.
+            actor: who sent it, for the history.
+            thread: which thread's wait, when several wait for the same event.
+            pc: the wait's program counter as last seen; a different one is stale.
+
+        Raises:
+            CallbackRejected: finished workflow, no such open wait, stale pc, ambiguous
+                thread, invalid input (``InvalidInput``) or a failing handler; nothing changed.
+            DefinitionMismatch: the wait or its case is gone from the code; nothing changed.
+        """
+        with self._run(workflow_id, wait=True) as run:
+            output = self._deliver(run, event, input, actor=actor, thread=thread, pc=pc)
+        self.resumer.schedule(self, workflow_id)
+        return output
+
+    def _deliver(self, run: Run, event: str, input: Any, *, actor: str | None,
+                 thread: str | None, pc: int | None) -> Any:
+        rec, wid = run.record, run.record.id
+
+        def reject(msg: str, reason: str, **kw: Any) -> CallbackRejected:
+            return CallbackRejected(msg, reason=reason, workflow_id=wid, event=event, **kw)
+
+        if rec.status.done:
+            raise reject(f"workflow {wid!r} is {rec.status.value}", "finished")
+        open_waits = [w for w in run.waits if w.status.open]
+        found = [w for w in open_waits if w.event == event
+                 and (thread is None or w.thread_id == thread)]
+        if not found:
+            pending = sorted({f"{w.event} ({w.thread_id})" for w in open_waits}) or ["none"]
+            raise reject(f"workflow {wid!r} has no open wait for event {event!r}"
+                         + (f" in thread {thread!r}" if thread else "")
+                         + f"; pending: {', '.join(pending)}", "no_wait", thread=thread)
+        if len(found) > 1:
+            raise reject(f"threads {', '.join(w.thread_id for w in found)} all wait for "
+                         f"{event!r}: pass thread=", "ambiguous")
+        w = found[0]
+        if pc is not None and pc != w.pc:
+            raise reject(f"stale callback: wait {w.wait!r} is at pc {w.pc}, not {pc}",
+                         "stale_pc", thread=w.thread_id, statement=w.wait)
+        t = rec.thread(w.thread_id)
+        entry = run.program.index.get(w.wait)
+        case = entry.stmt.case(event) if entry and isinstance(entry.stmt, Wait) else None
+        if t is None or case is None:
+            raise DefinitionMismatch(
+                f"wait {w.wait!r} with event {event!r} is gone from the current definition",
+                workflow_id=wid, thread=w.thread_id, statement=w.wait)
+        token = _current_thread.set(t.id)
+        try:
+            output = run_callable(case.handler.handle, input)
+        except GorchError as e:
+            e.workflow_id = e.workflow_id or wid
+            raise
+        except Exception as e:  # noqa: BLE001 - a failing user handler changes nothing
+            raise reject(f"handler of {event!r} raised {describe_error(e)}", "handler_error",
+                         thread=t.id, statement=w.wait) from e
+        finally:
+            _current_thread.reset(token)
+        t.position, t.phase, t.event, t.status = w.wait, Phase.HANDLED, event, ThreadStatus.RUNNING
+        run.close_waits(t.id, handled=w.id)
+        run.note("callback", thread=t.id, statement=w.wait, actor=actor, event=event,
+                 input=input, output=output)
+        run.checkpoint()
+        return output
+
+    def run_due(self, limit: int | None = None) -> int:
+        """Fire due timers, retry due set-ups/tear-downs and execute due workflows, now.
+
+        Returns:
+            How many timers, waits and workflows were handled.
+        """
+        done = 0
+        for w in self.store.due_waits(self.clock.now(), limit):
+            try:
+                if w.status.open and w.due_at is not None and w.due_at <= self.clock.now():
+                    self.on_callback(w.workflow_id, w.event, None, actor="timer",
+                                     thread=w.thread_id, pc=w.pc)
+                else:
+                    with self._run(w.workflow_id) as run:
+                        run.serve_waits()
+                done += 1
+            except GorchError as e:
+                log.warning("due wait %s of %s: %s", w.event, w.workflow_id, e)
+        for wid in self.store.due_workflows(self.clock.now(), limit):
+            try:
+                self.execute(wid)
+                done += 1
+            except GorchError as e:
+                log.warning("workflow %s: %s: %s", wid, type(e).__name__, e)
+        return done
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def get(self, workflow_id: str) -> WorkflowInfo[Any]:
+        """The workflow as it stands. Raises ``WorkflowNotFound``."""
+        return self._info(self.store.load(workflow_id))
+
+    def list(self, *, status: WorkflowStatus | str | None = None, type: str | None = None,
+             search: str | None = None, limit: int = 100,
+             offset: int = 0) -> Sequence[WorkflowInfo[Any]]:
+        """Workflows, newest first, filtered by status, type and id substring."""
+        st = WorkflowStatus(status) if status is not None else None
+        return [self._info(r) for r in self.store.list_workflows(
+            status=st, type=type, search=search, limit=limit, offset=offset)]
+
+    def pending_waits(self, workflow_id: str | None = None, *,
+                      type: str | None = None) -> list[WaitInfo]:
+        """Open waits (what could be delivered by ``on_callback``), newest first."""
+        if workflow_id is not None:
+            self.store.load(workflow_id)  # WorkflowNotFound for an unknown id
+        return self.store.list_waits(workflow_id=workflow_id, type=type)
+
+    def history(self, workflow_id: str) -> list[HistoryEntry]:
+        """Everything that happened to the workflow, oldest first."""
+        return self.store.history(workflow_id)
+
+    # -- operator actions -------------------------------------------------------------------
+
+    def cancel(self, workflow_id: str, actor: str, reason: str | None = None) -> WorkflowInfo[Any]:
+        """Stop the workflow for good; its waits are torn down."""
+        with self._run(workflow_id, wait=True) as run:
+            rec = run.record
+            if rec.status.done:
+                raise InvalidOperation(f"workflow {workflow_id!r} is already {rec.status.value}",
+                                       workflow_id=workflow_id)
+            for t in rec.threads:
+                if t.status in LIVE:
+                    t.status = ThreadStatus.CANCELLED
+                    run.close_waits(t.id)
+            rec.status = WorkflowStatus.CANCELLED
+            run.note("cancelled", actor=actor, reason=reason)
+            run.checkpoint()
+            return self._info(rec, run.model)
+
+    def retry(self, workflow_id: str, actor: str, reason: str | None = None) -> WorkflowInfo[Any]:
+        """Give every failed thread fresh attempts at the statement where it failed."""
+        with self._run(workflow_id, wait=True) as run:
+            rec = run.record
+            failed = [t for t in rec.threads if t.status is ThreadStatus.FAILED]
+            if rec.status is not WorkflowStatus.FAILED or not failed:
+                raise InvalidOperation(f"workflow {workflow_id!r} is {rec.status.value}, "
+                                       "not failed: nothing to retry", workflow_id=workflow_id)
+            for t in failed:
+                t.status, t.attempts, t.retry_at, t.error = ThreadStatus.RUNNING, 0, None, None
+                run.note("retried", thread=t.id, statement=t.position, actor=actor,
+                         reason=reason)
+            rec.status = WorkflowStatus.RUNNING
+            run.checkpoint()
+        self.resumer.schedule(self, workflow_id)
+        return self.get(workflow_id)
+
+    def goto(self, workflow_id: str, thread: str, statement: str, actor: str,
+             reason: str | None = None) -> WorkflowInfo[Any]:
+        """Move ``thread`` onto the named ``statement`` (forward or back); it runs from there.
+
+        Waits the thread leaves are torn down. The move is recorded with ``actor``.
+
+        Raises:
+            InvalidOperation: unknown thread, finished workflow, or a statement the thread
+                cannot stand on (not in its body, or not a step, wait, loop, branch or Go).
+        """
+        with self._run(workflow_id, wait=True) as run:
+            rec = run.record
+            if rec.status.done:
+                raise InvalidOperation(f"workflow {workflow_id!r} is {rec.status.value}",
+                                       workflow_id=workflow_id)
+            t = rec.thread(thread)
+            if t is None:
+                raise InvalidOperation(
+                    f"workflow {workflow_id!r} has no thread {thread!r} "
+                    f"(threads: {', '.join(x.id for x in rec.threads)})",
+                    workflow_id=workflow_id, thread=thread)
+            entry = run.program.index.get(statement)
+            if entry is None or not isinstance(entry.stmt, POSITIONABLE):
+                raise InvalidOperation(f"{statement!r} is not a named step, wait, loop, "
+                                       "branch or Go of the current definition",
+                                       workflow_id=workflow_id, thread=thread,
+                                       statement=statement)
+            if entry.thread != t.go:
+                raise InvalidOperation(
+                    f"{statement!r} belongs to "
+                    + (f"goroutine {entry.thread!r}" if entry.thread else "the main thread")
+                    + f", not to thread {thread!r}",
+                    workflow_id=workflow_id, thread=thread, statement=statement)
+            was = t.position
+            run.close_waits(t.id)
+            t.position, t.phase, t.status, t.event = statement, Phase.AT, ThreadStatus.RUNNING, None
+            t.attempts, t.retry_at, t.error = 0, None, None
+            if rec.status is WorkflowStatus.FAILED:
+                rec.status = WorkflowStatus.RUNNING
+            run.note("goto", thread=t.id, statement=statement, actor=actor,
+                     moved_from=was, reason=reason)
+            run.checkpoint()
+        self.resumer.schedule(self, workflow_id)
+        return self.get(workflow_id)
+
+
+__all__ = ["Engine", "jsonable"]

@@ -1,0 +1,166 @@
+"""The exception hierarchy: every error gorch raises is a ``GorchError``.
+
+::
+
+    GorchError
+    ├── DefinitionError          a definition is malformed (duplicate names, Break outside a loop, ...)
+    ├── DefinitionMismatch       stored position (statement, wait case, goroutine) is gone from the code
+    ├── UnknownWorkflowType      a stored or requested type is not registered with the Engine
+    ├── WorkflowNotFound         no workflow with that id
+    ├── WorkflowExists           the id is taken by a workflow of another type
+    ├── CallbackRejected         a callback that cannot be applied; nothing changed
+    │   └── InvalidInput         the callback input failed validation
+    ├── InvalidOperation         an operator action that does not apply (goto a non-statement, retry a healthy run)
+    ├── StateError               stored state no longer validates against the workflow model
+    ├── LeaseLost                another process took the workflow over; the checkpoint was not written
+    │   └── WorkflowBusy         another process holds the workflow's lease right now
+    ├── RunawayLoop              a thread looped past the engine's limit without blocking
+    └── StoreError               the database failed in a way gorch could not recover from
+
+Every error carries structured fields (``workflow_id``, ``thread``, ``statement`` and more)
+so that callers can react without parsing messages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+
+class GorchError(Exception):
+    """Base of every error raised by gorch.
+
+    Attributes:
+        message: the human-readable explanation.
+        workflow_id: the workflow concerned, when there is one.
+        thread: the thread concerned, when there is one.
+        statement: the statement name concerned, when there is one.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        workflow_id: str | None = None,
+        thread: str | None = None,
+        statement: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.workflow_id = workflow_id
+        self.thread = thread
+        self.statement = statement
+
+    def fields(self) -> dict[str, Any]:
+        """The structured fields of this error, for logs and the UI."""
+        return {k: v for k, v in vars(self).items() if v is not None and k != "message"}
+
+
+class DefinitionError(GorchError):
+    """A definition is structurally wrong; ``problems`` lists every problem found."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        problems: Sequence[str] = (),
+        workflow_id: str | None = None,
+        statement: str | None = None,
+    ) -> None:
+        self.problems = list(problems) or [message]
+        super().__init__(message, workflow_id=workflow_id, statement=statement)
+
+
+class DefinitionMismatch(GorchError):
+    """A thread's stored position no longer exists in the current definition.
+
+    The workflow is left unchanged; an operator can ``goto`` the thread to another statement.
+    """
+
+
+class UnknownWorkflowType(GorchError):
+    """A workflow type name that no registered workflow class carries."""
+
+    def __init__(self, type_name: str, *, workflow_id: str | None = None) -> None:
+        self.type_name = type_name
+        super().__init__(
+            f"unknown workflow type {type_name!r}: register its class with Engine(workflows=[...])",
+            workflow_id=workflow_id,
+        )
+
+
+class WorkflowNotFound(GorchError):
+    """No workflow has this id."""
+
+    def __init__(self, workflow_id: str) -> None:
+        super().__init__(f"workflow {workflow_id!r} not found", workflow_id=workflow_id)
+
+
+class WorkflowExists(GorchError):
+    """The id is already used by a workflow of another type."""
+
+
+class CallbackRejected(GorchError):
+    """A callback that cannot be applied: nothing was changed.
+
+    Attributes:
+        event: the event the callback named.
+        reason: a short machine-friendly reason (``finished``, ``no_wait``, ``stale_pc``, ...).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str,
+        workflow_id: str | None = None,
+        event: str | None = None,
+        thread: str | None = None,
+        statement: str | None = None,
+    ) -> None:
+        self.reason = reason
+        self.event = event
+        super().__init__(message, workflow_id=workflow_id, thread=thread, statement=statement)
+
+
+class InvalidInput(CallbackRejected):
+    """Callback input that failed validation; ``errors`` holds the validation details."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        errors: Sequence[Any] = (),
+        workflow_id: str | None = None,
+        event: str | None = None,
+    ) -> None:
+        self.errors = list(errors)
+        super().__init__(message, reason="invalid_input", workflow_id=workflow_id, event=event)
+
+
+class InvalidOperation(GorchError):
+    """An operator action that does not apply to the workflow as it stands."""
+
+
+class StateError(GorchError):
+    """Stored state that no longer validates against the workflow's model."""
+
+
+class LeaseLost(GorchError):
+    """Another process took over the workflow; the change was not written."""
+
+    def __init__(self, message: str, *, workflow_id: str, owner: str | None = None) -> None:
+        self.owner = owner
+        super().__init__(message, workflow_id=workflow_id)
+
+
+class WorkflowBusy(LeaseLost):
+    """Another process holds the workflow's lease right now; try again later."""
+
+
+class RunawayLoop(GorchError):
+    """A thread ran past the engine's step or iteration limit without blocking."""
+
+
+class StoreError(GorchError):
+    """The database failed in a way gorch could not recover from."""

@@ -1,0 +1,147 @@
+"""Wait conditions: the ``Handler`` and ``CallbackManager`` protocols and the built-in handlers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Protocol, cast, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from engine.errors import DefinitionError, InvalidInput
+
+if TYPE_CHECKING:
+    from engine.runtime import WaitInfo
+
+
+@runtime_checkable
+class Handler(Protocol):
+    """One instance of a wait condition, used in ``On(event, handler)``.
+
+    ``type`` picks the ``CallbackManager`` that sets the wait up and tears it down;
+    ``handle(input)`` runs when the callback arrives and returns the callback's output.
+    A handler may also define ``due(now) -> datetime | None`` to arm a durable timer, and
+    ``describe() -> dict`` to give its manager (and the UI) JSON data about the wait.
+    """
+
+    @property
+    def type(self) -> str: ...
+
+    def handle(self, input: Any) -> Any: ...
+
+
+class CallbackManager(Protocol):
+    """Sets waits up and tears them down on an outside system (Slack, email, a task queue).
+
+    ``setup`` runs when a thread starts waiting, ``teardown`` when the wait ends (``handled``
+    tells whether this wait's event won). Both run outside any database transaction; if they
+    raise, the failure is recorded on the wait and retried by ``Engine.run_due``. They never
+    lose the workflow, so they should be idempotent.
+    """
+
+    def setup(self, wait: WaitInfo) -> None: ...
+
+    def teardown(self, wait: WaitInfo, handled: bool) -> None: ...
+
+
+class UserAction(BaseModel):
+    """Input of ``WaitForUserAction``: ``{"approved": true}`` or ``{"approved": false, "reason": ...}``."""
+
+    model_config = ConfigDict(extra="forbid")
+    approved: bool
+    reason: str = ""
+
+
+def _validate(model: type[BaseModel], input: Any) -> BaseModel:
+    try:
+        if isinstance(input, model):
+            return input
+        if isinstance(input, (str, bytes)):
+            return model.model_validate_json(input)
+        return model.model_validate(input)
+    except ValidationError as e:
+        raise InvalidInput(
+            f"invalid input for {model.__name__}: {e.error_count()} error(s): "
+            + "; ".join(f"{'.'.join(map(str, err['loc'])) or 'input'}: {err['msg']}" for err in e.errors()),
+            errors=e.errors(include_url=False, include_input=False),
+        ) from None
+
+
+@dataclass(frozen=True, slots=True)
+class WaitForUserAction:
+    """Wait for a person to approve or deny.
+
+    Args:
+        approve: called on ``{"approved": true}``.
+        deny: called with the reason on ``{"approved": false, "reason": "..."}``.
+    """
+
+    approve: Callable[[], Any]
+    deny: Callable[[str], Any]
+    type: str = field(default="user_action", init=False)
+
+    def handle(self, input: Any) -> Any:
+        action = cast(UserAction, _validate(UserAction, input))
+        if action.approved:
+            return self.approve()
+        return self.deny(action.reason)
+
+    def describe(self) -> dict[str, Any]:
+        return {"input": UserAction.model_json_schema()}
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Wait for a typed event: the input is validated against ``model`` before ``handle`` runs.
+
+    Args:
+        model: the pydantic model of the event's input.
+        handle: called with the validated model instance; its return value is the output.
+    """
+
+    model: type[BaseModel]
+    handle_fn: Callable[[Any], Any] | None = None
+    type: str = field(default="event", init=False)
+
+    def __init__(self, model: type[BaseModel], handle: Callable[[Any], Any] | None = None) -> None:
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            raise DefinitionError(f"Event(model=...) needs a pydantic model class, not {model!r}")
+        object.__setattr__(self, "model", model)
+        object.__setattr__(self, "handle_fn", handle)
+        object.__setattr__(self, "type", "event")
+
+    def handle(self, input: Any) -> Any:
+        value = _validate(self.model, input)
+        return self.handle_fn(value) if self.handle_fn is not None else None
+
+    def describe(self) -> dict[str, Any]:
+        return {"model": self.model.__name__, "input": self.model.model_json_schema()}
+
+
+@dataclass(frozen=True, slots=True)
+class Timeout:
+    """A durable timer: the case fires once ``after`` has passed since the wait began.
+
+    It is fired by ``Engine.run_due()`` (the worker calls it for you), so it survives restarts.
+    """
+
+    after: timedelta
+    handle_fn: Callable[[], Any] | None = None
+    type: str = field(default="timeout", init=False)
+
+    def __init__(self, after: timedelta, handle: Callable[[], Any] | None = None) -> None:
+        if not isinstance(after, timedelta) or after < timedelta(0):
+            raise DefinitionError(f"Timeout(after=...) needs a non-negative timedelta, not {after!r}")
+        object.__setattr__(self, "after", after)
+        object.__setattr__(self, "handle_fn", handle)
+        object.__setattr__(self, "type", "timeout")
+
+    def handle(self, input: Any) -> Any:
+        return self.handle_fn() if self.handle_fn is not None else None
+
+    def due(self, now: datetime) -> datetime:
+        return now + self.after
+
+    def describe(self) -> dict[str, Any]:
+        return {"after_seconds": self.after.total_seconds()}

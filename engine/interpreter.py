@@ -1,0 +1,259 @@
+"""The interpreter: advance one thread of a compiled definition to its next checkpoint.
+
+It knows statements, thread records and nothing else: no store, no clock, no engine. The
+engine decides what to do with each ``Outcome`` (checkpoint, create waits, start threads).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import inspect
+from collections.abc import Callable, Coroutine
+from contextvars import ContextVar, copy_context
+from dataclasses import dataclass
+from typing import Any, Union
+
+from engine.errors import DefinitionMismatch, RunawayLoop
+from engine.runtime import Phase, ThreadState
+from engine.statements import (
+    Break,
+    Continue,
+    For,
+    Go,
+    If,
+    Return,
+    Section,
+    Step,
+    Stmt,
+    Switch,
+    Wait,
+    WaitFor,
+    evaluate,
+)
+from engine.validate import FrameKind, Program
+
+_current_thread: ContextVar[str | None] = ContextVar("gorch_current_thread", default=None)
+
+
+def current_thread() -> str | None:
+    """The id of the thread whose step or handler is running now, or None outside one."""
+    return _current_thread.get()
+
+
+@dataclass(frozen=True, slots=True)
+class StepRan:
+    """A step's action returned: checkpoint with the thread after the step."""
+
+    step: Step
+    value: Any
+
+
+@dataclass(frozen=True, slots=True)
+class StepRaised:
+    """A step's action raised: retry it or fail the thread."""
+
+    step: Step
+    error: BaseException
+
+
+@dataclass(frozen=True, slots=True)
+class Crashed:
+    """A condition or a goroutine id raised: the thread fails at ``statement``."""
+
+    statement: str
+    error: BaseException
+
+
+@dataclass(frozen=True, slots=True)
+class GoStart:
+    """A ``Go`` ran: start a thread with ``thread_id`` running its body."""
+
+    go: Go
+    thread_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Blocked:
+    """The thread reached a ``Wait``: arm its cases and wait."""
+
+    wait: Wait
+
+
+@dataclass(frozen=True, slots=True)
+class BlockedFor:
+    """The thread reached a ``WaitFor`` whose condition does not hold yet."""
+
+    waitfor: WaitFor
+
+
+@dataclass(frozen=True, slots=True)
+class Returned:
+    """The thread reached ``Return``."""
+
+    value: Any
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Ended:
+    """The thread ran off the end of its body."""
+
+
+Outcome = Union[StepRan, StepRaised, Crashed, GoStart, Blocked, BlockedFor, Returned, Ended]
+
+
+def _mismatch(thread: ThreadState, msg: str) -> DefinitionMismatch:
+    return DefinitionMismatch(msg, thread=thread.id, statement=thread.position or None)
+
+
+def start_frames(program: Program, thread: ThreadState) -> list[list[Any]]:
+    """The interpreter's cursor for ``thread``: a stack of [statements, index, kind] frames.
+
+    Raises:
+        DefinitionMismatch: the thread's position, wait case or goroutine is gone from the code.
+    """
+    if not thread.position:
+        if thread.go is None:
+            return [[program.root.stmts, 0, FrameKind.ROOT]]
+        go = program.go(thread.go)
+        if go is None:
+            raise _mismatch(thread, f"thread {thread.id!r} runs goroutine {thread.go!r}, "
+                                    "which the current definition no longer has")
+        return [[go.section.stmts, 0, FrameKind.ROOT]]
+    entry = program.index.get(thread.position)
+    if entry is None:
+        raise _mismatch(thread, f"thread {thread.id!r} stands on {thread.position!r}, "
+                                "which the current definition no longer has")
+    if entry.thread != thread.go:
+        where = f"goroutine {entry.thread!r}" if entry.thread else "the main thread"
+        raise _mismatch(thread, f"thread {thread.id!r} stands on {thread.position!r}, which "
+                                f"now belongs to {where}")
+    frames = [[stmts, i, kind] for stmts, i, kind in entry.path]
+    if thread.phase is Phase.DONE:
+        frames[-1][1] += 1
+    elif thread.phase is Phase.HANDLED:
+        wait = entry.stmt
+        case = wait.case(thread.event or "") if isinstance(wait, Wait) else None
+        if case is None:
+            raise _mismatch(thread, f"thread {thread.id!r} handled event {thread.event!r} of "
+                                    f"{thread.position!r}, which no longer has that case")
+        frames.append([case.body.stmts, 0, FrameKind.CASE])
+    return frames
+
+
+def advance(program: Program, thread: ThreadState, *, max_iterations: int = 10_000) -> Outcome:
+    """Run ``thread`` from its position to its next checkpoint and say what happened.
+
+    Control flow (If, Switch, For conditions, Break, Continue, a WaitFor that holds) runs
+    freely; a step's action, a ``Go``, a blocking wait, ``Return`` or the end of the thread
+    stops it. ``thread`` itself is not changed.
+
+    Raises:
+        DefinitionMismatch: the position is gone from the code.
+        RunawayLoop: more than ``max_iterations`` loop iterations ran without a checkpoint.
+    """
+    frames = start_frames(program, thread)
+    iterations = 0
+    while frames:
+        frame = frames[-1]
+        stmts, i, kind = frame
+        if i >= len(stmts):
+            frames.pop()
+            if frames and kind is not FrameKind.LOOP:
+                frames[-1][1] += 1  # a finished branch/case/section moves its owner on
+            continue  # a finished loop body leaves its owner on the For: check it again
+        st = stmts[i]
+        if isinstance(st, Step):
+            return _run_step(st, thread.id)
+        if isinstance(st, Section):
+            frames.append([st.stmts, 0, FrameKind.SEQ])
+        elif isinstance(st, (If, Switch)):
+            try:
+                branch = next((b for b in st.branches if evaluate(b.cond)), None)
+            except Exception as e:  # noqa: BLE001 - a user condition: the thread fails with it
+                return Crashed(st.name or thread.position, e)
+            if branch is None:
+                frame[1] += 1
+            else:
+                frames.append([branch.body.stmts, 0, FrameKind.BRANCH])
+        elif isinstance(st, For):
+            iterations += 1
+            if iterations > max_iterations:
+                raise RunawayLoop(
+                    f"loop {st.name!r} ran {max_iterations} iterations without reaching a step "
+                    "or a wait", thread=thread.id, statement=st.name)
+            try:
+                go_on = evaluate(st.cond)
+            except Exception as e:  # noqa: BLE001
+                return Crashed(st.name, e)
+            if go_on:
+                frames.append([st.body.stmts, 0, FrameKind.LOOP])
+            else:
+                frame[1] += 1
+        elif isinstance(st, (Break, Continue)):
+            while frames and frames[-1][2] is not FrameKind.LOOP:
+                frames.pop()
+            frames.pop()  # the loop body itself
+            if isinstance(st, Break):
+                frames[-1][1] += 1
+        elif isinstance(st, Wait):
+            return Blocked(st)
+        elif isinstance(st, WaitFor):
+            try:
+                holds = evaluate(st.cond)
+            except Exception as e:  # noqa: BLE001
+                return Crashed(st.name, e)
+            if not holds:
+                return BlockedFor(st)
+            frame[1] += 1
+        elif isinstance(st, Go):
+            try:
+                tid = st.id() if callable(st.id) else (st.id if st.id is not None else st.name)
+            except Exception as e:  # noqa: BLE001
+                return Crashed(st.name, e)
+            if not isinstance(tid, str) or not tid:
+                return Crashed(st.name, TypeError(f"Go {st.name!r}: id gave {tid!r}, "
+                                                  "not a non-empty string"))
+            return GoStart(st, tid)
+        elif isinstance(st, Return):
+            return Returned(st.value, st.error)
+        else:  # pragma: no cover - compile_definition rejects unknown statements
+            raise _mismatch(thread, f"unknown statement {st!r:.60}")
+    return Ended()
+
+
+def _run_step(step: Step, thread_id: str) -> StepRan | StepRaised:
+    token = _current_thread.set(thread_id)
+    try:
+        return StepRan(step, run_callable(step.action))
+    except Exception as e:  # noqa: BLE001 - any failure of user code is retried or recorded
+        return StepRaised(step, e)
+    finally:
+        _current_thread.reset(token)
+
+
+def run_callable(fn: Callable[..., Any], *args: Any) -> Any:
+    """Call ``fn``; if it returns an awaitable, run it to completion and return its result.
+
+    Works inside a running event loop too (Jupyter), by running the coroutine on a helper thread.
+    """
+    result = fn(*args)
+    if inspect.isawaitable(result):
+        return _await(result)
+    return result
+
+
+async def _wrap(aw: Any) -> Any:
+    return await aw
+
+
+def _await(aw: Any) -> Any:
+    coro: Coroutine[Any, Any, Any] = aw if inspect.iscoroutine(aw) else _wrap(aw)
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    ctx = copy_context()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(ctx.run, asyncio.run, coro).result()

@@ -1,0 +1,330 @@
+"""One leased session on one workflow: apply interpreter outcomes, checkpoint, manage waits.
+
+``Engine`` opens a ``Run`` for every ``execute``, ``step``, callback and operator action. The
+run holds the workflow's lease; every change it makes is written by ``checkpoint`` as one
+atomic store write, and the ``CallbackManager`` calls happen after it, outside any transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+from pydantic_core import to_jsonable_python
+
+from engine.clock import Clock
+from engine.errors import DefinitionError, GorchError, StateError
+from engine.handlers import CallbackManager
+from engine.interpreter import (
+    Blocked,
+    BlockedFor,
+    Crashed,
+    Ended,
+    GoStart,
+    Outcome,
+    Returned,
+    StepRaised,
+    StepRan,
+)
+from engine.runtime import (
+    MAIN,
+    HistoryEntry,
+    Phase,
+    ThreadState,
+    ThreadStatus,
+    WaitInfo,
+    WaitStatus,
+    WorkflowRecord,
+    WorkflowStatus,
+)
+from engine.statements import RetryPolicy, Wait, WaitFor, evaluate
+from engine.store.base import Store
+from engine.validate import Program, compile_definition
+from engine.workflow import Workflow
+
+log = logging.getLogger("gorch")
+
+LIVE = (ThreadStatus.RUNNING, ThreadStatus.WAITING)
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` as JSON-compatible data (pydantic models, datetimes, ...), or its repr."""
+    try:
+        return to_jsonable_python(value)
+    except Exception:  # noqa: BLE001 - anything unserialisable is recorded by its repr
+        return repr(value)
+
+
+def describe_error(e: BaseException) -> str:
+    """``Type: message`` for a user exception, as stored on threads and in history."""
+    return f"{type(e).__name__}: {e}"
+
+
+def load_state(cls: type[Workflow], record: WorkflowRecord) -> Workflow:
+    """The workflow model from its stored JSON. Raises ``StateError`` if it no longer fits."""
+    try:
+        return cls.model_validate(record.state)
+    except ValidationError as e:
+        raise StateError(
+            f"stored state of workflow {record.id!r} does not fit {cls.__name__}: "
+            + "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors()),
+            workflow_id=record.id,
+        ) from None
+
+
+def build_program(model: Workflow, workflow_id: str | None = None) -> Program:
+    """Call ``definition()`` on ``model`` and compile it; every failure is a ``DefinitionError``."""
+    try:
+        definition = model.definition()
+    except GorchError as e:
+        e.workflow_id = e.workflow_id or workflow_id
+        raise
+    except Exception as e:  # noqa: BLE001 - user code: report it as a definition problem
+        raise DefinitionError(
+            f"{type(model).__name__}.definition() raised {describe_error(e)}",
+            workflow_id=workflow_id,
+        ) from e
+    try:
+        return compile_definition(definition)
+    except DefinitionError as e:
+        e.workflow_id = workflow_id
+        raise
+
+
+def derive_status(record: WorkflowRecord) -> WorkflowStatus:
+    """The workflow's status as its threads say."""
+    if record.status.done:
+        return record.status
+    threads = record.threads
+    if any(t.status is ThreadStatus.FAILED for t in threads):
+        return WorkflowStatus.FAILED
+    if any(t.status is ThreadStatus.RUNNING for t in threads):
+        return WorkflowStatus.RUNNING
+    if any(t.status is ThreadStatus.WAITING for t in threads):
+        return WorkflowStatus.WAITING
+    return WorkflowStatus.FINISHED
+
+
+@dataclass
+class Run:
+    """A workflow loaded under its lease, with its model and compiled definition."""
+
+    store: Store
+    owner: str
+    clock: Clock
+    managers: Mapping[str, CallbackManager]
+    retry: RetryPolicy
+    record: WorkflowRecord
+    waits: list[WaitInfo]
+    cls: type[Workflow]
+    model: Workflow = field(init=False)
+    pending: list[HistoryEntry] = field(default_factory=list)
+    _program: Program | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        self.model = load_state(self.cls, self.record)
+
+    @property
+    def program(self) -> Program:
+        """The definition compiled from the current state (rebuilt after each change)."""
+        if self._program is None:
+            self._program = build_program(self.model, self.record.id)
+        return self._program
+
+    # -- bookkeeping ------------------------------------------------------------------------
+
+    def note(self, kind: str, *, thread: str | None = None, statement: str | None = None,
+             actor: str | None = None, **detail: Any) -> None:
+        """Add a history line to the next checkpoint."""
+        self.pending.append(HistoryEntry(
+            self.record.id, self.clock.now(), kind, thread, statement, actor, 0,
+            {k: jsonable(v) for k, v in detail.items() if v is not None}))
+
+    def restore_state(self) -> None:
+        """Forget in-memory changes to the state since the last checkpoint."""
+        self.model = load_state(self.cls, self.record)
+        self._program = None
+
+    def checkpoint(self) -> None:
+        """Write the state, threads, waits and pending history atomically, then serve waits."""
+        rec = self.record
+        rec.pc += 1
+        rec.state = self.model.model_dump(mode="json")
+        rec.status = derive_status(rec)
+        now = self.clock.now()
+        rec.updated_at = now
+        rec.next_run_at = self._next_run(now)
+        for e in self.pending:
+            e.pc = rec.pc
+        self.store.checkpoint(rec, owner=self.owner, waits=self.waits, history=self.pending)
+        self.pending = []
+        self._program = None  # the state changed: conditions must be evaluated again
+        self.serve_waits()
+
+    def _next_run(self, now: Any) -> Any:
+        if self.record.status is not WorkflowStatus.RUNNING:
+            return None
+        times = [t.retry_at or now for t in self.record.threads if t.status is ThreadStatus.RUNNING]
+        return min(times) if times else None
+
+    # -- threads ----------------------------------------------------------------------------
+
+    def runnable(self) -> list[ThreadState]:
+        """Threads that can run now, in turn order (round-robin from ``record.turn``)."""
+        now = self.clock.now()
+        threads = self.record.threads
+        n = len(threads)
+        order = [threads[(self.record.turn + k) % n] for k in range(n)] if n else []
+        return [t for t in order if t.status is ThreadStatus.RUNNING
+                and (t.retry_at is None or t.retry_at <= now)]
+
+    def take_turn(self, thread: ThreadState) -> None:
+        self.record.turn = (self.record.threads.index(thread) + 1) % len(self.record.threads)
+
+    def wake_waitfors(self) -> None:
+        """Release threads whose ``WaitFor`` condition holds now (a checkpoint writes it)."""
+        for t in self.record.threads:
+            if t.status is not ThreadStatus.WAITING:
+                continue
+            entry = self.program.index.get(t.position)
+            if entry is None or not isinstance(entry.stmt, WaitFor):
+                continue
+            try:
+                holds = evaluate(entry.stmt.cond)
+            except Exception as e:  # noqa: BLE001 - a failing condition fails its thread
+                self.fail(t, t.position, e)
+                continue
+            if holds:
+                t.status, t.phase = ThreadStatus.RUNNING, Phase.DONE
+                self.note("waitfor_done", thread=t.id, statement=t.position)
+
+    def fail(self, t: ThreadState, statement: str, e: BaseException | str) -> None:
+        t.status = ThreadStatus.FAILED
+        t.error = e if isinstance(e, str) else describe_error(e)
+        t.retry_at = None
+        tb = None if isinstance(e, str) else "".join(traceback.format_exception(e))[-4000:]
+        self.note("thread_failed", thread=t.id, statement=statement, error=t.error, traceback=tb)
+
+    def apply(self, t: ThreadState, outcome: Outcome) -> None:
+        """Record what the interpreter did with thread ``t``; the caller checkpoints."""
+        now = self.clock.now()
+        if isinstance(outcome, StepRan):
+            t.position, t.phase, t.attempts, t.error, t.retry_at = (
+                outcome.step.name, Phase.DONE, 0, None, None)
+            self.note("step", thread=t.id, statement=outcome.step.name)
+        elif isinstance(outcome, StepRaised):
+            self.restore_state()  # a failed step's partial changes are not kept
+            step = outcome.step
+            policy = step.retry or self.retry
+            t.position, t.phase = step.name, Phase.AT
+            t.attempts += 1
+            t.error = describe_error(outcome.error)
+            if t.attempts < policy.max_attempts:
+                t.retry_at = now + policy.delay(t.attempts)
+                self.note("step_error", thread=t.id, statement=step.name, error=t.error,
+                          attempt=t.attempts, retry_at=t.retry_at)
+            else:
+                self.fail(t, step.name, outcome.error)
+        elif isinstance(outcome, Crashed):
+            self.restore_state()
+            self.fail(t, outcome.statement, outcome.error)
+        elif isinstance(outcome, GoStart):
+            if self.record.thread(outcome.thread_id) is not None:
+                self.fail(t, outcome.go.name, f"Go {outcome.go.name!r}: thread id "
+                          f"{outcome.thread_id!r} is already used in this workflow")
+                return
+            self.record.threads.append(ThreadState(outcome.thread_id, go=outcome.go.name))
+            t.position, t.phase = outcome.go.name, Phase.DONE
+            self.note("go", thread=t.id, statement=outcome.go.name, started=outcome.thread_id)
+        elif isinstance(outcome, Blocked):
+            t.position, t.phase, t.status = outcome.wait.name, Phase.AT, ThreadStatus.WAITING
+            self.arm(t, outcome.wait)
+            self.note("wait", thread=t.id, statement=outcome.wait.name,
+                      events=[c.event for c in outcome.wait.cases])
+        elif isinstance(outcome, BlockedFor):
+            t.position, t.phase, t.status = outcome.waitfor.name, Phase.AT, ThreadStatus.WAITING
+            self.note("waitfor", thread=t.id, statement=outcome.waitfor.name)
+        elif isinstance(outcome, Returned):
+            t.status = ThreadStatus.FINISHED
+            self.note("return", thread=t.id, value=outcome.value, error=outcome.error)
+            if t.id == MAIN:
+                self.finish(outcome.value, outcome.error)
+        elif isinstance(outcome, Ended):
+            t.status = ThreadStatus.FINISHED
+            self.note("thread_end", thread=t.id)
+            if not any(x.status in LIVE for x in self.record.threads):
+                self.finish(None, None)
+
+    def finish(self, value: Any, error: str | None) -> None:
+        """End the workflow: stop the other threads and close every wait."""
+        for x in self.record.threads:
+            if x.status in LIVE:
+                x.status = ThreadStatus.CANCELLED
+                self.close_waits(x.id)
+        self.record.result, self.record.error = jsonable(value), error
+        self.record.status = WorkflowStatus.FINISHED
+        self.note("finished", result=value, error=error)
+
+    # -- waits ------------------------------------------------------------------------------
+
+    def arm(self, t: ThreadState, wait: Wait) -> None:
+        """Create one open wait per case of ``wait`` for thread ``t``."""
+        now = self.clock.now()
+        for case in wait.cases:
+            h: Any = case.handler
+            due = getattr(h, "due", None)
+            describe = getattr(h, "describe", None)
+            self.waits.append(WaitInfo(
+                id=uuid.uuid4().hex, workflow_id=self.record.id, thread_id=t.id,
+                wait=wait.name, event=case.event, type=h.type, pc=self.record.pc + 1,
+                created_at=now,
+                status=WaitStatus.PENDING_SETUP if h.type in self.managers else WaitStatus.SET_UP,
+                due_at=due(now) if callable(due) else None,
+                data=jsonable(describe()) if callable(describe) else {},
+                retry_at=now if h.type in self.managers else None,
+            ))
+
+    def close_waits(self, thread_id: str, handled: str | None = None) -> None:
+        """Mark the thread's open waits for teardown (``handled``: the id of the winner)."""
+        now = self.clock.now()
+        for w in self.waits:
+            if w.thread_id == thread_id and w.status.open:
+                w.status, w.handled, w.retry_at, w.attempts = (
+                    WaitStatus.PENDING_TEARDOWN, w.id == handled, now, 0)
+
+    def serve_waits(self) -> None:
+        """Run due set-ups and tear-downs through their managers; never raises."""
+        now = self.clock.now()
+        for w in list(self.waits):
+            if w.retry_at is None or w.retry_at > now:
+                continue
+            manager = self.managers.get(w.type)
+            tearing = not w.status.open
+            if manager is not None:
+                try:
+                    if tearing:
+                        manager.teardown(w.copy(), w.handled)
+                    else:
+                        manager.setup(w.copy())
+                except Exception as e:  # noqa: BLE001 - manager failures are retried, not fatal
+                    w.attempts += 1
+                    w.error = describe_error(e)
+                    w.status = WaitStatus.TEARDOWN_ERROR if tearing else WaitStatus.SETUP_ERROR
+                    w.retry_at = now + self.retry.delay(min(w.attempts, 30))
+                    self.store.update_wait(w)
+                    self.store.append_history([HistoryEntry(
+                        self.record.id, now, "teardown_error" if tearing else "setup_error",
+                        w.thread_id, w.wait, None, self.record.pc,
+                        {"event": w.event, "error": w.error, "attempt": w.attempts})])
+                    continue
+            if tearing:
+                self.waits.remove(w)
+                self.store.delete_wait(w.id)
+            else:
+                w.status, w.retry_at, w.error = WaitStatus.SET_UP, None, None
+                self.store.update_wait(w)

@@ -1,0 +1,257 @@
+"""Runtime records: threads, waits, history and stored workflows, all plain and serialisable.
+
+They point at statements by *name* only, never at statement objects, so a stored workflow
+can be resumed by a newer version of its code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from enum import Enum
+from typing import Any, Generic, TypeVar
+
+FORMAT_VERSION = 1
+"""Version of the stored thread/state format; bumped with a migration when it changes."""
+
+
+class WorkflowStatus(str, Enum):
+    """Where a workflow stands as a whole."""
+
+    RUNNING = "running"  # some thread can run now (or after a retry back-off)
+    WAITING = "waiting"  # every live thread waits on an event, a timer or a condition
+    FINISHED = "finished"  # ended by Return or by all threads ending; ``error`` may be set
+    FAILED = "failed"  # a step ran out of attempts; ``retry`` resumes it
+    CANCELLED = "cancelled"  # stopped by an operator
+
+    @property
+    def done(self) -> bool:
+        """True once nothing more will run (finished or cancelled)."""
+        return self in (WorkflowStatus.FINISHED, WorkflowStatus.CANCELLED)
+
+
+class ThreadStatus(str, Enum):
+    """Where one thread stands."""
+
+    RUNNING = "running"
+    WAITING = "waiting"
+    FINISHED = "finished"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class Phase(str, Enum):
+    """How a thread stands on its ``position``."""
+
+    AT = "at"  # the statement has not run yet (also: blocked at a Wait/WaitFor, retrying a step)
+    DONE = "done"  # the statement completed; continue after it
+    HANDLED = "handled"  # a Wait's case (``event``) won; continue into that case's statements
+
+
+class WaitStatus(str, Enum):
+    """The ``CallbackManager`` life cycle of one wait."""
+
+    PENDING_SETUP = "pending_setup"
+    SET_UP = "set_up"
+    SETUP_ERROR = "setup_error"
+    PENDING_TEARDOWN = "pending_teardown"
+    TEARDOWN_ERROR = "teardown_error"
+
+    @property
+    def open(self) -> bool:
+        """True while the wait still accepts its event."""
+        return self in (WaitStatus.PENDING_SETUP, WaitStatus.SET_UP, WaitStatus.SETUP_ERROR)
+
+
+MAIN = "main"
+"""The id of every workflow's main thread."""
+
+
+@dataclass(slots=True)
+class ThreadState:
+    """One logical thread of a workflow.
+
+    Attributes:
+        id: ``"main"`` or the id its ``Go`` gave it.
+        go: the name of the ``Go`` statement whose body it runs (``None`` for main).
+        position: the name of the statement it stands on (``""``: the start of its body).
+        phase: how it stands there (see ``Phase``).
+        status: running, waiting, finished, failed or cancelled.
+        event: with ``Phase.HANDLED``, the event of the winning case.
+        attempts: failed attempts of the step at ``position``.
+        retry_at: when a failed step may be tried again.
+        error: the last error of this thread.
+    """
+
+    id: str
+    go: str | None = None
+    position: str = ""
+    phase: Phase = Phase.AT
+    status: ThreadStatus = ThreadStatus.RUNNING
+    event: str | None = None
+    attempts: int = 0
+    retry_at: datetime | None = None
+    error: str | None = None
+
+    @property
+    def name(self) -> str:
+        """The name shown for the thread: its ``Go`` statement's name, or ``main``."""
+        return self.go or MAIN
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "go": self.go,
+            "position": self.position,
+            "phase": self.phase.value,
+            "status": self.status.value,
+            "event": self.event,
+            "attempts": self.attempts,
+            "retry_at": self.retry_at.isoformat() if self.retry_at else None,
+            "error": self.error,
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> ThreadState:
+        return cls(
+            id=d["id"],
+            go=d.get("go"),
+            position=d.get("position", ""),
+            phase=Phase(d.get("phase", "at")),
+            status=ThreadStatus(d.get("status", "running")),
+            event=d.get("event"),
+            attempts=int(d.get("attempts", 0)),
+            retry_at=datetime.fromisoformat(d["retry_at"]) if d.get("retry_at") else None,
+            error=d.get("error"),
+        )
+
+    def copy(self) -> ThreadState:
+        return replace(self)
+
+
+@dataclass(slots=True)
+class WaitInfo:
+    """One pending event of a waiting thread: a row of the inbox.
+
+    Attributes:
+        id: unique id of this wait.
+        workflow_id: the workflow.
+        thread_id: the waiting thread.
+        wait: the name of the ``Wait`` statement.
+        event: the event of this case.
+        type: the handler's type (``user_action``, ``event``, ``timeout``, ...).
+        pc: the workflow's program counter when the wait began; a callback may quote it.
+        created_at: when the wait began.
+        status: its ``CallbackManager`` life cycle.
+        due_at: for timers, when it fires.
+        data: JSON the handler describes itself with (input schema, timeout, ...).
+        attempts: failed setup/teardown attempts.
+        retry_at: when a pending or failed setup/teardown is next tried.
+        error: the last setup/teardown error.
+        handled: with a pending teardown, whether this wait's event won.
+    """
+
+    id: str
+    workflow_id: str
+    thread_id: str
+    wait: str
+    event: str
+    type: str
+    pc: int
+    created_at: datetime
+    status: WaitStatus = WaitStatus.PENDING_SETUP
+    due_at: datetime | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+    attempts: int = 0
+    retry_at: datetime | None = None
+    error: str | None = None
+    handled: bool = False
+
+    def copy(self) -> WaitInfo:
+        return replace(self, data=dict(self.data))
+
+
+@dataclass(slots=True)
+class HistoryEntry:
+    """One line of a workflow's append-only history: who did what, when, where."""
+
+    workflow_id: str
+    at: datetime
+    kind: str
+    thread: str | None = None
+    statement: str | None = None
+    actor: str | None = None
+    pc: int = 0
+    detail: dict[str, Any] = field(default_factory=dict)
+    seq: int = 0  # assigned by the store, in order of writing
+
+
+@dataclass(slots=True)
+class WorkflowRecord:
+    """A workflow as the store keeps it: the state as JSON, threads by statement name."""
+
+    id: str
+    type: str
+    status: WorkflowStatus
+    state: dict[str, Any]
+    threads: list[ThreadState]
+    created_at: datetime
+    updated_at: datetime
+    pc: int = 0
+    version: int = 0
+    turn: int = 0
+    result: Any = None
+    error: str | None = None
+    next_run_at: datetime | None = None
+    lease_owner: str | None = None
+    lease_until: datetime | None = None
+    format: int = FORMAT_VERSION
+
+    def copy(self) -> WorkflowRecord:
+        return replace(self, state=dict(self.state), threads=[t.copy() for t in self.threads])
+
+    def thread(self, thread_id: str) -> ThreadState | None:
+        for t in self.threads:
+            if t.id == thread_id:
+                return t
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadInfo:
+    """A thread as callers see it."""
+
+    id: str
+    name: str
+    status: ThreadStatus
+    position: str
+    phase: Phase
+    event: str | None
+    attempts: int
+    retry_at: datetime | None
+    error: str | None
+
+
+W = TypeVar("W")
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowInfo(Generic[W]):
+    """A workflow as callers see it, with its state as the workflow model."""
+
+    id: str
+    type: str
+    status: WorkflowStatus
+    state: W
+    threads: tuple[ThreadInfo, ...]
+    result: Any
+    error: str | None
+    pc: int
+    version: int
+    created_at: datetime
+    updated_at: datetime
+    next_run_at: datetime | None
+
+    def thread(self, thread_id: str) -> ThreadInfo | None:
+        """The thread with this id, if any."""
+        return next((t for t in self.threads if t.id == thread_id), None)

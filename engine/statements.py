@@ -1,0 +1,348 @@
+"""The workflow language: frozen statement values with no I/O.
+
+A definition is a tree of these values, rebuilt from the workflow's state at every resume.
+Threads stand on statements *by name*, so names (of steps, waits, loops, goroutines) are the
+stable part of a definition: see ``docs`` and ``validate()``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, Union
+
+from engine.errors import DefinitionError
+
+if TYPE_CHECKING:
+    from engine.handlers import Handler
+
+Cond = Union[bool, Callable[[], bool]]
+"""A condition: a bool evaluated when ``definition()`` is rebuilt, or a zero-argument callable."""
+
+Action = Callable[[], Any]
+"""A step body: a zero-argument callable, sync or ``async def``."""
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How a failing step is retried: exponential backoff, then the thread fails.
+
+    Args:
+        max_attempts: total attempts, the first included; 1 means never retry.
+        initial_interval: the wait before the second attempt.
+        backoff: each further wait is the previous one times this factor.
+        max_interval: the cap on any single wait.
+    """
+
+    max_attempts: int = 3
+    initial_interval: timedelta = timedelta(seconds=1)
+    backoff: float = 2.0
+    max_interval: timedelta = timedelta(minutes=5)
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise DefinitionError("RetryPolicy.max_attempts must be at least 1")
+        if self.initial_interval < timedelta(0) or self.max_interval < timedelta(0):
+            raise DefinitionError("RetryPolicy intervals must not be negative")
+        if self.backoff < 1:
+            raise DefinitionError("RetryPolicy.backoff must be at least 1")
+
+    def delay(self, attempt: int) -> timedelta:
+        """The wait after failed attempt number ``attempt`` (1-based)."""
+        seconds = self.initial_interval.total_seconds() * self.backoff ** (attempt - 1)
+        return min(timedelta(seconds=seconds), self.max_interval)
+
+
+class Stmt:
+    """Base of every statement."""
+
+    __slots__ = ()
+    kind: str = "stmt"
+
+    @property
+    def label(self) -> str | None:
+        """The statement's name, if it has one."""
+        return None
+
+
+def _section(stmts: tuple[Any, ...], where: str) -> tuple[Stmt, ...]:
+    for i, s in enumerate(stmts):
+        if not isinstance(s, Stmt):
+            raise DefinitionError(
+                f"{where}: item {i} is {type(s).__name__} {s!r:.60}, not a statement "
+                "(did you forget to wrap an action in Step(name, action)?)"
+            )
+    return stmts
+
+
+@dataclass(frozen=True, slots=True)
+class Section(Stmt):
+    """Statements run in order. Build one with ``S(*stmts)``."""
+
+    stmts: tuple[Stmt, ...]
+    kind = "section"
+
+
+def S(*stmts: Stmt) -> Section:
+    """A section: run ``stmts`` in order."""
+    return Section(_section(stmts, "S(...)"))
+
+
+@dataclass(frozen=True, slots=True)
+class Step(Stmt):
+    """Run ``action()`` (sync or async); checkpoint after it.
+
+    At-least-once: a step interrupted before its checkpoint runs again; a checkpointed step
+    never runs again. On an exception it is retried per ``retry`` (default: the engine's policy).
+    """
+
+    name: str
+    action: Action
+    retry: RetryPolicy | None = field(default=None, kw_only=True)
+    kind = "step"
+
+    @property
+    def label(self) -> str:
+        return self.name
+
+
+@dataclass(frozen=True, slots=True)
+class Go(Stmt):
+    """Start a logical thread running ``section``.
+
+    ``id`` names the new thread: a string, or a callable evaluated when the ``Go`` runs (so one
+    ``Go`` in a loop can start many threads). It defaults to the statement's name.
+    """
+
+    name: str
+    section: Section
+    id: str | Callable[[], str] | None = field(default=None, kw_only=True)
+    kind = "go"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.section, Section):
+            raise DefinitionError(
+                f"Go({self.name!r}): the body must be S(...), not {type(self.section).__name__}",
+                statement=str(self.name),
+            )
+
+    @property
+    def label(self) -> str:
+        return self.name
+
+
+@dataclass(frozen=True, slots=True, init=False)
+class On:
+    """One case of a ``Wait``: when ``event`` arrives, run ``handler``, then ``stmts``."""
+
+    event: str
+    handler: Handler
+    body: Section
+
+    def __init__(self, event: str, handler: Handler, *stmts: Stmt) -> None:
+        object.__setattr__(self, "event", event)
+        object.__setattr__(self, "handler", handler)
+        object.__setattr__(self, "body", Section(_section(stmts, f"On({event!r})")))
+
+
+@dataclass(frozen=True, slots=True, init=False)
+class Wait(Stmt):
+    """Block the thread until exactly one case's event arrives (a select).
+
+    The winning case's handler runs, the other cases are torn down, and the thread continues
+    with the winning case's statements, then after the ``Wait``.
+    """
+
+    name: str
+    cases: tuple[On, ...]
+    kind = "wait"
+
+    def __init__(self, name: str, *cases: On) -> None:
+        for c in cases:
+            if not isinstance(c, On):
+                raise DefinitionError(
+                    f"Wait({name!r}): every case must be On(event, handler, ...), "
+                    f"not {type(c).__name__}",
+                    statement=str(name),
+                )
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "cases", cases)
+
+    @property
+    def label(self) -> str:
+        return self.name
+
+    def case(self, event: str) -> On | None:
+        """The case for ``event``, if this wait has one."""
+        for c in self.cases:
+            if c.event == event:
+                return c
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class WaitFor(Stmt):
+    """Block the thread until ``cond`` holds; re-checked after every step of any thread."""
+
+    name: str
+    cond: Cond
+    kind = "waitfor"
+
+    @property
+    def label(self) -> str:
+        return self.name
+
+
+@dataclass(frozen=True, slots=True)
+class Branch:
+    """One guarded branch of an ``If`` or a ``Switch``; ``cond`` None means the default."""
+
+    cond: Cond | None
+    body: Section
+
+
+@dataclass(frozen=True, slots=True, init=False)
+class If(Stmt):
+    """Run the first branch whose condition holds: ``If(c, ...).ElseIf(c2, ...).Else(...)``."""
+
+    branches: tuple[Branch, ...]
+    name: str | None
+    kind = "if"
+
+    def __init__(self, cond: Cond, *stmts: Stmt, name: str | None = None) -> None:
+        object.__setattr__(self, "branches", (Branch(cond, Section(_section(stmts, "If")),),))
+        object.__setattr__(self, "name", name)
+
+    @classmethod
+    def _make(cls, branches: tuple[Branch, ...], name: str | None) -> If:
+        new = object.__new__(cls)
+        object.__setattr__(new, "branches", branches)
+        object.__setattr__(new, "name", name)
+        return new
+
+    @property
+    def label(self) -> str | None:
+        return self.name
+
+    def _open(self, what: str) -> None:
+        if self.branches[-1].cond is None:
+            raise DefinitionError(
+                f"If{'(' + repr(self.name) + ')' if self.name else ''}: {what} after Else",
+                statement=self.name,
+            )
+
+    def ElseIf(self, cond: Cond, *stmts: Stmt) -> If:  # noqa: N802 - mirrors the Go API
+        """A further branch, tried when the earlier ones do not hold."""
+        self._open("ElseIf")
+        return If._make(
+            (*self.branches, Branch(cond, Section(_section(stmts, "ElseIf")))), self.name
+        )
+
+    def Else(self, *stmts: Stmt) -> If:  # noqa: N802 - mirrors the Go API
+        """The branch run when no condition holds."""
+        self._open("Else")
+        return If._make((*self.branches, Branch(None, Section(_section(stmts, "Else")))), self.name)
+
+
+@dataclass(frozen=True, slots=True, init=False)
+class Case:
+    """A guarded case of a ``Switch``."""
+
+    cond: Cond
+    body: Section
+
+    def __init__(self, cond: Cond, *stmts: Stmt) -> None:
+        object.__setattr__(self, "cond", cond)
+        object.__setattr__(self, "body", Section(_section(stmts, "Case")))
+
+
+@dataclass(frozen=True, slots=True, init=False)
+class Default:
+    """The case of a ``Switch`` run when no other case holds."""
+
+    body: Section
+
+    def __init__(self, *stmts: Stmt) -> None:
+        object.__setattr__(self, "body", Section(_section(stmts, "Default")))
+
+
+@dataclass(frozen=True, slots=True, init=False)
+class Switch(Stmt):
+    """Run the first ``Case`` whose condition holds, else the ``Default`` if there is one."""
+
+    branches: tuple[Branch, ...]
+    name: str | None
+    kind = "switch"
+
+    def __init__(self, *cases: Case | Default, name: str | None = None) -> None:
+        branches: list[Branch] = []
+        for i, c in enumerate(cases):
+            if isinstance(c, Case):
+                branches.append(Branch(c.cond, c.body))
+            elif isinstance(c, Default):
+                if i != len(cases) - 1:
+                    raise DefinitionError("Switch: Default must be the last case", statement=name)
+                branches.append(Branch(None, c.body))
+            else:
+                raise DefinitionError(
+                    f"Switch: every case must be Case(...) or Default(...), not {type(c).__name__}",
+                    statement=name,
+                )
+        object.__setattr__(self, "branches", tuple(branches))
+        object.__setattr__(self, "name", name)
+
+    @property
+    def label(self) -> str | None:
+        return self.name
+
+
+@dataclass(frozen=True, slots=True, init=False)
+class For(Stmt):
+    """Loop: while ``cond`` holds, run ``stmts``. ``Break()`` and ``Continue()`` work inside."""
+
+    name: str
+    cond: Cond
+    body: Section
+    kind = "for"
+
+    def __init__(self, name: str, cond: Cond, *stmts: Stmt) -> None:
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "cond", cond)
+        object.__setattr__(self, "body", Section(_section(stmts, f"For({name!r})")))
+
+    @property
+    def label(self) -> str:
+        return self.name
+
+
+@dataclass(frozen=True, slots=True)
+class Break(Stmt):
+    """Leave the innermost ``For`` of this thread."""
+
+    kind = "break"
+
+
+@dataclass(frozen=True, slots=True)
+class Continue(Stmt):
+    """Go back to the condition of the innermost ``For`` of this thread."""
+
+    kind = "continue"
+
+
+@dataclass(frozen=True, slots=True)
+class Return(Stmt):
+    """End this thread; from the main thread, end the workflow with ``value`` or ``error``."""
+
+    value: Any = None
+    error: str | None = field(default=None, kw_only=True)
+    kind = "return"
+
+
+def evaluate(cond: Cond | None) -> bool:
+    """The truth of a condition; ``None`` (an Else/Default branch) always holds."""
+    if cond is None:
+        return True
+    if callable(cond):
+        return bool(cond())
+    return bool(cond)

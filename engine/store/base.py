@@ -1,0 +1,110 @@
+"""The ``Store`` protocol: what the engine needs from a database.
+
+A store knows runtime records only (``engine.runtime``), never statements. Every write the
+engine makes while running a workflow goes through ``checkpoint``, one short atomic write
+guarded by the workflow's lease and version.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Protocol
+
+from engine.runtime import HistoryEntry, WaitInfo, WorkflowRecord, WorkflowStatus
+
+
+class Store(Protocol):
+    """Storage for workflows, their waits (the inbox), history and timers."""
+
+    def create(self, record: WorkflowRecord, history: Sequence[HistoryEntry]) -> bool:
+        """Insert a new workflow; False (and nothing written) if the id exists already."""
+        ...
+
+    def load(self, workflow_id: str) -> WorkflowRecord:
+        """The stored workflow. Raises ``WorkflowNotFound``."""
+        ...
+
+    def load_waits(self, workflow_id: str) -> list[WaitInfo]:
+        """Every wait of the workflow, open or awaiting teardown."""
+        ...
+
+    def acquire(
+        self, workflow_id: str, owner: str, *, now: datetime, until: datetime
+    ) -> WorkflowRecord:
+        """Take the workflow's lease for ``owner`` until ``until``.
+
+        Raises:
+            WorkflowNotFound: no such workflow.
+            WorkflowBusy: another owner holds an unexpired lease.
+        """
+        ...
+
+    def renew(self, workflow_id: str, owner: str, *, until: datetime) -> None:
+        """Extend ``owner``'s lease. Raises ``LeaseLost`` if it is no longer ``owner``'s."""
+        ...
+
+    def release(self, workflow_id: str, owner: str) -> None:
+        """Give the lease up, if ``owner`` still holds it."""
+        ...
+
+    def checkpoint(
+        self,
+        record: WorkflowRecord,
+        *,
+        owner: str,
+        waits: Sequence[WaitInfo] | None,
+        history: Sequence[HistoryEntry],
+    ) -> None:
+        """Atomically write ``record``, replace the workflow's waits (unless None) and append history.
+
+        Succeeds only if ``owner`` holds the lease and the stored version equals
+        ``record.version``; then ``record.version`` is incremented. Raises ``LeaseLost`` otherwise.
+        """
+        ...
+
+    def update_wait(self, wait: WaitInfo) -> None:
+        """Write a wait's set-up/tear-down status (no-op if the wait is gone)."""
+        ...
+
+    def delete_wait(self, wait_id: str) -> None:
+        """Remove a wait whose teardown is done."""
+        ...
+
+    def append_history(self, entries: Sequence[HistoryEntry]) -> None:
+        """Append history outside a checkpoint (set-up and tear-down results)."""
+        ...
+
+    def list_workflows(
+        self,
+        *,
+        status: WorkflowStatus | None = None,
+        type: str | None = None,
+        search: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[WorkflowRecord]:
+        """Workflows, newest first, filtered."""
+        ...
+
+    def count_workflows(self, *, type: str | None = None) -> dict[WorkflowStatus, int]:
+        """How many workflows stand in each status."""
+        ...
+
+    def list_waits(
+        self, *, workflow_id: str | None = None, type: str | None = None, limit: int | None = None
+    ) -> list[WaitInfo]:
+        """Open waits (the inbox), newest first."""
+        ...
+
+    def history(self, workflow_id: str) -> list[HistoryEntry]:
+        """The workflow's history, oldest first."""
+        ...
+
+    def due_workflows(self, now: datetime, limit: int | None = None) -> list[str]:
+        """Ids of running workflows due by ``now`` and not leased by anyone."""
+        ...
+
+    def due_waits(self, now: datetime, limit: int | None = None) -> list[WaitInfo]:
+        """Open timers due by ``now``, and waits whose set-up or tear-down is due (again)."""
+        ...

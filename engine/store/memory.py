@@ -1,0 +1,192 @@
+"""``MemoryStore``: the ``Store`` protocol in process memory, for tests and notebooks.
+
+It copies records in and out, so the engine never shares live objects with it: what a
+workflow sees after a reload is exactly what a database would have given back.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from datetime import datetime
+
+from engine.errors import LeaseLost, WorkflowBusy, WorkflowNotFound
+from engine.runtime import HistoryEntry, WaitInfo, WorkflowRecord, WorkflowStatus
+
+
+class MemoryStore:
+    """Workflows, waits and history in dictionaries, guarded by one lock."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._workflows: dict[str, WorkflowRecord] = {}
+        self._waits: dict[str, dict[str, WaitInfo]] = {}
+        self._history: dict[str, list[HistoryEntry]] = {}
+        self._seq = 0
+
+    def _get(self, workflow_id: str) -> WorkflowRecord:
+        rec = self._workflows.get(workflow_id)
+        if rec is None:
+            raise WorkflowNotFound(workflow_id)
+        return rec
+
+    def _append(self, entries: Sequence[HistoryEntry]) -> None:
+        for e in entries:
+            self._seq += 1
+            e.seq = self._seq
+            self._history.setdefault(e.workflow_id, []).append(
+                HistoryEntry(e.workflow_id, e.at, e.kind, e.thread, e.statement, e.actor, e.pc,
+                             dict(e.detail), e.seq))
+
+    def create(self, record: WorkflowRecord, history: Sequence[HistoryEntry]) -> bool:
+        with self._lock:
+            if record.id in self._workflows:
+                return False
+            self._workflows[record.id] = record.copy()
+            self._waits[record.id] = {}
+            self._append(history)
+            return True
+
+    def load(self, workflow_id: str) -> WorkflowRecord:
+        with self._lock:
+            return self._get(workflow_id).copy()
+
+    def load_waits(self, workflow_id: str) -> list[WaitInfo]:
+        with self._lock:
+            self._get(workflow_id)
+            return [w.copy() for w in self._waits.get(workflow_id, {}).values()]
+
+    def acquire(
+        self, workflow_id: str, owner: str, *, now: datetime, until: datetime
+    ) -> WorkflowRecord:
+        with self._lock:
+            rec = self._get(workflow_id)
+            if rec.lease_owner not in (None, owner) and rec.lease_until and rec.lease_until > now:
+                raise WorkflowBusy(
+                    f"workflow {workflow_id!r} is leased by {rec.lease_owner!r} until "
+                    f"{rec.lease_until.isoformat()}",
+                    workflow_id=workflow_id,
+                    owner=rec.lease_owner,
+                )
+            rec.lease_owner, rec.lease_until = owner, until
+            return rec.copy()
+
+    def renew(self, workflow_id: str, owner: str, *, until: datetime) -> None:
+        with self._lock:
+            rec = self._get(workflow_id)
+            if rec.lease_owner != owner:
+                raise LeaseLost(f"lease of workflow {workflow_id!r} was lost",
+                                workflow_id=workflow_id, owner=rec.lease_owner)
+            rec.lease_until = until
+
+    def release(self, workflow_id: str, owner: str) -> None:
+        with self._lock:
+            rec = self._workflows.get(workflow_id)
+            if rec is not None and rec.lease_owner == owner:
+                rec.lease_owner = rec.lease_until = None
+
+    def checkpoint(
+        self,
+        record: WorkflowRecord,
+        *,
+        owner: str,
+        waits: Sequence[WaitInfo] | None,
+        history: Sequence[HistoryEntry],
+    ) -> None:
+        with self._lock:
+            stored = self._get(record.id)
+            if stored.lease_owner != owner or stored.version != record.version:
+                raise LeaseLost(
+                    f"workflow {record.id!r} was taken over by {stored.lease_owner!r} "
+                    f"(version {stored.version}, expected {record.version})",
+                    workflow_id=record.id,
+                    owner=stored.lease_owner,
+                )
+            record.version += 1
+            new = record.copy()
+            new.lease_owner, new.lease_until = stored.lease_owner, stored.lease_until
+            self._workflows[record.id] = new
+            if waits is not None:
+                self._waits[record.id] = {w.id: w.copy() for w in waits}
+            self._append(history)
+
+    def update_wait(self, wait: WaitInfo) -> None:
+        with self._lock:
+            waits = self._waits.get(wait.workflow_id, {})
+            if wait.id in waits:
+                waits[wait.id] = wait.copy()
+
+    def delete_wait(self, wait_id: str) -> None:
+        with self._lock:
+            for waits in self._waits.values():
+                waits.pop(wait_id, None)
+
+    def append_history(self, entries: Sequence[HistoryEntry]) -> None:
+        with self._lock:
+            self._append(entries)
+
+    def list_workflows(
+        self,
+        *,
+        status: WorkflowStatus | None = None,
+        type: str | None = None,
+        search: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[WorkflowRecord]:
+        with self._lock:
+            found = [
+                r for r in self._workflows.values()
+                if (status is None or r.status == status)
+                and (type is None or r.type == type)
+                and (not search or search in r.id)
+            ]
+            found.sort(key=lambda r: (r.created_at, r.id), reverse=True)
+            return [r.copy() for r in found[offset: offset + limit]]
+
+    def count_workflows(self, *, type: str | None = None) -> dict[WorkflowStatus, int]:
+        with self._lock:
+            counts = dict.fromkeys(WorkflowStatus, 0)
+            for r in self._workflows.values():
+                if type is None or r.type == type:
+                    counts[r.status] += 1
+            return counts
+
+    def list_waits(
+        self, *, workflow_id: str | None = None, type: str | None = None, limit: int | None = None
+    ) -> list[WaitInfo]:
+        with self._lock:
+            ids = [workflow_id] if workflow_id is not None else list(self._waits)
+            found = [
+                w for wid in ids for w in self._waits.get(wid, {}).values()
+                if w.status.open and (type is None or w.type == type)
+            ]
+            found.sort(key=lambda w: (w.created_at, w.id), reverse=True)
+            return [w.copy() for w in found[:limit]]
+
+    def history(self, workflow_id: str) -> list[HistoryEntry]:
+        with self._lock:
+            self._get(workflow_id)
+            return [HistoryEntry(e.workflow_id, e.at, e.kind, e.thread, e.statement, e.actor,
+                                 e.pc, dict(e.detail), e.seq)
+                    for e in self._history.get(workflow_id, [])]
+
+    def due_workflows(self, now: datetime, limit: int | None = None) -> list[str]:
+        with self._lock:
+            due = sorted(
+                (r.next_run_at, r.id) for r in self._workflows.values()
+                if r.status is WorkflowStatus.RUNNING and r.next_run_at is not None
+                and r.next_run_at <= now
+                and (r.lease_owner is None or (r.lease_until is not None and r.lease_until <= now))
+            )
+            return [wid for _, wid in due[:limit]]
+
+    def due_waits(self, now: datetime, limit: int | None = None) -> list[WaitInfo]:
+        with self._lock:
+            due = [
+                w for waits in self._waits.values() for w in waits.values()
+                if (w.status.open and w.due_at is not None and w.due_at <= now)
+                or (w.retry_at is not None and w.retry_at <= now)
+            ]
+            due.sort(key=lambda w: (w.due_at or w.retry_at or now, w.id))
+            return [w.copy() for w in due[:limit]]

@@ -1,0 +1,212 @@
+"""Compile a definition: check its structure and index every named statement by its path.
+
+``validate(definition)`` raises ``DefinitionError`` listing every problem. ``compile_definition``
+returns a ``Program``: the index the interpreter uses to find a thread's position by name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from engine.errors import DefinitionError
+from engine.handlers import Handler
+from engine.statements import (
+    Break,
+    Continue,
+    For,
+    Go,
+    If,
+    Return,
+    Section,
+    Step,
+    Stmt,
+    Switch,
+    Wait,
+    WaitFor,
+)
+
+
+class FrameKind(Enum):
+    """What owns a section on a thread's path, which decides what happens when it ends."""
+
+    ROOT = "root"  # the thread's body: ending it ends the thread
+    SEQ = "seq"  # a nested S(...): continue after it
+    BRANCH = "branch"  # an If/Switch branch: continue after the If
+    LOOP = "loop"  # a For body: go back to the For's condition
+    CASE = "case"  # a Wait case: continue after the Wait
+
+
+# A frame of a path: (the statements of a section, the index in it, what owns it).
+Frame = tuple[tuple[Stmt, ...], int, FrameKind]
+
+POSITIONABLE = (Step, Wait, WaitFor, Go, For, If, Switch)
+"""Statement kinds a thread can stand on (and an operator can ``goto``), when named."""
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A named statement and the path to it from the root of the thread that runs it."""
+
+    stmt: Stmt
+    path: tuple[Frame, ...]
+    thread: str | None  # the Go statement whose body holds it; None for the main thread
+
+
+@dataclass(frozen=True, slots=True)
+class Program:
+    """A compiled definition: the tree and its named statements."""
+
+    root: Section
+    index: dict[str, Entry]
+
+    def go(self, name: str) -> Go | None:
+        """The ``Go`` statement called ``name``, if there is one."""
+        entry = self.index.get(name)
+        return entry.stmt if entry is not None and isinstance(entry.stmt, Go) else None
+
+
+_MAX_DEPTH = 200
+
+
+class _Compiler:
+    def __init__(self) -> None:
+        self.index: dict[str, Entry] = {}
+        self.problems: list[str] = []
+        self.first_bad: str | None = None
+
+    def problem(self, msg: str, name: str | None = None) -> None:
+        self.problems.append(msg)
+        if self.first_bad is None and name is not None:
+            self.first_bad = name
+
+    def name(self, stmt: Stmt, name: Any, path: tuple[Frame, ...], thread: str | None) -> None:
+        what = type(stmt).__name__
+        if not isinstance(name, str) or not name.strip():
+            self.problem(f"{what} has an empty or non-string name: {name!r}")
+            return
+        if name in self.index:
+            self.problem(f"duplicate name {name!r}: used by a {type(self.index[name].stmt).__name__} "
+                         f"and a {what}; every step, wait, loop and goroutine needs its own name",
+                         name)
+            return
+        self.index[name] = Entry(stmt, path, thread)
+
+    def section(self, sec: Section, kind: FrameKind, path: tuple[Frame, ...],
+                thread: str | None, loops: int, depth: int) -> None:
+        if depth > _MAX_DEPTH:
+            self.problem(f"definition nested deeper than {_MAX_DEPTH} levels")
+            return
+        stmts = sec.stmts
+        for i, st in enumerate(stmts):
+            here = (*path, (stmts, i, kind))
+            if isinstance(st, (Return, Break, Continue)) and i != len(stmts) - 1:
+                after = stmts[i + 1]
+                self.problem(f"{type(after).__name__} {after.label or ''!s} after "
+                             f"{type(st).__name__}() can never run".replace("  ", " "),
+                             after.label)
+            self.stmt(st, here, thread, loops, depth + 1)
+
+    def stmt(self, st: Stmt, here: tuple[Frame, ...], thread: str | None, loops: int,
+             depth: int) -> None:
+        if isinstance(st, Section):
+            self.section(st, FrameKind.SEQ, here, thread, loops, depth)
+        elif isinstance(st, Step):
+            self.name(st, st.name, here, thread)
+            if not callable(st.action):
+                self.problem(f"Step {st.name!r}: action {st.action!r} is not callable", st.name)
+        elif isinstance(st, Go):
+            self.name(st, st.name, here, thread)
+            if st.id is not None and not (isinstance(st.id, str) or callable(st.id)):
+                self.problem(f"Go {st.name!r}: id must be a string or a callable", st.name)
+            # A goroutine's body is the root of a new thread: loops outside do not count.
+            self.section(st.section, FrameKind.ROOT, (), st.name, 0, depth)
+        elif isinstance(st, Wait):
+            self.name(st, st.name, here, thread)
+            if not st.cases:
+                self.problem(f"Wait {st.name!r} has no On(...) case", st.name)
+            seen: set[str] = set()
+            for case in st.cases:
+                if not isinstance(case.event, str) or not case.event:
+                    self.problem(f"Wait {st.name!r}: event names must be non-empty strings", st.name)
+                elif case.event in seen:
+                    self.problem(f"Wait {st.name!r}: event {case.event!r} appears twice", st.name)
+                seen.add(case.event)
+                if not isinstance(case.handler, Handler):
+                    self.problem(f"Wait {st.name!r}, event {case.event!r}: the handler "
+                                 f"{case.handler!r:.60} has no .type and .handle(input)", st.name)
+                self.section(case.body, FrameKind.CASE, here, thread, loops, depth)
+        elif isinstance(st, WaitFor):
+            self.name(st, st.name, here, thread)
+            self.cond(st.cond, f"WaitFor {st.name!r}", st.name)
+        elif isinstance(st, (If, Switch)):
+            if st.name is not None:
+                self.name(st, st.name, here, thread)
+            for br in st.branches:
+                if br.cond is not None:
+                    self.cond(br.cond, f"{type(st).__name__} {st.name or ''}".strip(), st.name)
+                self.section(br.body, FrameKind.BRANCH, here, thread, loops, depth)
+        elif isinstance(st, For):
+            self.name(st, st.name, here, thread)
+            self.cond(st.cond, f"For {st.name!r}", st.name)
+            if not st.body.stmts:
+                self.problem(f"For {st.name!r} has an empty body: it could never end", st.name)
+            elif not _can_progress(st.body):
+                self.problem(f"For {st.name!r}: its body has no Step, Wait, WaitFor, Break or "
+                             "Return, so nothing could ever change its condition", st.name)
+            self.section(st.body, FrameKind.LOOP, here, thread, loops + 1, depth)
+        elif isinstance(st, (Break, Continue)):
+            if loops == 0:
+                where = f" in goroutine {thread!r}" if thread else ""
+                self.problem(f"{type(st).__name__}() outside a For loop{where}")
+        elif isinstance(st, Return):
+            if st.error is not None and not isinstance(st.error, str):
+                self.problem(f"Return(error=...) must be a string, not {type(st.error).__name__}")
+        else:
+            self.problem(f"unknown statement {st!r:.60}")
+
+    def cond(self, cond: Any, where: str, name: str | None) -> None:
+        if not (isinstance(cond, bool) or callable(cond)):
+            self.problem(f"{where}: condition must be a bool or a zero-argument callable, "
+                         f"not {type(cond).__name__}", name)
+
+
+def _can_progress(sec: Section) -> bool:
+    for st in sec.stmts:
+        if isinstance(st, (Step, Wait, WaitFor, Break, Return)):
+            return True
+        if isinstance(st, Section) and _can_progress(st):
+            return True
+        if isinstance(st, (If, Switch)) and any(_can_progress(b.body) for b in st.branches):
+            return True
+        if isinstance(st, For) and _can_progress(st.body):
+            return True
+    return False
+
+
+def compile_definition(definition: Any) -> Program:
+    """Check ``definition`` and index its named statements.
+
+    Raises:
+        DefinitionError: listing every structural problem found.
+    """
+    if not isinstance(definition, Section):
+        raise DefinitionError(
+            f"definition() must return S(...), not {type(definition).__name__}"
+        )
+    c = _Compiler()
+    try:
+        c.section(definition, FrameKind.ROOT, (), None, 0, 0)
+    except RecursionError:
+        c.problem("definition is nested too deeply to compile")
+    if c.problems:
+        msg = c.problems[0] if len(c.problems) == 1 else (
+            f"{len(c.problems)} problems: " + "; ".join(c.problems))
+        raise DefinitionError(msg, problems=c.problems, statement=c.first_bad)
+    return Program(definition, c.index)
+
+
+def validate(definition: Any) -> None:
+    """Raise ``DefinitionError`` naming every structural problem of ``definition``."""
+    compile_definition(definition)

@@ -1,0 +1,34 @@
+"""The ``Workflow`` base class: a pydantic model whose fields are the durable state."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import BaseModel
+
+from engine.errors import DefinitionError
+from engine.statements import Section
+
+
+class Workflow(BaseModel):
+    """Subclass this; declare the state as fields and return the steps from ``definition()``.
+
+    ``definition()`` is rebuilt from the current state at every resume, so a plain bool
+    condition such as ``If(self.approved, ...)`` always sees the state of the last checkpoint.
+
+    ``type_name`` is the name stored with each workflow (default: the class name); keep it
+    when you rename the class so stored workflows still find their code.
+    """
+
+    type_name: ClassVar[str | None] = None
+
+    def definition(self) -> Section:
+        """The workflow's statements, built from the current state."""
+        raise DefinitionError(
+            f"{type(self).__name__} must define definition() returning S(...)"
+        )
+
+    @classmethod
+    def workflow_type(cls) -> str:
+        """The type name stored with workflows of this class."""
+        return cls.__dict__.get("type_name") or cls.__name__

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Set up and run the whole gorch test suite on a fresh machine:
+#   1. create .venv (if missing) and install gorch editable with dev, ui and notebook extras;
+#   2. start external services when running in CI (see start_services);
+#   3. lint with ruff and type-check with mypy;
+#   4. run pytest, passing along any arguments given to this script.
+# Usage: bash scripts/test.sh [pytest args...]
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+# External services needed by some tests. Only acts when CI=true, so it is
+# harmless on a developer machine. Extend here when later issues need more.
+start_services() {
+    if [[ "${CI:-}" != "true" ]]; then
+        return 0
+    fi
+    # PostgreSQL on 127.0.0.1:5432 (for tests marked `postgres`).
+    if command -v pg_ctlcluster >/dev/null 2>&1; then
+        pg_isready -h 127.0.0.1 -p 5432 \
+            || pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql)" main start
+    fi
+}
+
+if [[ ! -d .venv ]]; then
+    python3 -m venv .venv
+fi
+.venv/bin/pip install -q --disable-pip-version-check -e '.[dev,ui,notebook]'
+
+start_services
+
+lint_dirs=()
+for d in engine gorch_ui tests bench; do
+    if [[ -d "$d" ]]; then lint_dirs+=("$d"); fi
+done
+if (( ${#lint_dirs[@]} )); then
+    .venv/bin/ruff check "${lint_dirs[@]}"
+fi
+if [[ -d engine ]]; then
+    .venv/bin/mypy engine
+fi
+
+.venv/bin/python -m pytest "$@"
