@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import logging
 import time
 import uuid
@@ -81,7 +82,7 @@ class Engine:
         self.managers: dict[str, CallbackManager] = dict(managers or {})
         self.clock: Clock = clock or SystemClock()
         self.resumer: Resumer = resumer or InlineResumer()
-        self.retry = retry or RetryPolicy()
+        self.retry_policy = retry or RetryPolicy()
         self.max_steps = max_steps
         self.max_iterations = max_iterations
         self.lease = lease
@@ -102,7 +103,8 @@ class Engine:
         if other is not None and other is not cls:
             raise DefinitionError(
                 f"two workflow classes share the type name {name!r}: "
-                f"{other.__module__}.{other.__qualname__} and {cls.__module__}.{cls.__qualname__}")
+                f"{other.__module__}.{other.__qualname__} and {cls.__module__}.{cls.__qualname__}"
+            )
         self.workflows[name] = cls
 
     def workflow_class(self, type_name: str, workflow_id: str | None = None) -> type[Workflow]:
@@ -130,9 +132,16 @@ class Engine:
                 time.sleep(delay)
                 delay = min(delay * 2, 0.2)
         try:
-            run = Run(self.store, owner, self.clock, self.managers, self.retry, record,
-                      self.store.load_waits(workflow_id),
-                      self.workflow_class(record.type, workflow_id))
+            run = Run(
+                self.store,
+                owner,
+                self.clock,
+                self.managers,
+                self.retry_policy,
+                record,
+                self.store.load_waits(workflow_id),
+                self.workflow_class(record.type, workflow_id),
+            )
             yield run
         finally:
             self.store.release(workflow_id, owner)
@@ -141,17 +150,38 @@ class Engine:
         if model is None:
             model = load_state(self.workflow_class(record.type, record.id), record)
         return WorkflowInfo(
-            id=record.id, type=record.type, status=record.status, state=model,
-            threads=tuple(ThreadInfo(t.id, t.name, t.status, t.position, t.phase, t.event,
-                                     t.attempts, t.retry_at, t.error) for t in record.threads),
-            result=record.result, error=record.error, pc=record.pc, version=record.version,
-            created_at=record.created_at, updated_at=record.updated_at,
-            next_run_at=record.next_run_at)
+            id=record.id,
+            type=record.type,
+            status=record.status,
+            state=model,
+            threads=tuple(
+                ThreadInfo(
+                    t.id,
+                    t.name,
+                    t.status,
+                    t.position,
+                    t.phase,
+                    t.event,
+                    t.attempts,
+                    t.retry_at,
+                    t.error,
+                )
+                for t in record.threads
+            ),
+            result=record.result,
+            error=record.error,
+            pc=record.pc,
+            version=record.version,
+            created_at=record.created_at,
+            updated_at=record.updated_at,
+            next_run_at=record.next_run_at,
+        )
 
     # -- starting and running ---------------------------------------------------------------
 
-    def new_workflow(self, state: Workflow, id: str | None = None, *,
-                     actor: str | None = None) -> str:
+    def new_workflow(
+        self, state: Workflow, id: str | None = None, *, actor: str | None = None
+    ) -> str:
         """Store a new workflow with initial ``state`` and schedule it; return its id.
 
         ``id`` doubles as an idempotency key: starting the same id again returns it unchanged.
@@ -164,22 +194,31 @@ class Engine:
         self.register(cls)
         wid = id if id is not None else uuid.uuid4().hex
         if not isinstance(wid, str) or not wid or len(wid) > 200:
-            raise InvalidOperation(f"workflow id must be a non-empty string of at most 200 "
-                                   f"characters, not {wid!r:.80}")
+            raise InvalidOperation(
+                f"workflow id must be a non-empty string of at most 200 characters, not {wid!r:.80}"
+            )
         build_program(state, wid)  # fail before storing anything
         now = self.clock.now()
         record = WorkflowRecord(
-            id=wid, type=cls.workflow_type(), status=WorkflowStatus.RUNNING,
-            state=state.model_dump(mode="json"), threads=[ThreadState(MAIN)],
-            created_at=now, updated_at=now, next_run_at=now)
+            id=wid,
+            type=cls.workflow_type(),
+            status=WorkflowStatus.RUNNING,
+            state=state.model_dump(mode="json"),
+            threads=[ThreadState(MAIN)],
+            created_at=now,
+            updated_at=now,
+            next_run_at=now,
+        )
         created = self.store.create(
-            record, [HistoryEntry(wid, now, "created", actor=actor, detail={"type": record.type})])
+            record, [HistoryEntry(wid, now, "created", actor=actor, detail={"type": record.type})]
+        )
         if not created:
             existing = self.store.load(wid)
             if existing.type != record.type:
                 raise WorkflowExists(
                     f"workflow id {wid!r} is already used by a {existing.type!r} workflow",
-                    workflow_id=wid)
+                    workflow_id=wid,
+                )
             return wid
         self.resumer.schedule(self, wid)
         return wid
@@ -229,17 +268,28 @@ class Engine:
                 run.checkpoint()
             return self._info(rec, run.model)
 
-    def _runaway(self, run: Run, ready: list[ThreadState]) -> None:
+    def _runaway(self, run: Run, ready: builtins.list[ThreadState]) -> None:
         for t in ready:
-            run.fail(t, t.position, f"RunawayLoop: {self.max_steps} steps in one execute() "
-                     "without every thread blocking; raise Engine(max_steps=...) if intended")
+            run.fail(
+                t,
+                t.position,
+                f"RunawayLoop: {self.max_steps} steps in one execute() "
+                "without every thread blocking; raise Engine(max_steps=...) if intended",
+            )
         run.checkpoint()
 
     # -- callbacks --------------------------------------------------------------------------
 
-    def on_callback(self, workflow_id: str, event: str, input: Any = None, *,
-                    actor: str | None = None, thread: str | None = None,
-                    pc: int | None = None) -> Any:
+    def on_callback(
+        self,
+        workflow_id: str,
+        event: str,
+        input: Any = None,
+        *,
+        actor: str | None = None,
+        thread: str | None = None,
+        pc: int | None = None,
+    ) -> Any:
         """Deliver ``event`` to the workflow's open wait for it; return the handler's output.
 
         The handler runs, the other cases of the same ``Wait`` are torn down, and the thread
@@ -261,8 +311,16 @@ class Engine:
         self.resumer.schedule(self, workflow_id)
         return output
 
-    def _deliver(self, run: Run, event: str, input: Any, *, actor: str | None,
-                 thread: str | None, pc: int | None) -> Any:
+    def _deliver(
+        self,
+        run: Run,
+        event: str,
+        input: Any,
+        *,
+        actor: str | None,
+        thread: str | None,
+        pc: int | None,
+    ) -> Any:
         rec, wid = run.record, run.record.id
 
         def reject(msg: str, reason: str, **kw: Any) -> CallbackRejected:
@@ -271,42 +329,68 @@ class Engine:
         if rec.status.done:
             raise reject(f"workflow {wid!r} is {rec.status.value}", "finished")
         open_waits = [w for w in run.waits if w.status.open]
-        found = [w for w in open_waits if w.event == event
-                 and (thread is None or w.thread_id == thread)]
+        found = [
+            w for w in open_waits if w.event == event and (thread is None or w.thread_id == thread)
+        ]
         if not found:
             pending = sorted({f"{w.event} ({w.thread_id})" for w in open_waits}) or ["none"]
-            raise reject(f"workflow {wid!r} has no open wait for event {event!r}"
-                         + (f" in thread {thread!r}" if thread else "")
-                         + f"; pending: {', '.join(pending)}", "no_wait", thread=thread)
+            raise reject(
+                f"workflow {wid!r} has no open wait for event {event!r}"
+                + (f" in thread {thread!r}" if thread else "")
+                + f"; pending: {', '.join(pending)}",
+                "no_wait",
+                thread=thread,
+            )
         if len(found) > 1:
-            raise reject(f"threads {', '.join(w.thread_id for w in found)} all wait for "
-                         f"{event!r}: pass thread=", "ambiguous")
+            raise reject(
+                f"threads {', '.join(w.thread_id for w in found)} all wait for "
+                f"{event!r}: pass thread=",
+                "ambiguous",
+            )
         w = found[0]
         if pc is not None and pc != w.pc:
-            raise reject(f"stale callback: wait {w.wait!r} is at pc {w.pc}, not {pc}",
-                         "stale_pc", thread=w.thread_id, statement=w.wait)
+            raise reject(
+                f"stale callback: wait {w.wait!r} is at pc {w.pc}, not {pc}",
+                "stale_pc",
+                thread=w.thread_id,
+                statement=w.wait,
+            )
         t = rec.thread(w.thread_id)
         entry = run.program.index.get(w.wait)
         case = entry.stmt.case(event) if entry and isinstance(entry.stmt, Wait) else None
         if t is None or case is None:
             raise DefinitionMismatch(
                 f"wait {w.wait!r} with event {event!r} is gone from the current definition",
-                workflow_id=wid, thread=w.thread_id, statement=w.wait)
+                workflow_id=wid,
+                thread=w.thread_id,
+                statement=w.wait,
+            )
         token = _current_thread.set(t.id)
         try:
             output = run_callable(case.handler.handle, input)
         except GorchError as e:
             e.workflow_id = e.workflow_id or wid
             raise
-        except Exception as e:  # noqa: BLE001 - a failing user handler changes nothing
-            raise reject(f"handler of {event!r} raised {describe_error(e)}", "handler_error",
-                         thread=t.id, statement=w.wait) from e
+        except Exception as e:
+            raise reject(
+                f"handler of {event!r} raised {describe_error(e)}",
+                "handler_error",
+                thread=t.id,
+                statement=w.wait,
+            ) from e
         finally:
             _current_thread.reset(token)
         t.position, t.phase, t.event, t.status = w.wait, Phase.HANDLED, event, ThreadStatus.RUNNING
         run.close_waits(t.id, handled=w.id)
-        run.note("callback", thread=t.id, statement=w.wait, actor=actor, event=event,
-                 input=input, output=output)
+        run.note(
+            "callback",
+            thread=t.id,
+            statement=w.wait,
+            actor=actor,
+            event=event,
+            input=input,
+            output=output,
+        )
         run.checkpoint()
         return output
 
@@ -320,8 +404,9 @@ class Engine:
         for w in self.store.due_waits(self.clock.now(), limit):
             try:
                 if w.status.open and w.due_at is not None and w.due_at <= self.clock.now():
-                    self.on_callback(w.workflow_id, w.event, None, actor="timer",
-                                     thread=w.thread_id, pc=w.pc)
+                    self.on_callback(
+                        w.workflow_id, w.event, None, actor="timer", thread=w.thread_id, pc=w.pc
+                    )
                 else:
                     with self._run(w.workflow_id) as run:
                         run.serve_waits()
@@ -342,22 +427,33 @@ class Engine:
         """The workflow as it stands. Raises ``WorkflowNotFound``."""
         return self._info(self.store.load(workflow_id))
 
-    def list(self, *, status: WorkflowStatus | str | None = None, type: str | None = None,
-             search: str | None = None, limit: int = 100,
-             offset: int = 0) -> Sequence[WorkflowInfo[Any]]:
+    def list(
+        self,
+        *,
+        status: WorkflowStatus | str | None = None,
+        type: str | None = None,
+        search: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> Sequence[WorkflowInfo[Any]]:
         """Workflows, newest first, filtered by status, type and id substring."""
         st = WorkflowStatus(status) if status is not None else None
-        return [self._info(r) for r in self.store.list_workflows(
-            status=st, type=type, search=search, limit=limit, offset=offset)]
+        return [
+            self._info(r)
+            for r in self.store.list_workflows(
+                status=st, type=type, search=search, limit=limit, offset=offset
+            )
+        ]
 
-    def pending_waits(self, workflow_id: str | None = None, *,
-                      type: str | None = None) -> list[WaitInfo]:
+    def pending_waits(
+        self, workflow_id: str | None = None, *, type: str | None = None
+    ) -> builtins.list[WaitInfo]:
         """Open waits (what could be delivered by ``on_callback``), newest first."""
         if workflow_id is not None:
             self.store.load(workflow_id)  # WorkflowNotFound for an unknown id
         return self.store.list_waits(workflow_id=workflow_id, type=type)
 
-    def history(self, workflow_id: str) -> list[HistoryEntry]:
+    def history(self, workflow_id: str) -> builtins.list[HistoryEntry]:
         """Everything that happened to the workflow, oldest first."""
         return self.store.history(workflow_id)
 
@@ -368,8 +464,10 @@ class Engine:
         with self._run(workflow_id, wait=True) as run:
             rec = run.record
             if rec.status.done:
-                raise InvalidOperation(f"workflow {workflow_id!r} is already {rec.status.value}",
-                                       workflow_id=workflow_id)
+                raise InvalidOperation(
+                    f"workflow {workflow_id!r} is already {rec.status.value}",
+                    workflow_id=workflow_id,
+                )
             for t in rec.threads:
                 if t.status in LIVE:
                     t.status = ThreadStatus.CANCELLED
@@ -385,19 +483,21 @@ class Engine:
             rec = run.record
             failed = [t for t in rec.threads if t.status is ThreadStatus.FAILED]
             if rec.status is not WorkflowStatus.FAILED or not failed:
-                raise InvalidOperation(f"workflow {workflow_id!r} is {rec.status.value}, "
-                                       "not failed: nothing to retry", workflow_id=workflow_id)
+                raise InvalidOperation(
+                    f"workflow {workflow_id!r} is {rec.status.value}, not failed: nothing to retry",
+                    workflow_id=workflow_id,
+                )
             for t in failed:
                 t.status, t.attempts, t.retry_at, t.error = ThreadStatus.RUNNING, 0, None, None
-                run.note("retried", thread=t.id, statement=t.position, actor=actor,
-                         reason=reason)
+                run.note("retried", thread=t.id, statement=t.position, actor=actor, reason=reason)
             rec.status = WorkflowStatus.RUNNING
             run.checkpoint()
         self.resumer.schedule(self, workflow_id)
         return self.get(workflow_id)
 
-    def goto(self, workflow_id: str, thread: str, statement: str, actor: str,
-             reason: str | None = None) -> WorkflowInfo[Any]:
+    def goto(
+        self, workflow_id: str, thread: str, statement: str, actor: str, reason: str | None = None
+    ) -> WorkflowInfo[Any]:
         """Move ``thread`` onto the named ``statement`` (forward or back); it runs from there.
 
         Waits the thread leaves are torn down. The move is recorded with ``actor``.
@@ -409,34 +509,44 @@ class Engine:
         with self._run(workflow_id, wait=True) as run:
             rec = run.record
             if rec.status.done:
-                raise InvalidOperation(f"workflow {workflow_id!r} is {rec.status.value}",
-                                       workflow_id=workflow_id)
+                raise InvalidOperation(
+                    f"workflow {workflow_id!r} is {rec.status.value}", workflow_id=workflow_id
+                )
             t = rec.thread(thread)
             if t is None:
                 raise InvalidOperation(
                     f"workflow {workflow_id!r} has no thread {thread!r} "
                     f"(threads: {', '.join(x.id for x in rec.threads)})",
-                    workflow_id=workflow_id, thread=thread)
+                    workflow_id=workflow_id,
+                    thread=thread,
+                )
             entry = run.program.index.get(statement)
             if entry is None or not isinstance(entry.stmt, POSITIONABLE):
-                raise InvalidOperation(f"{statement!r} is not a named step, wait, loop, "
-                                       "branch or Go of the current definition",
-                                       workflow_id=workflow_id, thread=thread,
-                                       statement=statement)
+                raise InvalidOperation(
+                    f"{statement!r} is not a named step, wait, loop, "
+                    "branch or Go of the current definition",
+                    workflow_id=workflow_id,
+                    thread=thread,
+                    statement=statement,
+                )
             if entry.thread != t.go:
                 raise InvalidOperation(
                     f"{statement!r} belongs to "
                     + (f"goroutine {entry.thread!r}" if entry.thread else "the main thread")
                     + f", not to thread {thread!r}",
-                    workflow_id=workflow_id, thread=thread, statement=statement)
+                    workflow_id=workflow_id,
+                    thread=thread,
+                    statement=statement,
+                )
             was = t.position
             run.close_waits(t.id)
             t.position, t.phase, t.status, t.event = statement, Phase.AT, ThreadStatus.RUNNING, None
             t.attempts, t.retry_at, t.error = 0, None, None
             if rec.status is WorkflowStatus.FAILED:
                 rec.status = WorkflowStatus.RUNNING
-            run.note("goto", thread=t.id, statement=statement, actor=actor,
-                     moved_from=was, reason=reason)
+            run.note(
+                "goto", thread=t.id, statement=statement, actor=actor, moved_from=was, reason=reason
+            )
             run.checkpoint()
         self.resumer.schedule(self, workflow_id)
         return self.get(workflow_id)

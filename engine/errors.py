@@ -3,19 +3,19 @@
 ::
 
     GorchError
-    ├── DefinitionError          a definition is malformed (duplicate names, Break outside a loop, ...)
-    ├── DefinitionMismatch       stored position (statement, wait case, goroutine) is gone from the code
-    ├── UnknownWorkflowType      a stored or requested type is not registered with the Engine
-    ├── WorkflowNotFound         no workflow with that id
-    ├── WorkflowExists           the id is taken by a workflow of another type
-    ├── CallbackRejected         a callback that cannot be applied; nothing changed
-    │   └── InvalidInput         the callback input failed validation
-    ├── InvalidOperation         an operator action that does not apply (goto a non-statement, retry a healthy run)
-    ├── StateError               stored state no longer validates against the workflow model
-    ├── LeaseLost                another process took the workflow over; the checkpoint was not written
-    │   └── WorkflowBusy         another process holds the workflow's lease right now
-    ├── RunawayLoop              a thread looped past the engine's limit without blocking
-    └── StoreError               the database failed in a way gorch could not recover from
+    ├── DefinitionError       malformed definition (duplicate names, Break outside a loop, ...)
+    ├── DefinitionMismatch    a stored position (statement, case, goroutine) is gone from the code
+    ├── UnknownWorkflowType   a stored or requested type is not registered with the Engine
+    ├── WorkflowNotFound      no workflow with that id
+    ├── WorkflowExists        the id is taken by a workflow of another type
+    ├── CallbackRejected      a callback that cannot be applied; nothing changed
+    │   └── InvalidInput      the callback input failed validation
+    ├── InvalidOperation      an operator action that does not apply (goto a non-statement, ...)
+    ├── StateError            stored state no longer validates against the workflow model
+    ├── LeaseLost             another process took the workflow over; nothing was written
+    │   └── WorkflowBusy      another process holds the workflow's lease right now
+    ├── RunawayLoop           a thread looped past the engine's limit without blocking
+    └── StoreError            the database failed in a way gorch could not recover from
 
 Every error carries structured fields (``workflow_id``, ``thread``, ``statement`` and more)
 so that callers can react without parsing messages.

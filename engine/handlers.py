@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -46,7 +47,10 @@ class CallbackManager(Protocol):
 
 
 class UserAction(BaseModel):
-    """Input of ``WaitForUserAction``: ``{"approved": true}`` or ``{"approved": false, "reason": ...}``."""
+    """Input of ``WaitForUserAction``.
+
+    ``{"approved": true}`` or ``{"approved": false, "reason": "..."}``.
+    """
 
     model_config = ConfigDict(extra="forbid")
     approved: bool
@@ -63,7 +67,9 @@ def _validate(model: type[BaseModel], input: Any) -> BaseModel:
     except ValidationError as e:
         raise InvalidInput(
             f"invalid input for {model.__name__}: {e.error_count()} error(s): "
-            + "; ".join(f"{'.'.join(map(str, err['loc'])) or 'input'}: {err['msg']}" for err in e.errors()),
+            + "; ".join(
+                f"{'.'.join(map(str, err['loc'])) or 'input'}: {err['msg']}" for err in e.errors()
+            ),
             errors=e.errors(include_url=False, include_input=False),
         ) from None
 
@@ -100,11 +106,13 @@ class Event:
         handle: called with the validated model instance; its return value is the output.
     """
 
-    model: type[BaseModel]
+    model: builtins.type[BaseModel]
     handle_fn: Callable[[Any], Any] | None = None
     type: str = field(default="event", init=False)
 
-    def __init__(self, model: type[BaseModel], handle: Callable[[Any], Any] | None = None) -> None:
+    def __init__(
+        self, model: builtins.type[BaseModel], handle: Callable[[Any], Any] | None = None
+    ) -> None:
         if not (isinstance(model, type) and issubclass(model, BaseModel)):
             raise DefinitionError(f"Event(model=...) needs a pydantic model class, not {model!r}")
         object.__setattr__(self, "model", model)
@@ -132,7 +140,9 @@ class Timeout:
 
     def __init__(self, after: timedelta, handle: Callable[[], Any] | None = None) -> None:
         if not isinstance(after, timedelta) or after < timedelta(0):
-            raise DefinitionError(f"Timeout(after=...) needs a non-negative timedelta, not {after!r}")
+            raise DefinitionError(
+                f"Timeout(after=...) needs a non-negative timedelta, not {after!r}"
+            )
         object.__setattr__(self, "after", after)
         object.__setattr__(self, "handle_fn", handle)
         object.__setattr__(self, "type", "timeout")

@@ -12,7 +12,7 @@ import inspect
 from collections.abc import Callable, Coroutine
 from contextvars import ContextVar, copy_context
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 from engine.errors import DefinitionMismatch, RunawayLoop
 from engine.runtime import Phase, ThreadState
@@ -25,7 +25,6 @@ from engine.statements import (
     Return,
     Section,
     Step,
-    Stmt,
     Switch,
     Wait,
     WaitFor,
@@ -100,7 +99,7 @@ class Ended:
     """The thread ran off the end of its body."""
 
 
-Outcome = Union[StepRan, StepRaised, Crashed, GoStart, Blocked, BlockedFor, Returned, Ended]
+Outcome = StepRan | StepRaised | Crashed | GoStart | Blocked | BlockedFor | Returned | Ended
 
 
 def _mismatch(thread: ThreadState, msg: str) -> DefinitionMismatch:
@@ -118,26 +117,37 @@ def start_frames(program: Program, thread: ThreadState) -> list[list[Any]]:
             return [[program.root.stmts, 0, FrameKind.ROOT]]
         go = program.go(thread.go)
         if go is None:
-            raise _mismatch(thread, f"thread {thread.id!r} runs goroutine {thread.go!r}, "
-                                    "which the current definition no longer has")
+            raise _mismatch(
+                thread,
+                f"thread {thread.id!r} runs goroutine {thread.go!r}, "
+                "which the current definition no longer has",
+            )
         return [[go.section.stmts, 0, FrameKind.ROOT]]
     entry = program.index.get(thread.position)
     if entry is None:
-        raise _mismatch(thread, f"thread {thread.id!r} stands on {thread.position!r}, "
-                                "which the current definition no longer has")
+        raise _mismatch(
+            thread,
+            f"thread {thread.id!r} stands on {thread.position!r}, "
+            "which the current definition no longer has",
+        )
     if entry.thread != thread.go:
         where = f"goroutine {entry.thread!r}" if entry.thread else "the main thread"
-        raise _mismatch(thread, f"thread {thread.id!r} stands on {thread.position!r}, which "
-                                f"now belongs to {where}")
-    frames = [[stmts, i, kind] for stmts, i, kind in entry.path]
+        raise _mismatch(
+            thread,
+            f"thread {thread.id!r} stands on {thread.position!r}, which now belongs to {where}",
+        )
+    frames: list[list[Any]] = [[stmts, i, kind] for stmts, i, kind in entry.path]
     if thread.phase is Phase.DONE:
         frames[-1][1] += 1
     elif thread.phase is Phase.HANDLED:
         wait = entry.stmt
         case = wait.case(thread.event or "") if isinstance(wait, Wait) else None
         if case is None:
-            raise _mismatch(thread, f"thread {thread.id!r} handled event {thread.event!r} of "
-                                    f"{thread.position!r}, which no longer has that case")
+            raise _mismatch(
+                thread,
+                f"thread {thread.id!r} handled event {thread.event!r} of "
+                f"{thread.position!r}, which no longer has that case",
+            )
         frames.append([case.body.stmts, 0, FrameKind.CASE])
     return frames
 
@@ -171,7 +181,7 @@ def advance(program: Program, thread: ThreadState, *, max_iterations: int = 10_0
         elif isinstance(st, (If, Switch)):
             try:
                 branch = next((b for b in st.branches if evaluate(b.cond)), None)
-            except Exception as e:  # noqa: BLE001 - a user condition: the thread fails with it
+            except Exception as e:
                 return Crashed(st.name or thread.position, e)
             if branch is None:
                 frame[1] += 1
@@ -182,10 +192,13 @@ def advance(program: Program, thread: ThreadState, *, max_iterations: int = 10_0
             if iterations > max_iterations:
                 raise RunawayLoop(
                     f"loop {st.name!r} ran {max_iterations} iterations without reaching a step "
-                    "or a wait", thread=thread.id, statement=st.name)
+                    "or a wait",
+                    thread=thread.id,
+                    statement=st.name,
+                )
             try:
                 go_on = evaluate(st.cond)
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:
                 return Crashed(st.name, e)
             if go_on:
                 frames.append([st.body.stmts, 0, FrameKind.LOOP])
@@ -202,7 +215,7 @@ def advance(program: Program, thread: ThreadState, *, max_iterations: int = 10_0
         elif isinstance(st, WaitFor):
             try:
                 holds = evaluate(st.cond)
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:
                 return Crashed(st.name, e)
             if not holds:
                 return BlockedFor(st)
@@ -210,11 +223,12 @@ def advance(program: Program, thread: ThreadState, *, max_iterations: int = 10_0
         elif isinstance(st, Go):
             try:
                 tid = st.id() if callable(st.id) else (st.id if st.id is not None else st.name)
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:
                 return Crashed(st.name, e)
             if not isinstance(tid, str) or not tid:
-                return Crashed(st.name, TypeError(f"Go {st.name!r}: id gave {tid!r}, "
-                                                  "not a non-empty string"))
+                return Crashed(
+                    st.name, TypeError(f"Go {st.name!r}: id gave {tid!r}, not a non-empty string")
+                )
             return GoStart(st, tid)
         elif isinstance(st, Return):
             return Returned(st.value, st.error)
@@ -227,7 +241,7 @@ def _run_step(step: Step, thread_id: str) -> StepRan | StepRaised:
     token = _current_thread.set(thread_id)
     try:
         return StepRan(step, run_callable(step.action))
-    except Exception as e:  # noqa: BLE001 - any failure of user code is retried or recorded
+    except Exception as e:
         return StepRaised(step, e)
     finally:
         _current_thread.reset(token)

@@ -26,8 +26,7 @@ log = logging.getLogger("gorch")
 class Resumer(Protocol):
     """Schedules ``engine.execute(workflow_id)`` at ``at`` (None: now)."""
 
-    def schedule(self, engine: Engine, workflow_id: str, *, at: datetime | None = None) -> None:
-        ...
+    def schedule(self, engine: Engine, workflow_id: str, *, at: datetime | None = None) -> None: ...
 
 
 class InlineResumer:

@@ -56,7 +56,7 @@ def jsonable(value: Any) -> Any:
     """``value`` as JSON-compatible data (pydantic models, datetimes, ...), or its repr."""
     try:
         return to_jsonable_python(value)
-    except Exception:  # noqa: BLE001 - anything unserialisable is recorded by its repr
+    except Exception:
         return repr(value)
 
 
@@ -84,7 +84,7 @@ def build_program(model: Workflow, workflow_id: str | None = None) -> Program:
     except GorchError as e:
         e.workflow_id = e.workflow_id or workflow_id
         raise
-    except Exception as e:  # noqa: BLE001 - user code: report it as a definition problem
+    except Exception as e:
         raise DefinitionError(
             f"{type(model).__name__}.definition() raised {describe_error(e)}",
             workflow_id=workflow_id,
@@ -138,12 +138,28 @@ class Run:
 
     # -- bookkeeping ------------------------------------------------------------------------
 
-    def note(self, kind: str, *, thread: str | None = None, statement: str | None = None,
-             actor: str | None = None, **detail: Any) -> None:
+    def note(
+        self,
+        kind: str,
+        *,
+        thread: str | None = None,
+        statement: str | None = None,
+        actor: str | None = None,
+        **detail: Any,
+    ) -> None:
         """Add a history line to the next checkpoint."""
-        self.pending.append(HistoryEntry(
-            self.record.id, self.clock.now(), kind, thread, statement, actor, 0,
-            {k: jsonable(v) for k, v in detail.items() if v is not None}))
+        self.pending.append(
+            HistoryEntry(
+                self.record.id,
+                self.clock.now(),
+                kind,
+                thread,
+                statement,
+                actor,
+                0,
+                {k: jsonable(v) for k, v in detail.items() if v is not None},
+            )
+        )
 
     def restore_state(self) -> None:
         """Forget in-memory changes to the state since the last checkpoint."""
@@ -180,8 +196,11 @@ class Run:
         threads = self.record.threads
         n = len(threads)
         order = [threads[(self.record.turn + k) % n] for k in range(n)] if n else []
-        return [t for t in order if t.status is ThreadStatus.RUNNING
-                and (t.retry_at is None or t.retry_at <= now)]
+        return [
+            t
+            for t in order
+            if t.status is ThreadStatus.RUNNING and (t.retry_at is None or t.retry_at <= now)
+        ]
 
     def take_turn(self, thread: ThreadState) -> None:
         self.record.turn = (self.record.threads.index(thread) + 1) % len(self.record.threads)
@@ -196,7 +215,7 @@ class Run:
                 continue
             try:
                 holds = evaluate(entry.stmt.cond)
-            except Exception as e:  # noqa: BLE001 - a failing condition fails its thread
+            except Exception as e:
                 self.fail(t, t.position, e)
                 continue
             if holds:
@@ -215,7 +234,12 @@ class Run:
         now = self.clock.now()
         if isinstance(outcome, StepRan):
             t.position, t.phase, t.attempts, t.error, t.retry_at = (
-                outcome.step.name, Phase.DONE, 0, None, None)
+                outcome.step.name,
+                Phase.DONE,
+                0,
+                None,
+                None,
+            )
             self.note("step", thread=t.id, statement=outcome.step.name)
         elif isinstance(outcome, StepRaised):
             self.restore_state()  # a failed step's partial changes are not kept
@@ -226,8 +250,14 @@ class Run:
             t.error = describe_error(outcome.error)
             if t.attempts < policy.max_attempts:
                 t.retry_at = now + policy.delay(t.attempts)
-                self.note("step_error", thread=t.id, statement=step.name, error=t.error,
-                          attempt=t.attempts, retry_at=t.retry_at)
+                self.note(
+                    "step_error",
+                    thread=t.id,
+                    statement=step.name,
+                    error=t.error,
+                    attempt=t.attempts,
+                    retry_at=t.retry_at,
+                )
             else:
                 self.fail(t, step.name, outcome.error)
         elif isinstance(outcome, Crashed):
@@ -235,8 +265,12 @@ class Run:
             self.fail(t, outcome.statement, outcome.error)
         elif isinstance(outcome, GoStart):
             if self.record.thread(outcome.thread_id) is not None:
-                self.fail(t, outcome.go.name, f"Go {outcome.go.name!r}: thread id "
-                          f"{outcome.thread_id!r} is already used in this workflow")
+                self.fail(
+                    t,
+                    outcome.go.name,
+                    f"Go {outcome.go.name!r}: thread id "
+                    f"{outcome.thread_id!r} is already used in this workflow",
+                )
                 return
             self.record.threads.append(ThreadState(outcome.thread_id, go=outcome.go.name))
             t.position, t.phase = outcome.go.name, Phase.DONE
@@ -244,8 +278,12 @@ class Run:
         elif isinstance(outcome, Blocked):
             t.position, t.phase, t.status = outcome.wait.name, Phase.AT, ThreadStatus.WAITING
             self.arm(t, outcome.wait)
-            self.note("wait", thread=t.id, statement=outcome.wait.name,
-                      events=[c.event for c in outcome.wait.cases])
+            self.note(
+                "wait",
+                thread=t.id,
+                statement=outcome.wait.name,
+                events=[c.event for c in outcome.wait.cases],
+            )
         elif isinstance(outcome, BlockedFor):
             t.position, t.phase, t.status = outcome.waitfor.name, Phase.AT, ThreadStatus.WAITING
             self.note("waitfor", thread=t.id, statement=outcome.waitfor.name)
@@ -279,15 +317,24 @@ class Run:
             h: Any = case.handler
             due = getattr(h, "due", None)
             describe = getattr(h, "describe", None)
-            self.waits.append(WaitInfo(
-                id=uuid.uuid4().hex, workflow_id=self.record.id, thread_id=t.id,
-                wait=wait.name, event=case.event, type=h.type, pc=self.record.pc + 1,
-                created_at=now,
-                status=WaitStatus.PENDING_SETUP if h.type in self.managers else WaitStatus.SET_UP,
-                due_at=due(now) if callable(due) else None,
-                data=jsonable(describe()) if callable(describe) else {},
-                retry_at=now if h.type in self.managers else None,
-            ))
+            self.waits.append(
+                WaitInfo(
+                    id=uuid.uuid4().hex,
+                    workflow_id=self.record.id,
+                    thread_id=t.id,
+                    wait=wait.name,
+                    event=case.event,
+                    type=h.type,
+                    pc=self.record.pc + 1,
+                    created_at=now,
+                    status=WaitStatus.PENDING_SETUP
+                    if h.type in self.managers
+                    else WaitStatus.SET_UP,
+                    due_at=due(now) if callable(due) else None,
+                    data=jsonable(describe()) if callable(describe) else {},
+                    retry_at=now if h.type in self.managers else None,
+                )
+            )
 
     def close_waits(self, thread_id: str, handled: str | None = None) -> None:
         """Mark the thread's open waits for teardown (``handled``: the id of the winner)."""
@@ -295,7 +342,11 @@ class Run:
         for w in self.waits:
             if w.thread_id == thread_id and w.status.open:
                 w.status, w.handled, w.retry_at, w.attempts = (
-                    WaitStatus.PENDING_TEARDOWN, w.id == handled, now, 0)
+                    WaitStatus.PENDING_TEARDOWN,
+                    w.id == handled,
+                    now,
+                    0,
+                )
 
     def serve_waits(self) -> None:
         """Run due set-ups and tear-downs through their managers; never raises."""
@@ -311,16 +362,26 @@ class Run:
                         manager.teardown(w.copy(), w.handled)
                     else:
                         manager.setup(w.copy())
-                except Exception as e:  # noqa: BLE001 - manager failures are retried, not fatal
+                except Exception as e:
                     w.attempts += 1
                     w.error = describe_error(e)
                     w.status = WaitStatus.TEARDOWN_ERROR if tearing else WaitStatus.SETUP_ERROR
                     w.retry_at = now + self.retry.delay(min(w.attempts, 30))
                     self.store.update_wait(w)
-                    self.store.append_history([HistoryEntry(
-                        self.record.id, now, "teardown_error" if tearing else "setup_error",
-                        w.thread_id, w.wait, None, self.record.pc,
-                        {"event": w.event, "error": w.error, "attempt": w.attempts})])
+                    self.store.append_history(
+                        [
+                            HistoryEntry(
+                                self.record.id,
+                                now,
+                                "teardown_error" if tearing else "setup_error",
+                                w.thread_id,
+                                w.wait,
+                                None,
+                                self.record.pc,
+                                {"event": w.event, "error": w.error, "attempt": w.attempts},
+                            )
+                        ]
+                    )
                     continue
             if tearing:
                 self.waits.remove(w)

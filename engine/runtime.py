@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from enum import Enum
+from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
 FORMAT_VERSION = 1
 """Version of the stored thread/state format; bumped with a migration when it changes."""
 
 
-class WorkflowStatus(str, Enum):
+class WorkflowStatus(StrEnum):
     """Where a workflow stands as a whole."""
 
     RUNNING = "running"  # some thread can run now (or after a retry back-off)
@@ -30,7 +30,7 @@ class WorkflowStatus(str, Enum):
         return self in (WorkflowStatus.FINISHED, WorkflowStatus.CANCELLED)
 
 
-class ThreadStatus(str, Enum):
+class ThreadStatus(StrEnum):
     """Where one thread stands."""
 
     RUNNING = "running"
@@ -40,7 +40,7 @@ class ThreadStatus(str, Enum):
     CANCELLED = "cancelled"
 
 
-class Phase(str, Enum):
+class Phase(StrEnum):
     """How a thread stands on its ``position``."""
 
     AT = "at"  # the statement has not run yet (also: blocked at a Wait/WaitFor, retrying a step)
@@ -48,7 +48,7 @@ class Phase(str, Enum):
     HANDLED = "handled"  # a Wait's case (``event``) won; continue into that case's statements
 
 
-class WaitStatus(str, Enum):
+class WaitStatus(StrEnum):
     """The ``CallbackManager`` life cycle of one wait."""
 
     PENDING_SETUP = "pending_setup"

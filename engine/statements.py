@@ -10,14 +10,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any
 
 from engine.errors import DefinitionError
 
 if TYPE_CHECKING:
     from engine.handlers import Handler
 
-Cond = Union[bool, Callable[[], bool]]
+Cond = bool | Callable[[], bool]
 """A condition: a bool evaluated when ``definition()`` is rebuilt, or a zero-argument callable."""
 
 Action = Callable[[], Any]
@@ -211,7 +211,16 @@ class If(Stmt):
     kind = "if"
 
     def __init__(self, cond: Cond, *stmts: Stmt, name: str | None = None) -> None:
-        object.__setattr__(self, "branches", (Branch(cond, Section(_section(stmts, "If")),),))
+        object.__setattr__(
+            self,
+            "branches",
+            (
+                Branch(
+                    cond,
+                    Section(_section(stmts, "If")),
+                ),
+            ),
+        )
         object.__setattr__(self, "name", name)
 
     @classmethod
@@ -232,14 +241,14 @@ class If(Stmt):
                 statement=self.name,
             )
 
-    def ElseIf(self, cond: Cond, *stmts: Stmt) -> If:  # noqa: N802 - mirrors the Go API
+    def ElseIf(self, cond: Cond, *stmts: Stmt) -> If:
         """A further branch, tried when the earlier ones do not hold."""
         self._open("ElseIf")
         return If._make(
             (*self.branches, Branch(cond, Section(_section(stmts, "ElseIf")))), self.name
         )
 
-    def Else(self, *stmts: Stmt) -> If:  # noqa: N802 - mirrors the Go API
+    def Else(self, *stmts: Stmt) -> If:
         """The branch run when no condition holds."""
         self._open("Else")
         return If._make((*self.branches, Branch(None, Section(_section(stmts, "Else")))), self.name)

@@ -87,14 +87,23 @@ class _Compiler:
             self.problem(f"{what} has an empty or non-string name: {name!r}")
             return
         if name in self.index:
-            self.problem(f"duplicate name {name!r}: used by a {type(self.index[name].stmt).__name__} "
-                         f"and a {what}; every step, wait, loop and goroutine needs its own name",
-                         name)
+            self.problem(
+                f"duplicate name {name!r}: used by a {type(self.index[name].stmt).__name__} "
+                f"and a {what}; every step, wait, loop and goroutine needs its own name",
+                name,
+            )
             return
         self.index[name] = Entry(stmt, path, thread)
 
-    def section(self, sec: Section, kind: FrameKind, path: tuple[Frame, ...],
-                thread: str | None, loops: int, depth: int) -> None:
+    def section(
+        self,
+        sec: Section,
+        kind: FrameKind,
+        path: tuple[Frame, ...],
+        thread: str | None,
+        loops: int,
+        depth: int,
+    ) -> None:
         if depth > _MAX_DEPTH:
             self.problem(f"definition nested deeper than {_MAX_DEPTH} levels")
             return
@@ -103,13 +112,16 @@ class _Compiler:
             here = (*path, (stmts, i, kind))
             if isinstance(st, (Return, Break, Continue)) and i != len(stmts) - 1:
                 after = stmts[i + 1]
-                self.problem(f"{type(after).__name__} {after.label or ''!s} after "
-                             f"{type(st).__name__}() can never run".replace("  ", " "),
-                             after.label)
+                self.problem(
+                    f"{type(after).__name__} {after.label or ''!s} after "
+                    f"{type(st).__name__}() can never run".replace("  ", " "),
+                    after.label,
+                )
             self.stmt(st, here, thread, loops, depth + 1)
 
-    def stmt(self, st: Stmt, here: tuple[Frame, ...], thread: str | None, loops: int,
-             depth: int) -> None:
+    def stmt(
+        self, st: Stmt, here: tuple[Frame, ...], thread: str | None, loops: int, depth: int
+    ) -> None:
         if isinstance(st, Section):
             self.section(st, FrameKind.SEQ, here, thread, loops, depth)
         elif isinstance(st, Step):
@@ -129,13 +141,18 @@ class _Compiler:
             seen: set[str] = set()
             for case in st.cases:
                 if not isinstance(case.event, str) or not case.event:
-                    self.problem(f"Wait {st.name!r}: event names must be non-empty strings", st.name)
+                    self.problem(
+                        f"Wait {st.name!r}: event names must be non-empty strings", st.name
+                    )
                 elif case.event in seen:
                     self.problem(f"Wait {st.name!r}: event {case.event!r} appears twice", st.name)
                 seen.add(case.event)
                 if not isinstance(case.handler, Handler):
-                    self.problem(f"Wait {st.name!r}, event {case.event!r}: the handler "
-                                 f"{case.handler!r:.60} has no .type and .handle(input)", st.name)
+                    self.problem(
+                        f"Wait {st.name!r}, event {case.event!r}: the handler "
+                        f"{case.handler!r:.60} has no .type and .handle(input)",
+                        st.name,
+                    )
                 self.section(case.body, FrameKind.CASE, here, thread, loops, depth)
         elif isinstance(st, WaitFor):
             self.name(st, st.name, here, thread)
@@ -153,8 +170,11 @@ class _Compiler:
             if not st.body.stmts:
                 self.problem(f"For {st.name!r} has an empty body: it could never end", st.name)
             elif not _can_progress(st.body):
-                self.problem(f"For {st.name!r}: its body has no Step, Wait, WaitFor, Break or "
-                             "Return, so nothing could ever change its condition", st.name)
+                self.problem(
+                    f"For {st.name!r}: its body has no Step, Wait, WaitFor, Break or "
+                    "Return, so nothing could ever change its condition",
+                    st.name,
+                )
             self.section(st.body, FrameKind.LOOP, here, thread, loops + 1, depth)
         elif isinstance(st, (Break, Continue)):
             if loops == 0:
@@ -168,8 +188,11 @@ class _Compiler:
 
     def cond(self, cond: Any, where: str, name: str | None) -> None:
         if not (isinstance(cond, bool) or callable(cond)):
-            self.problem(f"{where}: condition must be a bool or a zero-argument callable, "
-                         f"not {type(cond).__name__}", name)
+            self.problem(
+                f"{where}: condition must be a bool or a zero-argument callable, "
+                f"not {type(cond).__name__}",
+                name,
+            )
 
 
 def _can_progress(sec: Section) -> bool:
@@ -192,17 +215,18 @@ def compile_definition(definition: Any) -> Program:
         DefinitionError: listing every structural problem found.
     """
     if not isinstance(definition, Section):
-        raise DefinitionError(
-            f"definition() must return S(...), not {type(definition).__name__}"
-        )
+        raise DefinitionError(f"definition() must return S(...), not {type(definition).__name__}")
     c = _Compiler()
     try:
         c.section(definition, FrameKind.ROOT, (), None, 0, 0)
     except RecursionError:
         c.problem("definition is nested too deeply to compile")
     if c.problems:
-        msg = c.problems[0] if len(c.problems) == 1 else (
-            f"{len(c.problems)} problems: " + "; ".join(c.problems))
+        msg = (
+            c.problems[0]
+            if len(c.problems) == 1
+            else (f"{len(c.problems)} problems: " + "; ".join(c.problems))
+        )
         raise DefinitionError(msg, problems=c.problems, statement=c.first_bad)
     return Program(definition, c.index)
 

@@ -24,9 +24,7 @@ class Workflow(BaseModel):
 
     def definition(self) -> Section:
         """The workflow's statements, built from the current state."""
-        raise DefinitionError(
-            f"{type(self).__name__} must define definition() returning S(...)"
-        )
+        raise DefinitionError(f"{type(self).__name__} must define definition() returning S(...)")
 
     @classmethod
     def workflow_type(cls) -> str:

@@ -56,7 +56,7 @@ class Store(Protocol):
         waits: Sequence[WaitInfo] | None,
         history: Sequence[HistoryEntry],
     ) -> None:
-        """Atomically write ``record``, replace the workflow's waits (unless None) and append history.
+        """Atomically write ``record``, replace its waits (unless None), append ``history``.
 
         Succeeds only if ``owner`` holds the lease and the stored version equals
         ``record.version``; then ``record.version`` is incremented. Raises ``LeaseLost`` otherwise.

@@ -35,8 +35,18 @@ class MemoryStore:
             self._seq += 1
             e.seq = self._seq
             self._history.setdefault(e.workflow_id, []).append(
-                HistoryEntry(e.workflow_id, e.at, e.kind, e.thread, e.statement, e.actor, e.pc,
-                             dict(e.detail), e.seq))
+                HistoryEntry(
+                    e.workflow_id,
+                    e.at,
+                    e.kind,
+                    e.thread,
+                    e.statement,
+                    e.actor,
+                    e.pc,
+                    dict(e.detail),
+                    e.seq,
+                )
+            )
 
     def create(self, record: WorkflowRecord, history: Sequence[HistoryEntry]) -> bool:
         with self._lock:
@@ -75,8 +85,11 @@ class MemoryStore:
         with self._lock:
             rec = self._get(workflow_id)
             if rec.lease_owner != owner:
-                raise LeaseLost(f"lease of workflow {workflow_id!r} was lost",
-                                workflow_id=workflow_id, owner=rec.lease_owner)
+                raise LeaseLost(
+                    f"lease of workflow {workflow_id!r} was lost",
+                    workflow_id=workflow_id,
+                    owner=rec.lease_owner,
+                )
             rec.lease_until = until
 
     def release(self, workflow_id: str, owner: str) -> None:
@@ -136,13 +149,14 @@ class MemoryStore:
     ) -> list[WorkflowRecord]:
         with self._lock:
             found = [
-                r for r in self._workflows.values()
+                r
+                for r in self._workflows.values()
                 if (status is None or r.status == status)
                 and (type is None or r.type == type)
                 and (not search or search in r.id)
             ]
             found.sort(key=lambda r: (r.created_at, r.id), reverse=True)
-            return [r.copy() for r in found[offset: offset + limit]]
+            return [r.copy() for r in found[offset : offset + limit]]
 
     def count_workflows(self, *, type: str | None = None) -> dict[WorkflowStatus, int]:
         with self._lock:
@@ -158,7 +172,9 @@ class MemoryStore:
         with self._lock:
             ids = [workflow_id] if workflow_id is not None else list(self._waits)
             found = [
-                w for wid in ids for w in self._waits.get(wid, {}).values()
+                w
+                for wid in ids
+                for w in self._waits.get(wid, {}).values()
                 if w.status.open and (type is None or w.type == type)
             ]
             found.sort(key=lambda w: (w.created_at, w.id), reverse=True)
@@ -167,15 +183,28 @@ class MemoryStore:
     def history(self, workflow_id: str) -> list[HistoryEntry]:
         with self._lock:
             self._get(workflow_id)
-            return [HistoryEntry(e.workflow_id, e.at, e.kind, e.thread, e.statement, e.actor,
-                                 e.pc, dict(e.detail), e.seq)
-                    for e in self._history.get(workflow_id, [])]
+            return [
+                HistoryEntry(
+                    e.workflow_id,
+                    e.at,
+                    e.kind,
+                    e.thread,
+                    e.statement,
+                    e.actor,
+                    e.pc,
+                    dict(e.detail),
+                    e.seq,
+                )
+                for e in self._history.get(workflow_id, [])
+            ]
 
     def due_workflows(self, now: datetime, limit: int | None = None) -> list[str]:
         with self._lock:
             due = sorted(
-                (r.next_run_at, r.id) for r in self._workflows.values()
-                if r.status is WorkflowStatus.RUNNING and r.next_run_at is not None
+                (r.next_run_at, r.id)
+                for r in self._workflows.values()
+                if r.status is WorkflowStatus.RUNNING
+                and r.next_run_at is not None
                 and r.next_run_at <= now
                 and (r.lease_owner is None or (r.lease_until is not None and r.lease_until <= now))
             )
@@ -184,7 +213,9 @@ class MemoryStore:
     def due_waits(self, now: datetime, limit: int | None = None) -> list[WaitInfo]:
         with self._lock:
             due = [
-                w for waits in self._waits.values() for w in waits.values()
+                w
+                for waits in self._waits.values()
+                for w in waits.values()
                 if (w.status.open and w.due_at is not None and w.due_at <= now)
                 or (w.retry_at is not None and w.retry_at <= now)
             ]
