@@ -124,6 +124,7 @@ class Run:
     cls: type[Workflow]
     model: Workflow = field(init=False)
     pending: list[HistoryEntry] = field(default_factory=list)
+    waits_changed: bool = False  # the set of waits changed since the last checkpoint
     _program: Program | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
@@ -177,7 +178,13 @@ class Run:
         rec.next_run_at = self._next_run(now)
         for e in self.pending:
             e.pc = rec.pc
-        self.store.checkpoint(rec, owner=self.owner, waits=self.waits, history=self.pending)
+        self.store.checkpoint(
+            rec,
+            owner=self.owner,
+            waits=self.waits if self.waits_changed else None,
+            history=self.pending,
+        )
+        self.waits_changed = False
         self.pending = []
         self._program = None  # the state changed: conditions must be evaluated again
         self.serve_waits()
@@ -313,6 +320,7 @@ class Run:
     def arm(self, t: ThreadState, wait: Wait) -> None:
         """Create one open wait per case of ``wait`` for thread ``t``."""
         now = self.clock.now()
+        self.waits_changed = True
         for case in wait.cases:
             h: Any = case.handler
             due = getattr(h, "due", None)
@@ -339,6 +347,7 @@ class Run:
     def close_waits(self, thread_id: str, handled: str | None = None) -> None:
         """Mark the thread's open waits for teardown (``handled``: the id of the winner)."""
         now = self.clock.now()
+        self.waits_changed = True
         for w in self.waits:
             if w.thread_id == thread_id and w.status.open:
                 w.status, w.handled, w.retry_at, w.attempts = (
