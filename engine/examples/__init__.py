@@ -1,0 +1,12 @@
+"""Bundled example workflows: what the UI and ``gorch demo`` show on a first run.
+
+``WORKFLOWS`` lists them, as a ``GORCH_APP`` module of your own would.
+"""
+
+from engine.examples.expense import Expense
+from engine.examples.importer import Import
+from engine.examples.order import Order
+
+WORKFLOWS = [Expense, Order, Import]
+
+__all__ = ["WORKFLOWS", "Expense", "Import", "Order"]
