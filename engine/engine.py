@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import itertools
 import logging
 import time
 import uuid
@@ -88,6 +89,7 @@ class Engine:
         self.lease = lease
         self.busy_timeout = busy_timeout
         self.owner = f"engine-{uuid.uuid4().hex[:12]}"
+        self._sessions = itertools.count(1)  # each session holds the lease under its own name
         self.workflows: dict[str, type[Workflow]] = {}
         for cls in workflows:
             self.register(cls)
@@ -118,7 +120,7 @@ class Engine:
 
     @contextmanager
     def _run(self, workflow_id: str, *, wait: bool = False) -> Iterator[Run]:
-        owner = f"{self.owner}-{uuid.uuid4().hex[:8]}"
+        owner = f"{self.owner}-{next(self._sessions)}"
         deadline = time.monotonic() + self.busy_timeout.total_seconds()
         delay = 0.005
         while True:
@@ -356,7 +358,7 @@ class Engine:
                 statement=w.wait,
             )
         t = rec.thread(w.thread_id)
-        entry = run.program.index.get(w.wait)
+        entry = run.program.entry(w.wait)
         case = entry.stmt.case(event) if entry and isinstance(entry.stmt, Wait) else None
         if t is None or case is None:
             raise DefinitionMismatch(

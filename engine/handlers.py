@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -57,6 +58,12 @@ class UserAction(BaseModel):
     reason: str = ""
 
 
+@functools.lru_cache(maxsize=256)
+def input_schema(model: builtins.type[BaseModel]) -> dict[str, Any]:
+    """The JSON schema of ``model``, computed once per class."""
+    return model.model_json_schema()
+
+
 def _validate(model: type[BaseModel], input: Any) -> BaseModel:
     try:
         if isinstance(input, model):
@@ -94,7 +101,7 @@ class WaitForUserAction:
         return self.deny(action.reason)
 
     def describe(self) -> dict[str, Any]:
-        return {"input": UserAction.model_json_schema()}
+        return {"input": input_schema(UserAction)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +131,7 @@ class Event:
         return self.handle_fn(value) if self.handle_fn is not None else None
 
     def describe(self) -> dict[str, Any]:
-        return {"model": self.model.__name__, "input": self.model.model_json_schema()}
+        return {"model": self.model.__name__, "input": input_schema(self.model)}
 
 
 @dataclass(frozen=True, slots=True)

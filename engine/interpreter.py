@@ -123,7 +123,7 @@ def start_frames(program: Program, thread: ThreadState) -> list[list[Any]]:
                 "which the current definition no longer has",
             )
         return [[go.section.stmts, 0, FrameKind.ROOT]]
-    entry = program.index.get(thread.position)
+    entry = program.entry(thread.position)
     if entry is None:
         raise _mismatch(
             thread,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import traceback
-import uuid
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,7 +42,7 @@ from engine.runtime import (
     WorkflowRecord,
     WorkflowStatus,
 )
-from engine.statements import RetryPolicy, Wait, WaitFor, evaluate
+from engine.statements import RetryPolicy, Section, Wait, WaitFor, evaluate
 from engine.store.base import Store
 from engine.validate import Program, compile_definition
 from engine.workflow import Workflow
@@ -77,8 +77,14 @@ def load_state(cls: type[Workflow], record: WorkflowRecord) -> Workflow:
         ) from None
 
 
-def build_program(model: Workflow, workflow_id: str | None = None) -> Program:
-    """Call ``definition()`` on ``model`` and compile it; every failure is a ``DefinitionError``."""
+def build_program(
+    model: Workflow, workflow_id: str | None = None, prev: Program | None = None
+) -> Program:
+    """Call ``definition()`` on ``model`` and compile it; every failure is a ``DefinitionError``.
+
+    With ``prev`` (the program before the last step) the new tree is bound to ``prev``'s
+    paths instead of compiled again: the tree was validated when the session began.
+    """
     try:
         definition = model.definition()
     except GorchError as e:
@@ -90,6 +96,8 @@ def build_program(model: Workflow, workflow_id: str | None = None) -> Program:
             workflow_id=workflow_id,
         ) from e
     try:
+        if prev is not None and isinstance(definition, Section):
+            return prev.rebind(definition)
         return compile_definition(definition)
     except DefinitionError as e:
         e.workflow_id = workflow_id
@@ -126,6 +134,7 @@ class Run:
     pending: list[HistoryEntry] = field(default_factory=list)
     waits_changed: bool = False  # the set of waits changed since the last checkpoint
     _program: Program | None = field(default=None, init=False)
+    _last: Program | None = field(default=None, init=False)  # the program before the change
 
     def __post_init__(self) -> None:
         self.model = load_state(self.cls, self.record)
@@ -134,7 +143,8 @@ class Run:
     def program(self) -> Program:
         """The definition compiled from the current state (rebuilt after each change)."""
         if self._program is None:
-            self._program = build_program(self.model, self.record.id)
+            self._program = build_program(self.model, self.record.id, self._last)
+            self._last = self._program
         return self._program
 
     # -- bookkeeping ------------------------------------------------------------------------
@@ -165,7 +175,7 @@ class Run:
     def restore_state(self) -> None:
         """Forget in-memory changes to the state since the last checkpoint."""
         self.model = load_state(self.cls, self.record)
-        self._program = None
+        self._program = self._last = None
 
     def checkpoint(self) -> None:
         """Write the state, threads, waits and pending history atomically, then serve waits."""
@@ -215,9 +225,9 @@ class Run:
     def wake_waitfors(self) -> None:
         """Release threads whose ``WaitFor`` condition holds now (a checkpoint writes it)."""
         for t in self.record.threads:
-            if t.status is not ThreadStatus.WAITING:
-                continue
-            entry = self.program.index.get(t.position)
+            if t.status is not ThreadStatus.WAITING or self.has_open_waits(t.id):
+                continue  # only a thread without open waits can stand on a WaitFor
+            entry = self.program.entry(t.position)
             if entry is None or not isinstance(entry.stmt, WaitFor):
                 continue
             try:
@@ -228,6 +238,9 @@ class Run:
             if holds:
                 t.status, t.phase = ThreadStatus.RUNNING, Phase.DONE
                 self.note("waitfor_done", thread=t.id, statement=t.position)
+
+    def has_open_waits(self, thread_id: str) -> bool:
+        return any(w.thread_id == thread_id and w.status.open for w in self.waits)
 
     def fail(self, t: ThreadState, statement: str, e: BaseException | str) -> None:
         t.status = ThreadStatus.FAILED
@@ -327,7 +340,7 @@ class Run:
             describe = getattr(h, "describe", None)
             self.waits.append(
                 WaitInfo(
-                    id=uuid.uuid4().hex,
+                    id=os.urandom(12).hex(),
                     workflow_id=self.record.id,
                     thread_id=t.id,
                     wait=wait.name,

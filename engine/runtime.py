@@ -6,7 +6,7 @@ can be resumed by a newer version of its code.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Generic, TypeVar
@@ -126,7 +126,17 @@ class ThreadState:
         )
 
     def copy(self) -> ThreadState:
-        return replace(self)
+        return ThreadState(
+            self.id,
+            self.go,
+            self.position,
+            self.phase,
+            self.status,
+            self.event,
+            self.attempts,
+            self.retry_at,
+            self.error,
+        )
 
 
 @dataclass(slots=True)
@@ -168,7 +178,23 @@ class WaitInfo:
     handled: bool = False
 
     def copy(self) -> WaitInfo:
-        return replace(self, data=dict(self.data))
+        return WaitInfo(
+            self.id,
+            self.workflow_id,
+            self.thread_id,
+            self.wait,
+            self.event,
+            self.type,
+            self.pc,
+            self.created_at,
+            self.status,
+            self.due_at,
+            dict(self.data),
+            self.attempts,
+            self.retry_at,
+            self.error,
+            self.handled,
+        )
 
 
 @dataclass(slots=True)
@@ -208,7 +234,25 @@ class WorkflowRecord:
     format: int = FORMAT_VERSION
 
     def copy(self) -> WorkflowRecord:
-        return replace(self, state=dict(self.state), threads=[t.copy() for t in self.threads])
+        """A copy sharing nothing mutable at the top level (state is replaced, not mutated)."""
+        return WorkflowRecord(
+            self.id,
+            self.type,
+            self.status,
+            self.state,
+            [t.copy() for t in self.threads],
+            self.created_at,
+            self.updated_at,
+            self.pc,
+            self.version,
+            self.turn,
+            self.result,
+            self.error,
+            self.next_run_at,
+            self.lease_owner,
+            self.lease_until,
+            self.format,
+        )
 
     def thread(self, thread_id: str) -> ThreadState | None:
         for t in self.threads:

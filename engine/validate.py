@@ -11,7 +11,6 @@ from enum import Enum
 from typing import Any
 
 from engine.errors import DefinitionError
-from engine.handlers import Handler
 from engine.statements import (
     Break,
     Continue,
@@ -54,17 +53,98 @@ class Entry:
     thread: str | None  # the Go statement whose body holds it; None for the main thread
 
 
-@dataclass(frozen=True, slots=True)
 class Program:
-    """A compiled definition: the tree and its named statements."""
+    """A compiled definition: the tree and its named statements.
 
-    root: Section
-    index: dict[str, Entry]
+    A program made by ``rebind`` (the definition rebuilt after a step) finds statements by
+    following the paths of the fully compiled program it came from, so a step costs
+    O(depth), not O(size); if the tree's shape changed under a name, it compiles in full.
+    """
+
+    __slots__ = ("_base", "_cache", "_index", "root")
+
+    def __init__(
+        self, root: Section, index: dict[str, Entry] | None = None, base: Program | None = None
+    ) -> None:
+        self.root = root
+        self._index = index
+        self._base = base
+        self._cache: dict[str, Entry | None] = {}
+
+    @property
+    def index(self) -> dict[str, Entry]:
+        """Every named statement (compiles and validates the whole tree if not done yet)."""
+        if self._index is None:
+            self._index = compile_definition(self.root)._index or {}
+            self._base = None
+        return self._index
+
+    def rebind(self, root: Section) -> Program:
+        """The program of ``root``, a rebuild of this program's definition from newer state."""
+        return Program(root, base=self if self._index is not None else self._base)
+
+    def entry(self, name: str) -> Entry | None:
+        """The statement called ``name`` and its path, or None."""
+        if self._index is not None:
+            return self._index.get(name)
+        if name in self._cache:
+            return self._cache[name]
+        old = self._base.entry(name) if self._base is not None else None
+        found = self._follow(old) if old is not None else None
+        if found is None:  # a new name, or the shape changed: compile the whole tree
+            return self.index.get(name)
+        self._cache[name] = found
+        return found
 
     def go(self, name: str) -> Go | None:
         """The ``Go`` statement called ``name``, if there is one."""
-        entry = self.index.get(name)
+        entry = self.entry(name)
         return entry.stmt if entry is not None and isinstance(entry.stmt, Go) else None
+
+    def _follow(self, old: Entry) -> Entry | None:
+        """``old``'s path followed through this program's tree, if it leads to the same name."""
+        if old.thread is None:
+            stmts: tuple[Stmt, ...] = self.root.stmts
+        else:
+            go = self.go(old.thread)
+            if go is None:
+                return None
+            stmts = go.section.stmts
+        path: list[Frame] = []
+        last = len(old.path) - 1
+        for k, (old_stmts, i, kind) in enumerate(old.path):
+            if i >= len(stmts):
+                return None
+            path.append((stmts, i, kind))
+            if k == last:
+                break
+            sub = _descend(old_stmts[i], stmts[i], old.path[k + 1][0])
+            if sub is None:
+                return None
+            stmts = sub
+        st = stmts[old.path[-1][1]]
+        if type(st) is not type(old.stmt) or st.label != old.stmt.label:
+            return None
+        return Entry(st, tuple(path), old.thread)
+
+
+def _descend(old: Stmt, new: Stmt, old_child: tuple[Stmt, ...]) -> tuple[Stmt, ...] | None:
+    """The section of ``new`` at the place where ``old`` held ``old_child``."""
+    if type(old) is not type(new):
+        return None
+    if isinstance(old, Section) and isinstance(new, Section):
+        return new.stmts
+    if isinstance(old, For) and isinstance(new, For):
+        return new.body.stmts
+    if isinstance(old, (If, Switch)) and isinstance(new, (If, Switch)):
+        for j, b in enumerate(old.branches):
+            if b.body.stmts is old_child:
+                return new.branches[j].body.stmts if j < len(new.branches) else None
+    if isinstance(old, Wait) and isinstance(new, Wait):
+        for j, c in enumerate(old.cases):
+            if c.body.stmts is old_child:
+                return new.cases[j].body.stmts if j < len(new.cases) else None
+    return None
 
 
 _MAX_DEPTH = 200
@@ -147,7 +227,7 @@ class _Compiler:
                 elif case.event in seen:
                     self.problem(f"Wait {st.name!r}: event {case.event!r} appears twice", st.name)
                 seen.add(case.event)
-                if not isinstance(case.handler, Handler):
+                if not _is_handler(case.handler):
                     self.problem(
                         f"Wait {st.name!r}, event {case.event!r}: the handler "
                         f"{case.handler!r:.60} has no .type and .handle(input)",
@@ -193,6 +273,11 @@ class _Compiler:
                 f"not {type(cond).__name__}",
                 name,
             )
+
+
+def _is_handler(h: Any) -> bool:
+    # Duck-typed: isinstance() against a runtime-checkable Protocol is slow on the hot path.
+    return isinstance(getattr(h, "type", None), str) and callable(getattr(h, "handle", None))
 
 
 def _can_progress(sec: Section) -> bool:

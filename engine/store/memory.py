@@ -22,6 +22,7 @@ class MemoryStore:
         self._workflows: dict[str, WorkflowRecord] = {}
         self._waits: dict[str, dict[str, WaitInfo]] = {}
         self._history: dict[str, list[HistoryEntry]] = {}
+        self._wait_owner: dict[str, str] = {}  # wait id -> workflow id
         self._seq = 0
 
     def _get(self, workflow_id: str) -> WorkflowRecord:
@@ -120,7 +121,10 @@ class MemoryStore:
             new.lease_owner, new.lease_until = stored.lease_owner, stored.lease_until
             self._workflows[record.id] = new
             if waits is not None:
+                for old in self._waits.get(record.id, {}):
+                    self._wait_owner.pop(old, None)
                 self._waits[record.id] = {w.id: w.copy() for w in waits}
+                self._wait_owner.update(dict.fromkeys(self._waits[record.id], record.id))
             self._append(history)
 
     def update_wait(self, wait: WaitInfo) -> None:
@@ -131,8 +135,9 @@ class MemoryStore:
 
     def delete_wait(self, wait_id: str) -> None:
         with self._lock:
-            for waits in self._waits.values():
-                waits.pop(wait_id, None)
+            workflow_id = self._wait_owner.pop(wait_id, None)
+            if workflow_id is not None:
+                self._waits[workflow_id].pop(wait_id, None)
 
     def append_history(self, entries: Sequence[HistoryEntry]) -> None:
         with self._lock:

@@ -1,0 +1,174 @@
+"""SQL table models of ``SQLModelStore``: rows, kept apart from the runtime records.
+
+Three tables, on their own ``MetaData`` (never ``SQLModel.metadata``, so an application's
+own SQLModel tables and gorch's never end up in each other's ``create_all`` or migrations):
+
+- ``workflows``: one row per workflow; state and threads as JSON, the lease, the version.
+- ``waits``: one row per pending event (the inbox across all workflows).
+- ``history``: append-only; its autoincrement ``id`` is the entry's ``seq``.
+
+There is no separate timers table: a durable timer is a wait whose ``due_at`` is set, found
+by the ``ix_waits_due_at`` index (``Store.due_waits``).
+
+Datetimes are stored as UTC and always come back timezone-aware (``UTCDateTime``): SQLite
+has no time zones and returns naive values. JSON columns are JSONB on PostgreSQL.
+The schema is created and upgraded by the Alembic migrations in ``engine/store/migrations``;
+a test checks that they produce exactly these tables.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Index, Integer, Table, Text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import registry
+from sqlalchemy.types import DateTime, TypeDecorator, TypeEngine
+from sqlmodel import Field, SQLModel
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp stored in UTC and returned timezone-aware (naive input is taken as UTC)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        # Only PostgreSQL keeps the offset; elsewhere (SQLite) store the naive UTC value.
+        return value if dialect.name == "postgresql" else value.replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+JSONColumn: TypeEngine[Any] = JSON().with_variant(JSONB(), "postgresql")
+"""JSON everywhere, JSONB on PostgreSQL."""
+
+BigId: TypeEngine[int] = BigInteger().with_variant(Integer(), "sqlite")
+"""A 64-bit key; plain INTEGER on SQLite, where only that is an alias of the rowid."""
+
+
+class GorchTable(SQLModel, registry=registry()):
+    """Base of gorch's table models, on a registry (and ``MetaData``) of their own."""
+
+
+metadata = GorchTable.metadata
+"""The ``MetaData`` of gorch's tables (for Alembic and ``compare_metadata``)."""
+
+VERSION_TABLE = "gorch_alembic_version"
+"""Alembic's version table for gorch's schema, apart from an application's own migrations."""
+
+
+class WorkflowRow(GorchTable, table=True):
+    """A row of ``workflows``: one workflow, as ``WorkflowRecord`` stores it."""
+
+    __tablename__ = "workflows"
+    __table_args__ = (
+        Index("ix_workflows_status_created_at", "status", "created_at"),
+        Index("ix_workflows_type_created_at", "type", "created_at"),
+        Index("ix_workflows_created_at", "created_at"),
+        Index("ix_workflows_status_next_run_at", "status", "next_run_at"),
+    )
+
+    id: str = Field(primary_key=True)
+    type: str
+    status: str
+    state: dict[str, Any] = Field(sa_type=JSONColumn)
+    threads: list[dict[str, Any]] = Field(sa_type=JSONColumn)
+    pc: int
+    version: int
+    turn: int
+    result: Any = Field(default=None, sa_type=JSONColumn, nullable=True)
+    error: str | None = Field(default=None, sa_type=Text)
+    next_run_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    lease_owner: str | None = None
+    lease_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    format: int
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    updated_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class WaitRow(GorchTable, table=True):
+    """A row of ``waits``: one pending event of a waiting thread (``WaitInfo``).
+
+    ``position`` keeps the order the engine gave the workflow's waits in, as ``MemoryStore``
+    does, so ``load_waits`` returns them as they were checkpointed.
+    """
+
+    __tablename__ = "waits"
+    __table_args__ = (
+        Index("ix_waits_status_created_at", "status", "created_at"),
+        Index("ix_waits_type", "type"),
+        Index("ix_waits_due_at", "due_at"),
+        Index("ix_waits_retry_at", "retry_at"),
+    )
+
+    id: str = Field(primary_key=True)
+    workflow_id: str = Field(foreign_key="workflows.id", ondelete="CASCADE", index=True)
+    thread_id: str
+    wait: str
+    event: str
+    type: str
+    pc: int
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    status: str
+    due_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    data: dict[str, Any] = Field(sa_type=JSONColumn)
+    attempts: int
+    retry_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    error: str | None = Field(default=None, sa_type=Text)
+    handled: bool
+    position: int
+
+
+class HistoryRow(GorchTable, table=True):
+    """A row of ``history``: one ``HistoryEntry``; ``id`` is its ``seq``."""
+
+    __tablename__ = "history"
+    __table_args__ = (
+        Index("ix_history_workflow_id_id", "workflow_id", "id"),
+        {"sqlite_autoincrement": True},  # never reuse a seq, even after the newest row is gone
+    )
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigId)
+    workflow_id: str
+    at: datetime = Field(sa_type=UTCDateTime)
+    kind: str
+    thread: str | None = None
+    statement: str | None = None
+    actor: str | None = None
+    pc: int
+    detail: dict[str, Any] = Field(sa_type=JSONColumn)
+
+
+def _table(model: type[GorchTable]) -> Table:
+    table = model.__table__  # type: ignore[attr-defined]
+    if not isinstance(table, Table):  # pragma: no cover - SQLModel always builds a Table
+        raise TypeError(f"{model.__name__} has no Table")
+    return table
+
+
+workflows = _table(WorkflowRow)
+waits = _table(WaitRow)
+history = _table(HistoryRow)
+
+__all__ = [
+    "HistoryRow",
+    "VERSION_TABLE",
+    "UTCDateTime",
+    "WaitRow",
+    "WorkflowRow",
+    "history",
+    "metadata",
+    "waits",
+    "workflows",
+]
