@@ -8,8 +8,8 @@ atomic store write, and the ``CallbackManager`` calls happen after it, outside a
 from __future__ import annotations
 
 import logging
-import traceback
 import os
+import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any

@@ -162,8 +162,8 @@ waits = _table(WaitRow)
 history = _table(HistoryRow)
 
 __all__ = [
-    "HistoryRow",
     "VERSION_TABLE",
+    "HistoryRow",
     "UTCDateTime",
     "WaitRow",
     "WorkflowRow",
