@@ -7,9 +7,9 @@ import itertools
 import logging
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from engine.clock import Clock, SystemClock
@@ -20,6 +20,7 @@ from engine.errors import (
     GorchError,
     InvalidOperation,
     RunawayLoop,
+    StateError,
     UnknownWorkflowType,
     WorkflowBusy,
     WorkflowExists,
@@ -63,6 +64,7 @@ class Engine:
         max_iterations: loop iterations a thread may make without a step or a wait.
         lease: how long one session may hold a workflow before others may take it over.
         busy_timeout: how long callbacks and operator actions wait for a busy workflow.
+        quarantine: how long ``run_due`` leaves a workflow alone that cannot run as stored.
     """
 
     def __init__(
@@ -78,6 +80,7 @@ class Engine:
         max_iterations: int = 10_000,
         lease: timedelta = timedelta(minutes=5),
         busy_timeout: timedelta = timedelta(seconds=10),
+        quarantine: timedelta = timedelta(minutes=1),
     ) -> None:
         self.store = store
         self.managers: dict[str, CallbackManager] = dict(managers or {})
@@ -88,6 +91,10 @@ class Engine:
         self.max_iterations = max_iterations
         self.lease = lease
         self.busy_timeout = busy_timeout
+        self.quarantine = quarantine
+        self._quarantine: dict[str, datetime] = {}
+        self.draining = False  # set by a worker on shutdown: stop between steps
+        self.active: dict[str, str] = {}  # lease owner -> workflow id, for lease heartbeats
         self.owner = f"engine-{uuid.uuid4().hex[:12]}"
         self._sessions = itertools.count(1)  # each session holds the lease under its own name
         self.workflows: dict[str, type[Workflow]] = {}
@@ -133,6 +140,7 @@ class Engine:
                     raise
                 time.sleep(delay)
                 delay = min(delay * 2, 0.2)
+        self.active[owner] = workflow_id
         try:
             run = Run(
                 self.store,
@@ -146,6 +154,7 @@ class Engine:
             )
             yield run
         finally:
+            self.active.pop(owner, None)
             self.store.release(workflow_id, owner)
 
     def _info(self, record: WorkflowRecord, model: Workflow | None = None) -> WorkflowInfo[Any]:
@@ -244,6 +253,8 @@ class Engine:
             rec = run.record
             steps = 0
             while not rec.status.done and rec.status is not WorkflowStatus.FAILED:
+                if self.draining:
+                    break  # shutting down: the workflow stays due for another process
                 run.wake_waitfors()
                 ready = run.runnable()
                 if not ready:
@@ -308,7 +319,22 @@ class Engine:
                 thread, invalid input (``InvalidInput``) or a failing handler; nothing changed.
             DefinitionMismatch: the wait or its case is gone from the code; nothing changed.
         """
-        with self._run(workflow_id, wait=True) as run:
+        return self._callback(
+            workflow_id, event, input, actor=actor, thread=thread, pc=pc, wait=True
+        )
+
+    def _callback(
+        self,
+        workflow_id: str,
+        event: str,
+        input: Any,
+        *,
+        actor: str | None,
+        thread: str | None,
+        pc: int | None,
+        wait: bool,
+    ) -> Any:
+        with self._run(workflow_id, wait=wait) as run:
             output = self._deliver(run, event, input, actor=actor, thread=thread, pc=pc)
         self.resumer.schedule(self, workflow_id)
         return output
@@ -396,32 +422,73 @@ class Engine:
         run.checkpoint()
         return output
 
-    def run_due(self, limit: int | None = None) -> int:
+    def run_due(self, limit: int | None = None, *, stop: Callable[[], bool] | None = None) -> int:
         """Fire due timers, retry due set-ups/tear-downs and execute due workflows, now.
+
+        Workflows busy elsewhere are skipped (they are someone else's work). A workflow that
+        cannot run as stored (``DefinitionMismatch``, ``StateError``, unknown type) is logged
+        and left alone by this engine for ``quarantine``, so one broken workflow cannot hog it.
+
+        Args:
+            limit: at most this many timers and this many workflows.
+            stop: checked between items; when it returns True, return early.
 
         Returns:
             How many timers, waits and workflows were handled.
         """
         done = 0
+        stopping = stop or (lambda: self.draining)
         for w in self.store.due_waits(self.clock.now(), limit):
+            if stopping():
+                return done
+            if self._quarantined(w.workflow_id):
+                continue
             try:
                 if w.status.open and w.due_at is not None and w.due_at <= self.clock.now():
-                    self.on_callback(
-                        w.workflow_id, w.event, None, actor="timer", thread=w.thread_id, pc=w.pc
+                    self._callback(
+                        w.workflow_id,
+                        w.event,
+                        None,
+                        actor="timer",
+                        thread=w.thread_id,
+                        pc=w.pc,
+                        wait=False,
                     )
                 else:
                     with self._run(w.workflow_id) as run:
                         run.serve_waits()
                 done += 1
+            except WorkflowBusy:
+                continue
             except GorchError as e:
-                log.warning("due wait %s of %s: %s", w.event, w.workflow_id, e)
+                self._skip(w.workflow_id, e)
         for wid in self.store.due_workflows(self.clock.now(), limit):
+            if stopping():
+                return done
+            if self._quarantined(wid):
+                continue
             try:
                 self.execute(wid)
                 done += 1
+            except WorkflowBusy:
+                continue
             except GorchError as e:
-                log.warning("workflow %s: %s: %s", wid, type(e).__name__, e)
+                self._skip(wid, e)
         return done
+
+    def _quarantined(self, workflow_id: str) -> bool:
+        until = self._quarantine.get(workflow_id)
+        if until is None:
+            return False
+        if until <= self.clock.now():
+            del self._quarantine[workflow_id]
+            return False
+        return True
+
+    def _skip(self, workflow_id: str, e: GorchError) -> None:
+        log.warning("workflow %s: %s: %s", workflow_id, type(e).__name__, e)
+        if isinstance(e, (DefinitionMismatch, DefinitionError, StateError, UnknownWorkflowType)):
+            self._quarantine[workflow_id] = self.clock.now() + self.quarantine
 
     # -- reading ----------------------------------------------------------------------------
 

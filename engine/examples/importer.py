@@ -19,10 +19,11 @@ class Import(Workflow):
     fetched: list[int] = []
     flaky: list[int] = []
     failures: int = 1
+    attempts: int = 3
     stop_after: int | None = None
 
     def definition(self) -> Section:
-        retry = RetryPolicy(max_attempts=3, initial_interval=timedelta(seconds=5))
+        retry = RetryPolicy(max_attempts=self.attempts, initial_interval=timedelta(seconds=5))
         return S(
             For("each page", self.page < self.pages,
                 Step("fetch page", self.fetch, retry=retry),

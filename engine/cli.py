@@ -1,0 +1,112 @@
+"""The ``gorch`` command: worker, run-due, demo data and database migrations."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+from engine.config import ConfigError, db_url, load_app, open_store
+from engine.engine import Engine
+from engine.errors import GorchError
+from engine.resumers import PollingResumer
+
+DB = click.option("--db", "db", envvar="GORCH_DB_URL", default=None,
+                  help="Database URL [env GORCH_DB_URL; default sqlite:///gorch.db].")
+APP = click.option("--app", "app", envvar="GORCH_APP", default=None,
+                   help="Module listing the workflow classes [env GORCH_APP; default: examples].")
+
+
+def _engine(db: str | None, app: str | None) -> Engine:
+    loaded = load_app(app)
+    return Engine(open_store(db), loaded.workflows, managers=loaded.managers,
+                  resumer=PollingResumer())
+
+
+@click.group()
+@click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
+def main(verbose: int) -> None:
+    """gorch: durable workflows in your own database."""
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+
+@main.command()
+@DB
+@APP
+@click.option("--poll", default=0.5, show_default=True, help="Seconds to sleep when idle.")
+@click.option("--batch", default=20, show_default=True, help="Items per poll.")
+def worker(db: str | None, app: str | None, poll: float, batch: int) -> None:
+    """Run due timers and workflows until SIGTERM/SIGINT; start as many as you like."""
+    from engine.worker import run_worker
+
+    engine = _engine(db, app)
+    click.echo(f"gorch worker {engine.owner} on {_safe(db_url(db))}", err=True)
+    run_worker(engine, poll=poll, batch=batch)
+
+
+@main.command("run-due")
+@DB
+@APP
+@click.option("--once", is_flag=True, help="One pass, even if more became due meanwhile.")
+def run_due(db: str | None, app: str | None, once: bool) -> None:
+    """Execute everything due now, then exit (for cron; safe on many machines at once)."""
+    engine = _engine(db, app)
+    total = 0
+    while True:
+        n = engine.run_due(100)
+        total += n
+        if once or n == 0:
+            break
+    click.echo(f"{total} due item(s) handled")
+
+
+@main.command()
+@DB
+def demo(db: str | None) -> None:
+    """Seed the database with the bundled example workflows in every state."""
+    from engine.examples import WORKFLOWS
+    from engine.examples.demo import seed_demo
+
+    engine = Engine(open_store(db), WORKFLOWS, resumer=PollingResumer())
+    ids = seed_demo(engine)
+    click.echo(f"{len(ids)} demo workflows in {_safe(db_url(db))}")
+
+
+@main.group()
+def db() -> None:
+    """Database schema commands."""
+
+
+@db.command()
+@DB
+def upgrade(db: str | None) -> None:
+    """Apply the schema migrations (also done automatically when a store opens)."""
+    from engine.store.sql import upgrade as do_upgrade
+
+    do_upgrade(db_url(db))
+    click.echo(f"schema of {_safe(db_url(db))} is up to date")
+
+
+def _safe(url: str) -> str:
+    """``url`` without its password, for printing."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - an unparsable URL is printed as given
+        return url
+
+
+def run() -> None:
+    """Entry point: turn gorch errors into a message and exit status 2."""
+    try:
+        main(standalone_mode=True)
+    except (GorchError, ConfigError) as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    run()

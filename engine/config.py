@@ -1,0 +1,78 @@
+"""Configuration shared by the CLI, the worker and the UI: which database, which workflows.
+
+``GORCH_DB_URL`` picks the store (default ``sqlite:///gorch.db``; ``memory://`` for a
+throwaway in-process store). ``GORCH_APP`` names an importable module: gorch uses its
+``WORKFLOWS`` list if it has one, else every ``Workflow`` subclass defined in it, and its
+``MANAGERS`` dict (handler type -> ``CallbackManager``) if it has one. The default app is the
+bundled examples.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.errors import GorchError
+from engine.handlers import CallbackManager
+from engine.store.base import Store
+from engine.workflow import Workflow
+
+DEFAULT_DB_URL = "sqlite:///gorch.db"
+DEFAULT_APP = "engine.examples"
+
+
+class ConfigError(GorchError):
+    """The configured app or database cannot be used."""
+
+
+@dataclass(frozen=True)
+class App:
+    """What a ``GORCH_APP`` module provides."""
+
+    module: str
+    workflows: list[type[Workflow]]
+    managers: dict[str, CallbackManager] = field(default_factory=dict)
+
+
+def db_url(url: str | None = None) -> str:
+    """``url``, else ``$GORCH_DB_URL``, else the default SQLite file."""
+    return url or os.environ.get("GORCH_DB_URL") or DEFAULT_DB_URL
+
+
+def load_app(module: str | None = None) -> App:
+    """Import the app module (``module``, else ``$GORCH_APP``, else the examples)."""
+    name = module or os.environ.get("GORCH_APP") or DEFAULT_APP
+    try:
+        mod = importlib.import_module(name)
+    except ImportError as e:
+        raise ConfigError(f"cannot import the app module {name!r}: {e}") from e
+    listed: Any = getattr(mod, "WORKFLOWS", None)
+    if listed is None:
+        listed = [
+            obj for obj in vars(mod).values()
+            if inspect.isclass(obj) and issubclass(obj, Workflow) and obj is not Workflow
+            and obj.__module__ == mod.__name__
+        ]
+    workflows = list(listed)
+    bad = [w for w in workflows if not (inspect.isclass(w) and issubclass(w, Workflow))]
+    if bad:
+        raise ConfigError(f"{name}.WORKFLOWS holds non-Workflow items: {bad!r:.200}")
+    if not workflows:
+        raise ConfigError(f"the app module {name!r} defines no Workflow subclass")
+    managers = dict(getattr(mod, "MANAGERS", None) or {})
+    return App(name, workflows, managers)
+
+
+def open_store(url: str | None = None) -> Store:
+    """The store for ``url`` (see ``db_url``): ``memory://`` or any SQLAlchemy URL."""
+    url = db_url(url)
+    if url.startswith("memory:"):
+        from engine.store.memory import MemoryStore
+
+        return MemoryStore()
+    from engine.store.sql import SQLModelStore
+
+    return SQLModelStore(url)
