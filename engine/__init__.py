@@ -59,7 +59,7 @@ from engine.statements import (
     Wait,
     WaitFor,
 )
-from engine.store import MemoryStore, Store
+from engine.store import MemoryStore, SQLModelStore, Store
 from engine.validate import validate
 from engine.workflow import Workflow
 
@@ -95,6 +95,7 @@ __all__ = [
     "Return",
     "RunawayLoop",
     "S",
+    "SQLModelStore",
     "Section",
     "StateError",
     "Step",

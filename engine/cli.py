@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from datetime import timedelta
 
 import click
 
@@ -12,16 +13,31 @@ from engine.engine import Engine
 from engine.errors import GorchError
 from engine.resumers import PollingResumer
 
-DB = click.option("--db", "db", envvar="GORCH_DB_URL", default=None,
-                  help="Database URL [env GORCH_DB_URL; default sqlite:///gorch.db].")
-APP = click.option("--app", "app", envvar="GORCH_APP", default=None,
-                   help="Module listing the workflow classes [env GORCH_APP; default: examples].")
+DB = click.option(
+    "--db",
+    "db",
+    envvar="GORCH_DB_URL",
+    default=None,
+    help="Database URL [env GORCH_DB_URL; default sqlite:///gorch.db].",
+)
+APP = click.option(
+    "--app",
+    "app",
+    envvar="GORCH_APP",
+    default=None,
+    help="Module listing the workflow classes [env GORCH_APP; default: examples].",
+)
 
 
-def _engine(db: str | None, app: str | None) -> Engine:
+def _engine(db: str | None, app: str | None, lease: float = 60.0) -> Engine:
     loaded = load_app(app)
-    return Engine(open_store(db), loaded.workflows, managers=loaded.managers,
-                  resumer=PollingResumer())
+    return Engine(
+        open_store(db),
+        loaded.workflows,
+        managers=loaded.managers,
+        resumer=PollingResumer(),
+        lease=timedelta(seconds=lease),
+    )
 
 
 @click.group()
@@ -37,11 +53,17 @@ def main(verbose: int) -> None:
 @APP
 @click.option("--poll", default=0.5, show_default=True, help="Seconds to sleep when idle.")
 @click.option("--batch", default=20, show_default=True, help="Items per poll.")
-def worker(db: str | None, app: str | None, poll: float, batch: int) -> None:
+@click.option(
+    "--lease",
+    default=60.0,
+    show_default=True,
+    help="Seconds a crashed worker's workflows stay locked before others take over.",
+)
+def worker(db: str | None, app: str | None, poll: float, batch: int, lease: float) -> None:
     """Run due timers and workflows until SIGTERM/SIGINT; start as many as you like."""
     from engine.worker import run_worker
 
-    engine = _engine(db, app)
+    engine = _engine(db, app, lease)
     click.echo(f"gorch worker {engine.owner} on {_safe(db_url(db))}", err=True)
     run_worker(engine, poll=poll, batch=batch)
 
@@ -95,7 +117,7 @@ def _safe(url: str) -> str:
 
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - an unparsable URL is printed as given
+    except Exception:
         return url
 
 

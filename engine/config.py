@@ -52,8 +52,11 @@ def load_app(module: str | None = None) -> App:
     listed: Any = getattr(mod, "WORKFLOWS", None)
     if listed is None:
         listed = [
-            obj for obj in vars(mod).values()
-            if inspect.isclass(obj) and issubclass(obj, Workflow) and obj is not Workflow
+            obj
+            for obj in vars(mod).values()
+            if inspect.isclass(obj)
+            and issubclass(obj, Workflow)
+            and obj is not Workflow
             and obj.__module__ == mod.__name__
         ]
     workflows = list(listed)

@@ -28,8 +28,9 @@ def seed_demo(engine: Engine, *, prefix: str = "demo") -> list[str]:
         engine.on_callback(wid, "slackApproval", {"approved": True}, actor="demo")
         engine.execute(wid)
     if wid := start("expense-denied", Expense(amount=9000, requester="cy")):
-        engine.on_callback(wid, "slackApproval", {"approved": False, "reason": "over budget"},
-                           actor="demo")
+        engine.on_callback(
+            wid, "slackApproval", {"approved": False, "reason": "over budget"}, actor="demo"
+        )
         engine.execute(wid)
     if wid := start("expense-cancelled", Expense(amount=75, requester="di")):
         engine.cancel(wid, actor="demo", reason="duplicate claim")

@@ -2,5 +2,6 @@
 
 from engine.store.base import Store
 from engine.store.memory import MemoryStore
+from engine.store.sql import SQLModelStore
 
-__all__ = ["MemoryStore", "Store"]
+__all__ = ["MemoryStore", "SQLModelStore", "Store"]

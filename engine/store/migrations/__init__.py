@@ -1,0 +1,1 @@
+"""Alembic migrations of gorch's schema, run by ``engine.store.database.upgrade``."""

@@ -1,0 +1,1 @@
+"""Numbered schema revisions; Alembic loads them by path."""

@@ -1,0 +1,577 @@
+"""``SQLModelStore``: the ``Store`` protocol in SQLite or PostgreSQL, through SQLAlchemy 2.
+
+Every public method is one short transaction; none is held open between calls, so no step
+body ever runs inside one. Exclusivity comes from the lease columns: ``acquire`` is a single
+conditional ``UPDATE ... RETURNING``, and ``checkpoint`` a compare-and-set on
+``(version, lease_owner)`` followed by the waits and history writes, in one transaction.
+
+SQLite (the default, ``sqlite:///gorch.db``) runs in WAL mode with ``synchronous=NORMAL``:
+a commit survives a killed process, not necessarily a power loss; ``sqlite_synchronous="FULL"``
+survives both (see ``engine.store.database`` for why). Write transactions begin with
+``BEGIN IMMEDIATE``, so concurrent writers queue for the lock instead of failing halfway.
+
+PostgreSQL is reached through psycopg 3 (``postgresql+psycopg://``; a plain
+``postgresql://`` URL is rewritten to it). Its row locks serialise racing ``acquire`` calls,
+and ``due_workflows`` reads with ``FOR UPDATE SKIP LOCKED``, so a poller passes over
+workflows another worker is taking right now.
+
+Database failures surface as ``StoreError`` (the SQLAlchemy error as ``__cause__``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Row,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.sql.elements import ColumnElement
+
+from engine.errors import LeaseLost, StoreError, WorkflowBusy, WorkflowNotFound
+from engine.runtime import (
+    HistoryEntry,
+    ThreadState,
+    WaitInfo,
+    WaitStatus,
+    WorkflowRecord,
+    WorkflowStatus,
+)
+from engine.store.database import (
+    MIGRATIONS,
+    WRITE,
+    alembic_config,
+    create_store_engine,
+    database_url,
+    upgrade,
+)
+from engine.store.tables import history, waits, workflows
+
+_OPEN = [s.value for s in WaitStatus if s.open]
+
+# The hot path's statements, built once: SQLAlchemy then reuses their cache keys and compiled
+# forms, and each call only binds parameters. Parameter names start with ``k_`` where they
+# must not be taken for columns to SET; column keys given at execution time are SET.
+_W, _C, _H = workflows.c, waits.c, history.c
+_ID = bindparam("k_id", type_=_W.id.type)
+_OWNER = bindparam("k_owner", type_=_W.lease_owner.type)
+_NOW = bindparam("k_now", type_=_W.lease_until.type)
+_UNTIL = bindparam("k_until", type_=_W.lease_until.type)
+_SELECT = select(workflows).where(_W.id == _ID)
+_EXISTS = select(_W.id).where(_W.id == _ID)
+_HOLDER = select(_W.lease_owner, _W.lease_until, _W.version).where(_W.id == _ID)
+_FREE = or_(_W.lease_owner.is_(None), _W.lease_owner == _OWNER, _W.lease_until.is_(None))
+_ACQUIRE = (
+    update(workflows)
+    .where(_W.id == _ID, or_(_FREE, _W.lease_until <= _NOW))
+    .values(lease_owner=_OWNER, lease_until=_UNTIL)
+)
+_RENEW = update(workflows).where(_W.id == _ID, _W.lease_owner == _OWNER).values(lease_until=_UNTIL)
+_RELEASE = (
+    update(workflows)
+    .where(_W.id == _ID, _W.lease_owner == _OWNER)
+    .values(lease_owner=None, lease_until=None)
+)
+_CHECKPOINT = (
+    update(workflows)
+    .where(
+        _W.id == _ID,
+        _W.version == bindparam("k_version", type_=_W.version.type),
+        _W.lease_owner == _OWNER,
+    )
+    .values(version=_W.version + 1)
+)
+_LOAD_WAITS = select(waits).where(_C.workflow_id == _ID).order_by(_C.position, _C.id)
+_DROP_WAITS = delete(waits).where(
+    _C.workflow_id == _ID, _C.id.not_in(bindparam("k_keep", expanding=True))
+)
+_UPDATE_WAIT = update(waits).where(
+    _C.id == _ID, _C.workflow_id == bindparam("k_workflow", type_=_C.workflow_id.type)
+)
+_DELETE_WAIT = delete(waits).where(_C.id == _ID)
+_HISTORY = select(history).where(_H.workflow_id == _ID).order_by(_H.id)
+_INSERT_ENTRY = insert(history).returning(_H.id)
+_INSERT_HISTORY = insert(history).returning(_H.id, sort_by_parameter_order=True)
+
+
+class SQLModelStore:
+    """Workflows, waits and history in a SQL database (SQLite file by default, or PostgreSQL).
+
+    Args:
+        url: a SQLAlchemy URL: ``sqlite:///path.db``, ``postgresql+psycopg://user@host/db``.
+        engine_kwargs: extra arguments for ``sqlalchemy.create_engine`` (pool size, ...).
+        migrate: bring the schema up to date on construction (``upgrade``).
+        sqlite_synchronous: SQLite's ``PRAGMA synchronous``; ``"NORMAL"`` (the default)
+            survives process crashes, ``"FULL"`` also power loss, at an fsync per commit.
+        sqlite_busy_timeout: seconds a SQLite writer waits for the write lock.
+
+    Raises:
+        StoreError: the database could not be reached or migrated.
+    """
+
+    def __init__(
+        self,
+        url: str | URL = "sqlite:///gorch.db",
+        *,
+        engine_kwargs: dict[str, Any] | None = None,
+        migrate: bool = True,
+        sqlite_synchronous: str = "NORMAL",
+        sqlite_busy_timeout: float = 10.0,
+    ) -> None:
+        try:
+            self.engine: Engine = create_store_engine(
+                url,
+                engine_kwargs=engine_kwargs,
+                sqlite_synchronous=sqlite_synchronous,
+                sqlite_busy_timeout=sqlite_busy_timeout,
+            )
+        except SQLAlchemyError as e:
+            raise StoreError(f"invalid database URL or engine options: {e}") from e
+        self._writer = self.engine.execution_options(**{WRITE: True})
+        self._dialect = self.engine.dialect.name
+        dialect = self.engine.dialect
+        self._upsert = dialect.name in ("sqlite", "postgresql")
+        self._returning = dialect.update_returning
+        self._insert_returning = dialect.insert_returning
+        self._bulk_returning = dialect.insert_executemany_returning_sort_by_parameter_order
+        if self._upsert:
+            ins = self._insert(workflows)
+            self._create = ins.on_conflict_do_nothing().returning(_W.id)
+            ins = self._insert(waits)
+            self._upsert_waits = ins.on_conflict_do_update(
+                index_elements=[_C.id],
+                set_={c.name: ins.excluded[c.name] for c in waits.c if c.name != "id"},
+            )
+        if migrate:
+            upgrade(self.engine)
+
+    def __repr__(self) -> str:
+        return f"SQLModelStore({self.engine.url.render_as_string(hide_password=True)!r})"
+
+    def close(self) -> None:
+        """Close the pooled connections (the store can still be used; it reconnects)."""
+        self.engine.dispose()
+
+    # -- transactions -----------------------------------------------------------------------
+
+    @contextmanager
+    def _write(self, what: str, workflow_id: str | None = None) -> Iterator[Connection]:
+        """One short write transaction; database errors become ``StoreError``."""
+        try:
+            with self._writer.begin() as conn:
+                yield conn
+        except SQLAlchemyError as e:
+            raise _store_error(what, workflow_id, e) from e
+
+    @contextmanager
+    def _read(self, what: str, workflow_id: str | None = None) -> Iterator[Connection]:
+        """One short read transaction; database errors become ``StoreError``."""
+        try:
+            with self.engine.connect() as conn:
+                yield conn
+        except SQLAlchemyError as e:
+            raise _store_error(what, workflow_id, e) from e
+
+    # -- Store protocol -----------------------------------------------------------------------
+
+    def create(self, record: WorkflowRecord, history: Sequence[HistoryEntry]) -> bool:
+        row = {
+            "id": record.id,
+            "version": record.version,
+            "lease_owner": record.lease_owner,
+            "lease_until": record.lease_until,
+            **_workflow_values(record),
+        }
+        try:
+            with self._write("create", record.id) as conn:
+                if self._upsert:
+                    if conn.execute(self._create, row).first() is None:
+                        return False
+                else:
+                    conn.execute(insert(workflows), row)
+                seqs = self._insert_history(conn, history)
+        except StoreError as e:
+            if isinstance(e.__cause__, IntegrityError) and self._exists(record.id):
+                return False
+            raise
+        _set_seqs(history, seqs)
+        return True
+
+    def load(self, workflow_id: str) -> WorkflowRecord:
+        with self._read("load", workflow_id) as conn:
+            row = conn.execute(_SELECT, {"k_id": workflow_id}).first()
+        if row is None:
+            raise WorkflowNotFound(workflow_id)
+        return _record(row)
+
+    def load_waits(self, workflow_id: str) -> list[WaitInfo]:
+        with self._read("load_waits", workflow_id) as conn:
+            self._must_exist(conn, workflow_id)
+            rows = conn.execute(_LOAD_WAITS, {"k_id": workflow_id}).all()
+        return [_wait(r) for r in rows]
+
+    def acquire(
+        self, workflow_id: str, owner: str, *, now: datetime, until: datetime
+    ) -> WorkflowRecord:
+        params = {"k_id": workflow_id, "k_owner": owner, "k_now": now, "k_until": until}
+        with self._write("acquire", workflow_id) as conn:
+            if self._returning:
+                row = conn.execute(_ACQUIRE.returning(*workflows.c), params).first()
+            else:
+                taken = conn.execute(_ACQUIRE, params).rowcount == 1
+                row = conn.execute(_SELECT, params).first() if taken else None
+            if row is None:
+                holder = conn.execute(_HOLDER, params).first()
+        if row is not None:
+            return _record(row)
+        if holder is None:
+            raise WorkflowNotFound(workflow_id)
+        until_text = holder.lease_until.isoformat() if holder.lease_until else "?"
+        raise WorkflowBusy(
+            f"workflow {workflow_id!r} is leased by {holder.lease_owner!r} until {until_text}",
+            workflow_id=workflow_id,
+            owner=holder.lease_owner,
+        )
+
+    def renew(self, workflow_id: str, owner: str, *, until: datetime) -> None:
+        params = {"k_id": workflow_id, "k_owner": owner, "k_until": until}
+        with self._write("renew", workflow_id) as conn:
+            if conn.execute(_RENEW, params).rowcount == 1:
+                return
+            holder = conn.execute(_HOLDER, params).first()
+        if holder is None:
+            raise WorkflowNotFound(workflow_id)
+        raise LeaseLost(
+            f"lease of workflow {workflow_id!r} was lost",
+            workflow_id=workflow_id,
+            owner=holder.lease_owner,
+        )
+
+    def release(self, workflow_id: str, owner: str) -> None:
+        with self._write("release", workflow_id) as conn:
+            conn.execute(_RELEASE, {"k_id": workflow_id, "k_owner": owner})
+
+    def checkpoint(
+        self,
+        record: WorkflowRecord,
+        *,
+        owner: str,
+        waits: Sequence[WaitInfo] | None,
+        history: Sequence[HistoryEntry],
+    ) -> None:
+        params = _workflow_values(record)
+        params.update(k_id=record.id, k_version=record.version, k_owner=owner)
+        with self._write("checkpoint", record.id) as conn:
+            if conn.execute(_CHECKPOINT, params).rowcount != 1:
+                stored = conn.execute(_HOLDER, params).first()
+                if stored is None:
+                    raise WorkflowNotFound(record.id)
+                raise LeaseLost(
+                    f"workflow {record.id!r} was taken over by {stored.lease_owner!r} "
+                    f"(version {stored.version}, expected {record.version})",
+                    workflow_id=record.id,
+                    owner=stored.lease_owner,
+                )
+            if waits is not None:
+                self._replace_waits(conn, record.id, waits)
+            seqs = self._insert_history(conn, history)
+        record.version += 1
+        _set_seqs(history, seqs)
+
+    def update_wait(self, wait: WaitInfo) -> None:
+        params = _wait_values(wait)
+        for key in ("id", "workflow_id", "position"):
+            del params[key]
+        params.update(k_id=wait.id, k_workflow=wait.workflow_id)
+        with self._write("update_wait", wait.workflow_id) as conn:
+            conn.execute(_UPDATE_WAIT, params)
+
+    def delete_wait(self, wait_id: str) -> None:
+        with self._write("delete_wait") as conn:
+            conn.execute(_DELETE_WAIT, {"k_id": wait_id})
+
+    def append_history(self, entries: Sequence[HistoryEntry]) -> None:
+        if not entries:
+            return
+        with self._write("append_history", entries[0].workflow_id) as conn:
+            seqs = self._insert_history(conn, entries)
+        _set_seqs(entries, seqs)
+
+    def list_workflows(
+        self,
+        *,
+        status: WorkflowStatus | None = None,
+        type: str | None = None,
+        search: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[WorkflowRecord]:
+        w = workflows.c
+        stmt = select(workflows)
+        if status is not None:
+            stmt = stmt.where(w.status == WorkflowStatus(status).value)
+        if type is not None:
+            stmt = stmt.where(w.type == type)
+        if search:
+            stmt = stmt.where(self._contains(w.id, search))
+        stmt = stmt.order_by(w.created_at.desc(), w.id.desc()).limit(limit).offset(offset)
+        with self._read("list_workflows") as conn:
+            rows = conn.execute(stmt).all()
+        return [_record(r) for r in rows]
+
+    def count_workflows(self, *, type: str | None = None) -> dict[WorkflowStatus, int]:
+        w = workflows.c
+        stmt = select(w.status, func.count()).group_by(w.status)
+        if type is not None:
+            stmt = stmt.where(w.type == type)
+        with self._read("count_workflows") as conn:
+            rows = conn.execute(stmt).all()
+        counts = dict.fromkeys(WorkflowStatus, 0)
+        for status, n in rows:
+            counts[WorkflowStatus(status)] = int(n)
+        return counts
+
+    def list_waits(
+        self, *, workflow_id: str | None = None, type: str | None = None, limit: int | None = None
+    ) -> list[WaitInfo]:
+        c = waits.c
+        stmt = select(waits).where(c.status.in_(_OPEN))
+        if workflow_id is not None:
+            stmt = stmt.where(c.workflow_id == workflow_id)
+        if type is not None:
+            stmt = stmt.where(c.type == type)
+        stmt = stmt.order_by(c.created_at.desc(), c.id.desc()).limit(limit)
+        with self._read("list_waits", workflow_id) as conn:
+            rows = conn.execute(stmt).all()
+        return [_wait(r) for r in rows]
+
+    def history(self, workflow_id: str) -> list[HistoryEntry]:
+        with self._read("history", workflow_id) as conn:
+            self._must_exist(conn, workflow_id)
+            rows = conn.execute(_HISTORY, {"k_id": workflow_id}).all()
+        return [
+            HistoryEntry(
+                r.workflow_id,
+                r.at,
+                r.kind,
+                r.thread,
+                r.statement,
+                r.actor,
+                r.pc,
+                dict(r.detail),
+                r.id,
+            )
+            for r in rows
+        ]
+
+    def due_workflows(self, now: datetime, limit: int | None = None) -> list[str]:
+        w = workflows.c
+        stmt = (
+            select(w.id)
+            .where(
+                w.status == WorkflowStatus.RUNNING.value,
+                w.next_run_at <= now,
+                or_(w.lease_owner.is_(None), w.lease_until <= now),
+            )
+            .order_by(w.next_run_at, w.id)
+            .limit(limit)
+        )
+        if self._dialect == "postgresql":
+            # Skip rows another worker is acquiring or checkpointing this instant.
+            with self._write("due_workflows") as conn:
+                return list(conn.execute(stmt.with_for_update(skip_locked=True)).scalars())
+        with self._read("due_workflows") as conn:
+            return list(conn.execute(stmt).scalars())
+
+    def due_waits(self, now: datetime, limit: int | None = None) -> list[WaitInfo]:
+        c = waits.c
+        stmt = (
+            select(waits)
+            .where(or_((c.status.in_(_OPEN)) & (c.due_at <= now), c.retry_at <= now))
+            .order_by(func.coalesce(c.due_at, c.retry_at), c.id)
+            .limit(limit)
+        )
+        with self._read("due_waits") as conn:
+            rows = conn.execute(stmt).all()
+        return [_wait(r) for r in rows]
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _insert(self, table: Any) -> sqlite.Insert | postgresql.Insert:
+        return postgresql.insert(table) if self._dialect == "postgresql" else sqlite.insert(table)
+
+    def _contains(self, column: Any, needle: str) -> ColumnElement[bool]:
+        # Case-sensitive substring, as MemoryStore: SQLite's LIKE ignores ASCII case.
+        if self._dialect == "sqlite":
+            return func.instr(column, needle) > 0
+        if self._dialect == "postgresql":
+            return func.strpos(column, needle) > 0
+        result: ColumnElement[bool] = column.contains(needle, autoescape=True)
+        return result
+
+    def _exists(self, workflow_id: str) -> bool:
+        with self._read("create", workflow_id) as conn:
+            return conn.execute(_EXISTS, {"k_id": workflow_id}).first() is not None
+
+    def _must_exist(self, conn: Connection, workflow_id: str) -> None:
+        if conn.execute(_EXISTS, {"k_id": workflow_id}).first() is None:
+            raise WorkflowNotFound(workflow_id)
+
+    def _replace_waits(self, conn: Connection, workflow_id: str, new: Sequence[WaitInfo]) -> None:
+        keep = [x.id for x in new]
+        conn.execute(_DROP_WAITS, {"k_id": workflow_id, "k_keep": keep})
+        if not new:
+            return
+        rows = [_wait_values(x, position=i) for i, x in enumerate(new)]
+        if self._upsert:
+            conn.execute(self._upsert_waits, rows)
+        else:
+            conn.execute(delete(waits).where(_C.id.in_(keep)))
+            conn.execute(insert(waits), rows)
+
+    def _insert_history(self, conn: Connection, entries: Sequence[HistoryEntry]) -> list[int]:
+        if not entries:
+            return []
+        rows = [
+            {
+                "workflow_id": e.workflow_id,
+                "at": e.at,
+                "kind": e.kind,
+                "thread": e.thread,
+                "statement": e.statement,
+                "actor": e.actor,
+                "pc": e.pc,
+                "detail": e.detail,
+            }
+            for e in entries
+        ]
+        if len(rows) == 1 and self._insert_returning:  # the common case, and the cheapest
+            return [int(conn.execute(_INSERT_ENTRY, rows[0]).scalar_one())]
+        if self._bulk_returning:
+            return [int(x) for x in conn.execute(_INSERT_HISTORY, rows).scalars()]
+        seqs = []
+        for row in rows:
+            key = conn.execute(insert(history), row).inserted_primary_key
+            if key is None:  # pragma: no cover - every dialect reports an integer key
+                raise StoreError("the database returned no id for a history row")
+            seqs.append(int(key[0]))
+        return seqs
+
+
+def _store_error(what: str, workflow_id: str | None, e: SQLAlchemyError) -> StoreError:
+    where = f" of workflow {workflow_id!r}" if workflow_id else ""
+    reason = str(getattr(e, "orig", None) or e).strip().splitlines()[0]
+    return StoreError(
+        f"{what}{where} failed: {type(e).__name__}: {reason}", workflow_id=workflow_id
+    )
+
+
+def _set_seqs(entries: Sequence[HistoryEntry], seqs: Sequence[int]) -> None:
+    for e, seq in zip(entries, seqs, strict=True):
+        e.seq = seq
+
+
+def _workflow_values(r: WorkflowRecord) -> dict[str, Any]:
+    """The columns a checkpoint writes (all but the id, the version and the lease)."""
+    return {
+        "type": r.type,
+        "status": WorkflowStatus(r.status).value,
+        "state": r.state,
+        "threads": [t.to_json() for t in r.threads],
+        "pc": r.pc,
+        "turn": r.turn,
+        "result": r.result,
+        "error": r.error,
+        "next_run_at": r.next_run_at,
+        "format": r.format,
+        "created_at": r.created_at,
+        "updated_at": r.updated_at,
+    }
+
+
+def _record(row: Row[Any]) -> WorkflowRecord:
+    m = row._mapping
+    return WorkflowRecord(
+        id=m["id"],
+        type=m["type"],
+        status=WorkflowStatus(m["status"]),
+        state=m["state"],
+        threads=[ThreadState.from_json(t) for t in m["threads"]],
+        created_at=m["created_at"],
+        updated_at=m["updated_at"],
+        pc=m["pc"],
+        version=m["version"],
+        turn=m["turn"],
+        result=m["result"],
+        error=m["error"],
+        next_run_at=m["next_run_at"],
+        lease_owner=m["lease_owner"],
+        lease_until=m["lease_until"],
+        format=m["format"],
+    )
+
+
+def _wait_values(w: WaitInfo, position: int = 0) -> dict[str, Any]:
+    return {
+        "id": w.id,
+        "workflow_id": w.workflow_id,
+        "thread_id": w.thread_id,
+        "wait": w.wait,
+        "event": w.event,
+        "type": w.type,
+        "pc": w.pc,
+        "created_at": w.created_at,
+        "status": WaitStatus(w.status).value,
+        "due_at": w.due_at,
+        "data": w.data,
+        "attempts": w.attempts,
+        "retry_at": w.retry_at,
+        "error": w.error,
+        "handled": w.handled,
+        "position": position,
+    }
+
+
+def _wait(row: Row[Any]) -> WaitInfo:
+    m = row._mapping
+    return WaitInfo(
+        id=m["id"],
+        workflow_id=m["workflow_id"],
+        thread_id=m["thread_id"],
+        wait=m["wait"],
+        event=m["event"],
+        type=m["type"],
+        pc=m["pc"],
+        created_at=m["created_at"],
+        status=WaitStatus(m["status"]),
+        due_at=m["due_at"],
+        data=m["data"],
+        attempts=m["attempts"],
+        retry_at=m["retry_at"],
+        error=m["error"],
+        handled=bool(m["handled"]),
+    )
+
+
+__all__ = [
+    "MIGRATIONS",
+    "SQLModelStore",
+    "alembic_config",
+    "create_store_engine",
+    "database_url",
+    "upgrade",
+]

@@ -1,0 +1,154 @@
+"""Crash tests: real worker processes killed with SIGKILL at random moments.
+
+After recovery every workflow finishes, no checkpointed step ran twice (a step ran again only
+when the process running it was killed before its checkpoint), and no callback was lost.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+from engine import (
+    CallbackRejected,
+    Engine,
+    PollingResumer,
+    SQLModelStore,
+    WorkflowBusy,
+    WorkflowStatus,
+)
+
+APPS = Path(__file__).resolve().parents[2] / "apps"
+sys.path.insert(0, str(APPS))
+from crash_app import Crashy, Slow  # noqa: E402
+
+KILLS = 26  # per backend: at least 50 in the suite (SQLite and PostgreSQL)
+WORKFLOWS = 16
+
+
+def start_worker(url: str, side_db: Path, log: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "PYTHONPATH": str(APPS), "GORCH_SIDE_DB": str(side_db)}
+    return subprocess.Popen(
+        [sys.executable, "-m", "engine.cli", "worker", "--db", url, "--app", "crash_app",
+         "--poll", "0.05", "--lease", "1.5"],
+        env=env, stdout=subprocess.DEVNULL, stderr=log.open("ab"),
+    )  # fmt: skip
+
+
+def side_runs(side_db: Path) -> list[tuple[str, str, int]]:
+    con = sqlite3.connect(side_db, timeout=30)
+    try:
+        return list(con.execute("SELECT workflow, key, pid FROM runs ORDER BY rowid"))
+    finally:
+        con.close()
+
+
+def test_sigkill_workers_at_random_moments(db_url: str, tmp_path: Path) -> None:
+    side_db = tmp_path / "side.db"
+    os.environ["GORCH_SIDE_DB"] = str(side_db)
+    log = tmp_path / "workers.log"
+    store = SQLModelStore(db_url)
+    engine = Engine(store, [Crashy, Slow], resumer=PollingResumer())
+    ids = [engine.new_workflow(Crashy(key=f"w{i}", timeout_s=2.0), f"w{i}")
+           for i in range(WORKFLOWS)]  # fmt: skip
+    to_approve = set(ids[: WORKFLOWS // 2])  # the others time out
+    delivered: set[str] = set()
+    rng = random.Random(7)
+    workers = [start_worker(db_url, side_db, log) for _ in range(2)]
+    killed: set[int] = set()
+    kills = 0
+    deadline = time.monotonic() + 240
+    try:
+        while kills < KILLS and time.monotonic() < deadline:
+            time.sleep(rng.uniform(0.2, 0.8))  # workers need ~0.3 s to start
+            victim = workers.pop(rng.randrange(len(workers)))
+            victim.send_signal(signal.SIGKILL)
+            victim.wait()
+            killed.add(victim.pid)
+            kills += 1
+            workers.append(start_worker(db_url, side_db, log))
+            deliver(engine, to_approve - delivered, delivered)
+        # Recovery: no more kills; everything must finish.
+        while time.monotonic() < deadline:
+            deliver(engine, to_approve - delivered, delivered)
+            if all(engine.get(w).status is WorkflowStatus.FINISHED for w in ids):
+                break
+            time.sleep(0.2)
+    finally:
+        for w in workers:
+            w.terminate()
+        for w in workers:
+            w.wait(timeout=20)
+    assert kills == KILLS
+    unfinished = {w: engine.get(w).status for w in ids if engine.get(w).status.done is False}
+    assert not unfinished, f"not finished: {unfinished}\n{log.read_text()[-3000:]}"
+
+    runs = side_runs(side_db)
+    per_key = Counter((w, k) for w, k, _ in runs)
+    for w in ids:
+        info = engine.get(w)
+        expected = {f"work:{i}" for i in range(5)} | {"side work", "final"}
+        expected |= {"note timeout"} if w not in to_approve else set()
+        assert {k for (wid, k) in per_key if wid == w} == expected, w
+        # No callback lost: approved ones saw their approval, the others their timer.
+        callbacks = [h for h in engine.history(w) if h.kind == "callback"]
+        assert len(callbacks) == 1, (w, callbacks)
+        if w in to_approve:
+            assert info.state.approved and callbacks[0].actor == "test"
+        else:
+            assert info.state.timed_out and callbacks[0].actor == "timer"
+    # A step ran more than once only when a killed process ran it before its checkpoint:
+    # every execution but the last of a key belongs to a killed worker, one per kill at most.
+    dupes = 0
+    for (w, k), n in per_key.items():
+        if n > 1:
+            pids = [pid for wid, key, pid in runs if (wid, key) == (w, k)]
+            assert set(pids[:-1]) <= killed, (w, k, pids, killed)
+            dupes += n - 1
+    print(f"kills={kills} executions={len(runs)} re-runs={dupes}")
+    assert dupes <= kills
+    store.close()
+
+
+def deliver(engine: Engine, pending: set[str], delivered: set[str]) -> None:
+    for w in sorted(pending):
+        try:
+            engine.on_callback(w, "approve", {"approved": True}, actor="test")
+            delivered.add(w)
+        except (CallbackRejected, WorkflowBusy):
+            pass  # not waiting yet, or a worker holds it: try again later
+
+
+def test_sigterm_finishes_the_current_step_and_exits(db_url: str, tmp_path: Path) -> None:
+    side_db = tmp_path / "side.db"
+    os.environ["GORCH_SIDE_DB"] = str(side_db)
+    store = SQLModelStore(db_url)
+    engine = Engine(store, [Crashy, Slow], resumer=PollingResumer())
+    wid = engine.new_workflow(Slow(key="slow", seconds=1.5), "slow")
+    worker = start_worker(db_url, side_db, tmp_path / "worker.log")
+    try:
+        deadline = time.monotonic() + 20
+        while not (side_db.exists() and side_runs(side_db)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert side_runs(side_db), "the worker never started the step"
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=20) == 0
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    # The step finished and was checkpointed; the lease was given back at once.
+    info = engine.get(wid)
+    assert info.state.done and info.threads[0].position == "long step"
+    assert store.load(wid).lease_owner is None
+    # Another process finishes the workflow without running the step again.
+    engine.run_due()
+    assert engine.get(wid).status is WorkflowStatus.FINISHED
+    assert len(side_runs(side_db)) == 1
+    store.close()
