@@ -5,6 +5,7 @@ from __future__ import annotations
 import builtins
 import itertools
 import logging
+import random
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -462,7 +463,9 @@ class Engine:
                 continue
             except GorchError as e:
                 self._skip(w.workflow_id, e)
-        for wid in self.store.due_workflows(self.clock.now(), limit):
+        due = self.store.due_workflows(self.clock.now(), limit)
+        random.shuffle(due)  # workers polling together then rarely reach for the same one
+        for wid in due:
             if stopping():
                 return done
             if self._quarantined(wid):
