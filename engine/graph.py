@@ -1,0 +1,536 @@
+"""Draw definitions as graphs: definition -> ``networkx.DiGraph`` -> Graphviz DOT with an overlay.
+
+``definition_graph`` gives one node per statement (plus start and end nodes per thread) and
+typed edges: ``next``, ``branch``, ``loop`` (into a loop body), ``back`` (loop back-edge),
+``exit`` (loop condition false), ``fork`` (a ``Go`` starting a thread), ``case`` (a wait
+case), ``return``, ``break`` and ``continue``. ``to_dot`` renders it with the runtime state of
+one workflow laid over it: each live thread's position in its own colour, pending waits with
+their events, statements already run dimmed with a count, failed steps in red, the result.
+
+Every string a user wrote (names, events, errors, results) is escaped: it renders as text
+and can never break or inject DOT or HTML.
+"""
+
+from __future__ import annotations
+
+import html
+import itertools
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import graphviz
+import networkx as nx
+
+from engine.runtime import HistoryEntry, Phase, ThreadStatus, WaitInfo, WorkflowInfo
+from engine.statements import (
+    Break,
+    Continue,
+    For,
+    Go,
+    If,
+    Return,
+    Section,
+    Step,
+    Stmt,
+    Switch,
+    Wait,
+    WaitFor,
+)
+from engine.validate import compile_definition
+
+STYLES: dict[str, dict[str, str]] = {
+    "step": {"shape": "box", "style": "rounded,filled", "fillcolor": "#ffffff"},
+    "wait": {"shape": "hexagon", "style": "filled", "fillcolor": "#fff4d6"},
+    "waitfor": {"shape": "hexagon", "style": "filled,dashed", "fillcolor": "#fff4d6"},
+    "go": {"shape": "parallelogram", "style": "filled", "fillcolor": "#e8f0ff"},
+    "if": {"shape": "diamond", "style": "filled", "fillcolor": "#f3f3f3"},
+    "switch": {"shape": "diamond", "style": "filled", "fillcolor": "#f3f3f3"},
+    "for": {"shape": "ellipse", "style": "filled", "fillcolor": "#f0e8ff"},
+    "return": {"shape": "box", "style": "filled", "fillcolor": "#eeeeee"},
+    "break": {"shape": "plaintext", "style": "", "fillcolor": ""},
+    "continue": {"shape": "plaintext", "style": "", "fillcolor": ""},
+    "start": {"shape": "circle", "style": "filled", "fillcolor": "#333333", "width": "0.25"},
+    "end": {"shape": "doublecircle", "style": "filled", "fillcolor": "#333333", "width": "0.2"},
+}
+"""Node styles by statement kind; change them to restyle every graph."""
+
+THREAD_COLOURS = ["#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#17becf", "#e377c2",
+                  "#8c564b", "#bcbd22"]  # fmt: skip
+"""The colours live threads are drawn in, in order of the threads' creation."""
+
+FAILED = "#d62728"
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def text(value: Any, limit: int = 80) -> str:
+    """``value`` as a short HTML-escaped one-liner, safe inside an HTML-like DOT label."""
+    s = _CONTROL.sub("", str(value)).replace("\r", "")
+    if len(s) > limit:
+        s = s[: limit - 1] + "…"
+    return html.escape(s, quote=True).replace("\n", "<BR/>")
+
+
+def tooltip(value: Any, limit: int = 1000) -> str:
+    """``value`` as a DOT string attribute: backslashes and quotes escaped, lines kept."""
+    s = _CONTROL.sub("", str(value)).replace("\r", "")[:limit]
+    return str(graphviz.escape(s)).replace("\n", "\\n")
+
+
+@dataclass
+class _Builder:
+    g: nx.DiGraph[str] = field(default_factory=nx.DiGraph)
+    ids: Iterable[int] = field(default_factory=itertools.count)
+
+    def node(
+        self,
+        kind: str,
+        label: str,
+        *,
+        name: str | None = None,
+        cluster: tuple[str, ...] = (),
+        thread: str | None = None,
+        **attrs: Any,
+    ) -> str:
+        nid = f"n{next(iter(self.ids))}"
+        self.g.add_node(
+            nid, kind=kind, label=label, name=name, cluster=cluster, thread=thread, **attrs
+        )
+        if name is not None:
+            self.g.graph["names"][name] = nid
+        return nid
+
+    def edge(self, a: str, b: str, kind: str, label: str = "") -> None:
+        self.g.add_edge(a, b, kind=kind, label=label)
+
+
+Exits = list[tuple[str, str, str]]  # (node, edge kind, label) still to connect onward
+
+
+@dataclass
+class _Ctx:
+    thread: str | None
+    cluster: tuple[str, ...]
+    end: str
+    loop: str | None = None  # the For node that Continue goes back to
+    breaks: Exits | None = None  # where Break exits of the innermost loop collect
+
+
+def definition_graph(definition: Section) -> nx.DiGraph[str]:
+    """One node per statement (kind, label, name, thread, cluster) and typed edges.
+
+    ``graph.graph["names"]`` maps statement names to node ids; ``graph.graph["clusters"]``
+    maps cluster ids to their titles. Raises ``DefinitionError`` for a malformed definition.
+    """
+    compile_definition(definition)  # a graph of a broken definition would mislead
+    b = _Builder()
+    b.g.graph.update(names={}, clusters={}, threads={})
+    start = b.node("start", "start", thread=None)
+    end = b.node("end", "end", thread=None)
+    b.g.graph["threads"][None] = (start, end)
+    entry, exits = _section(b, definition.stmts, _Ctx(None, (), end))
+    _join(b, start, "next", "", entry, end, exits)
+    return b.g
+
+
+def _join(
+    b: _Builder, src: str, kind: str, label: str, entry: str | None, end: str, exits: Exits
+) -> None:
+    if entry is None:
+        b.edge(src, end, kind, label)
+        return
+    b.edge(src, entry, kind, label)
+    for node, k, lab in exits:
+        b.edge(node, end, k, lab)
+
+
+def _section(b: _Builder, stmts: Sequence[Stmt], ctx: _Ctx) -> tuple[str | None, Exits]:
+    """Build ``stmts``; return the entry node and the exits to connect to what follows."""
+    entry: str | None = None
+    pending: Exits = []
+    for st in stmts:
+        first, exits = _stmt(b, st, ctx)
+        if first is None:  # an empty section: what was pending stays pending
+            continue
+        if entry is None:
+            entry = first
+        for node, kind, label in pending:
+            b.edge(node, first, kind, label)
+        pending = exits
+    return entry, pending
+
+
+def _label(kind: str, title: str, detail: str = "") -> str:
+    small = f'<BR/><FONT POINT-SIZE="9" COLOR="#666666">{detail}</FONT>' if detail else ""
+    return f"<B>{title}</B>{small}" if title else f'<FONT POINT-SIZE="10">{kind}</FONT>{small}'
+
+
+def _stmt(b: _Builder, st: Stmt, ctx: _Ctx) -> tuple[str | None, Exits]:
+    if isinstance(st, Section):
+        return _section(b, st.stmts, ctx)
+    common: dict[str, Any] = {"cluster": ctx.cluster, "thread": ctx.thread}
+    if isinstance(st, Step):
+        n = b.node("step", _label("step", text(st.name)), name=st.name, **common)
+        return n, [(n, "next", "")]
+    if isinstance(st, WaitFor):
+        n = b.node("waitfor", _label("wait for", text(st.name), "wait for"), name=st.name, **common)
+        return n, [(n, "next", "")]
+    if isinstance(st, Wait):
+        n = b.node(
+            "wait",
+            _label("wait", text(st.name), "wait"),
+            name=st.name,
+            events=[c.event for c in st.cases],
+            **common,
+        )
+        exits: Exits = []
+        for case in st.cases:
+            ev = f"{case.event} ({getattr(case.handler, 'type', '?')})"
+            first, case_exits = _section(b, case.body.stmts, ctx)
+            if first is None:
+                exits.append((n, "case", ev))
+            else:
+                b.edge(n, first, "case", ev)
+                exits.extend(case_exits)
+        return n, exits
+    if isinstance(st, Go):
+        n = b.node("go", _label("go", text(st.name), "go"), name=st.name, **common)
+        cluster = (*ctx.cluster, f"cluster_go_{n}")
+        b.g.graph["clusters"][cluster[-1]] = f"goroutine {st.name}"
+        g_end = b.node("end", "end", cluster=cluster, thread=st.name)
+        b.g.graph["threads"][st.name] = (n, g_end)
+        first, g_exits = _section(b, st.section.stmts, _Ctx(st.name, cluster, g_end))
+        _join(b, n, "fork", "go", first, g_end, g_exits)
+        return n, [(n, "next", "")]
+    if isinstance(st, (If, Switch)):
+        kind = "if" if isinstance(st, If) else "switch"
+        n = b.node(
+            kind,
+            _label(kind, text(st.name) if st.name else "", kind if st.name else ""),
+            name=st.name,
+            **common,
+        )
+        exits = []
+        has_default = False
+        for i, br in enumerate(st.branches):
+            if br.cond is None:
+                has_default = True
+                label = "else" if kind == "if" else "default"
+            else:
+                label = ("if" if i == 0 else "elif") if kind == "if" else f"case {i + 1}"
+                if isinstance(br.cond, bool):
+                    label += f" ({str(br.cond).lower()})"
+            first, br_exits = _section(b, br.body.stmts, ctx)
+            if first is None:
+                exits.append((n, "branch", label))
+            else:
+                b.edge(n, first, "branch", label)
+                exits.extend(br_exits)
+        if not has_default:
+            exits.append((n, "branch", "else" if kind == "if" else "no case"))
+        return n, exits
+    if isinstance(st, For):
+        n = b.node("for", _label("for", text(st.name), "loop"), name=st.name, **common)
+        cluster = (*ctx.cluster, f"cluster_for_{n}")
+        b.g.graph["clusters"][cluster[-1]] = f"loop {st.name}"
+        breaks: Exits = []
+        inner = _Ctx(ctx.thread, cluster, ctx.end, loop=n, breaks=breaks)
+        first, body_exits = _section(b, st.body.stmts, inner)
+        if first is not None:
+            b.edge(n, first, "loop", "true")
+        for node, _, label in body_exits:
+            b.edge(node, n, "back", label)
+        return n, [(n, "exit", "false"), *breaks]
+    if isinstance(st, Return):
+        detail = (
+            f"error: {text(st.error, 40)}"
+            if st.error
+            else (text(st.value, 40) if st.value is not None else "")
+        )
+        n = b.node("return", _label("return", "", detail), **common)
+        b.edge(n, ctx.end, "return", "")
+        return n, []
+    if isinstance(st, Break):
+        n = b.node("break", _label("break", ""), **common)
+        if ctx.breaks is not None:
+            ctx.breaks.append((n, "break", ""))
+        return n, []
+    if isinstance(st, Continue):
+        n = b.node("continue", _label("continue", ""), **common)
+        if ctx.loop is not None:
+            b.edge(n, ctx.loop, "continue", "")
+        return n, []
+    return None, []  # pragma: no cover - compile_definition rejects unknown statements
+
+
+@dataclass(frozen=True)
+class Overlay:
+    """The runtime state drawn over a definition graph."""
+
+    info: WorkflowInfo[Any] | None = None
+    waits: Sequence[WaitInfo] = ()
+    history: Sequence[HistoryEntry] = ()
+
+
+def thread_colours(info: WorkflowInfo[Any]) -> dict[str, str]:
+    """The colour of each thread of ``info``, stable in thread creation order."""
+    return {t.id: THREAD_COLOURS[i % len(THREAD_COLOURS)] for i, t in enumerate(info.threads)}
+
+
+def to_dot(
+    definition: Section | nx.DiGraph[str],
+    overlay: Overlay | None = None,
+    *,
+    title: str | None = None,
+    link: str | None = None,
+) -> graphviz.Digraph:
+    """Render a definition (or its graph) as a ``graphviz.Digraph``; ``.source`` is DOT.
+
+    Args:
+        overlay: a workflow's threads, waits and history to draw over the definition.
+        title: a caption drawn above the graph.
+        link: a URL template with ``{name}`` for named nodes (pending waits, statements), so
+            a click on a node in the browser leads to it (the UI's resolve form).
+    """
+    g = definition if isinstance(definition, nx.DiGraph) else definition_graph(definition)
+    ov = overlay or Overlay()
+    dot = graphviz.Digraph("workflow", graph_attr={"rankdir": "TB", "fontname": "Helvetica",
+                                                   "fontsize": "11", "labelloc": "t"},
+                           node_attr={"fontname": "Helvetica", "fontsize": "11"},
+                           edge_attr={"fontname": "Helvetica", "fontsize": "9"})  # fmt: skip
+    if title:
+        dot.attr(label=f"<<B>{text(title, 120)}</B>>")
+    attrs = _overlay_attrs(g, ov, link)
+    _emit_clusters(dot, g, attrs)
+    for a, bnode, data in g.edges(data=True):
+        e: dict[str, str] = {}
+        if data["label"]:
+            e["label"] = f"<{text(data['label'], 40)}>"
+        if data["kind"] in ("back", "continue"):
+            e.update(style="dashed", constraint="false")
+        elif data["kind"] == "fork":
+            e.update(style="bold", color="#4a6fd1")
+        elif data["kind"] == "return":
+            e.update(style="dotted")
+        dot.edge(a, bnode, **e)
+    if ov.info is not None:
+        _legend(dot, ov.info)
+    return dot
+
+
+def _overlay_attrs(g: nx.DiGraph[str], ov: Overlay, link: str | None) -> dict[str, dict[str, str]]:
+    names: dict[str, str] = g.graph["names"]
+    attrs: dict[str, dict[str, str]] = {}
+    for nid, data in g.nodes(data=True):
+        a = {k: v for k, v in STYLES.get(data["kind"], {}).items() if v}
+        a["label"] = f"<{data['label']}>"
+        if data["name"] is not None:
+            a["tooltip"] = tooltip(f"{data['kind']} {data['name']}")
+            if link:
+                a["URL"] = tooltip(link.format(name=_url_quote(data["name"])))
+                a["target"] = "_top"
+        attrs[nid] = a
+    ran = Counter(
+        h.statement
+        for h in ov.history
+        if h.statement and h.kind in ("step", "go", "callback", "waitfor_done")
+    )
+    for name, count in ran.items():
+        ran_node = names.get(name)
+        if ran_node is None:
+            continue
+        a = attrs[ran_node]
+        a["fillcolor"] = "#e6e6e6"
+        a["fontcolor"] = "#555555"
+        tick = "✓" if count == 1 else f"✓ x{count}"
+        a["label"] = f'<{g.nodes[ran_node]["label"]}<BR/><FONT POINT-SIZE="9">{tick}</FONT>>'
+    waits_by: dict[str, list[WaitInfo]] = {}
+    for w in ov.waits:
+        if w.status.open:
+            waits_by.setdefault(w.wait, []).append(w)
+    for name, ws in waits_by.items():
+        wait_node = names.get(name)
+        if wait_node is None:
+            continue
+        lines = "".join(
+            f'<BR/><FONT POINT-SIZE="9">waiting: {text(w.event, 30)} ({text(w.type, 20)}) since '
+            f"{w.created_at:%Y-%m-%d %H:%M}</FONT>"
+            for w in ws
+        )
+        attrs[wait_node]["label"] = f"<{g.nodes[wait_node]['label']}{lines}>"
+        attrs[wait_node]["fillcolor"] = "#ffe08a"
+    info = ov.info
+    if info is not None:
+        colours = thread_colours(info)
+        for t in info.threads:
+            at: str | None = (
+                names.get(t.position)
+                if t.position
+                else g.graph["threads"].get(None if t.id == "main" else t.name, (None, None))[0]
+            )
+            if at is None:
+                continue
+            a = attrs[at]
+            if t.status is ThreadStatus.FAILED:
+                a.update(
+                    color=FAILED,
+                    fillcolor="#ffd6d6",
+                    penwidth="3",
+                    tooltip=tooltip(f"thread {t.id} failed: {t.error}"),
+                )
+            elif t.status in (ThreadStatus.RUNNING, ThreadStatus.WAITING):
+                where = "after" if t.phase is Phase.DONE else "at"
+                a.update(
+                    color=colours[t.id],
+                    penwidth="3",
+                    tooltip=tooltip(f"thread {t.id} {t.status.value} {where} {t.position}"),
+                )
+                if t.phase is Phase.DONE:
+                    a["style"] = a.get("style", "") + ",dashed"
+        end = g.graph["threads"][None][1]
+        if info.status.done:
+            outcome = (
+                f"error: {info.error}"
+                if info.error
+                else f"result: {info.result}"
+                if info.result is not None
+                else info.status.value
+            )
+            attrs[end].update(
+                shape="box",
+                style="rounded,filled",
+                fillcolor="#ffd6d6" if info.error else "#d8f5d0",
+                label=f"<{text(outcome, 60)}>",
+                tooltip=tooltip(outcome),
+            )
+    return attrs
+
+
+def _legend(dot: graphviz.Digraph, info: WorkflowInfo[Any]) -> None:
+    """A table of the threads, each in its colour, with where it stands."""
+    colours = thread_colours(info)
+    rows = "".join(
+        f'<TR><TD BGCOLOR="{colours[t.id]}" WIDTH="12"> </TD>'
+        f'<TD ALIGN="LEFT">{text(t.id, 30)}</TD><TD ALIGN="LEFT">{text(t.status.value)}</TD>'
+        f'<TD ALIGN="LEFT">{text(t.position or "(start)", 40)}</TD></TR>'
+        for t in info.threads
+    )
+    dot.node(
+        "legend",
+        shape="plaintext",
+        label=(
+            '<<TABLE BORDER="0" CELLBORDER="1" CELLSPACING="0" CELLPADDING="3">'
+            f'<TR><TD COLSPAN="4"><B>threads</B></TD></TR>{rows}</TABLE>>'
+        ),
+    )
+
+
+def _url_quote(name: str) -> str:
+    from urllib.parse import quote
+
+    return quote(name, safe="")
+
+
+def _emit_clusters(
+    dot: graphviz.Digraph, g: nx.DiGraph[str], attrs: dict[str, dict[str, str]]
+) -> None:
+    tree: dict[tuple[str, ...], list[str]] = {}
+    for nid, data in g.nodes(data=True):
+        tree.setdefault(data["cluster"], []).append(nid)
+    titles: dict[str, str] = g.graph["clusters"]
+
+    def emit(into: graphviz.Digraph, path: tuple[str, ...]) -> None:
+        for nid in tree.get(path, []):
+            into.node(nid, **attrs[nid])
+        children = sorted(
+            {p[: len(path) + 1] for p in tree if len(p) > len(path) and p[: len(path)] == path}
+        )
+        for child in children:
+            with into.subgraph(name=child[-1]) as sub:
+                sub.attr(
+                    label=f"<<I>{text(titles.get(child[-1], ''), 60)}</I>>",
+                    style="rounded",
+                    color="#bbbbbb",
+                    fontsize="10",
+                )
+                emit(sub, child)
+
+    emit(dot, ())
+
+
+def text_tree(definition: Section, info: WorkflowInfo[Any] | None = None) -> str:
+    """A plain-text outline of ``definition``, marking where ``info``'s threads stand."""
+    here: dict[str, list[str]] = {}
+    if info is not None:
+        for t in info.threads:
+            if t.position and t.status in (
+                ThreadStatus.RUNNING,
+                ThreadStatus.WAITING,
+                ThreadStatus.FAILED,
+            ):
+                here.setdefault(t.position, []).append(f"{t.id}:{t.status.value}")
+    lines: list[str] = []
+
+    def walk(stmts: Sequence[Stmt], depth: int) -> None:
+        pad = "  " * depth
+        for st in stmts:
+            name = st.label
+            mark = f"   <- {', '.join(here[name])}" if name in here else ""
+            if isinstance(st, Section):
+                walk(st.stmts, depth)
+                continue
+            title = f"{type(st).__name__}({name!r})" if name else type(st).__name__
+            if isinstance(st, Return):
+                title = f"Return({st.value!r}" + (f", error={st.error!r})" if st.error else ")")
+            lines.append(f"{pad}{title}{mark}")
+            if isinstance(st, Go):
+                walk(st.section.stmts, depth + 1)
+            elif isinstance(st, Wait):
+                for c in st.cases:
+                    lines.append(f"{pad}  On({c.event!r})")
+                    walk(c.body.stmts, depth + 2)
+            elif isinstance(st, (If, Switch)):
+                for br in st.branches:
+                    lines.append(f"{pad}  {'else' if br.cond is None else 'when'}:")
+                    walk(br.body.stmts, depth + 2)
+            elif isinstance(st, For):
+                walk(st.body.stmts, depth + 1)
+
+    walk(definition.stmts, 0)
+    return "\n".join(lines)
+
+
+def svg(dot: graphviz.Digraph) -> str | None:
+    """The SVG of ``dot`` through the Graphviz binary, or None if it is not installed."""
+    try:
+        out: bytes = dot.pipe(format="svg")
+        return out.decode("utf-8")
+    except graphviz.ExecutableNotFound:
+        return None
+
+
+def workflow_dot(
+    definition: Section,
+    info: WorkflowInfo[Any],
+    waits: Sequence[WaitInfo] = (),
+    history: Sequence[HistoryEntry] = (),
+    **kw: Any,
+) -> graphviz.Digraph:
+    """The graph of one workflow: its definition with its threads, waits and history."""
+    title = kw.pop("title", None) or f"{info.type} {info.id} — {info.status.value}"
+    return to_dot(definition, Overlay(info, waits, history), title=title, **kw)
+
+
+__all__ = [
+    "STYLES",
+    "THREAD_COLOURS",
+    "Overlay",
+    "definition_graph",
+    "svg",
+    "text_tree",
+    "thread_colours",
+    "to_dot",
+    "workflow_dot",
+]
