@@ -243,43 +243,47 @@ class Engine:
             WorkflowBusy: another process is running it right now.
             DefinitionMismatch: a thread's position is gone from the code (nothing changed).
         """
-        return self._advance(workflow_id, self.max_steps)
+        return self._advance(workflow_id, self.max_steps, runaway=True)
 
     def step(self, workflow_id: str) -> WorkflowInfo[Any]:
         """Run exactly one step (of the next thread in turn) and checkpoint it."""
-        return self._advance(workflow_id, 1)
+        return self._advance(workflow_id, 1, runaway=False)
 
-    def _advance(self, workflow_id: str, limit: int) -> WorkflowInfo[Any]:
+    def _advance(self, workflow_id: str, limit: int, *, runaway: bool) -> WorkflowInfo[Any]:
         with self._run(workflow_id) as run:
             rec = run.record
-            steps = 0
-            while not rec.status.done and rec.status is not WorkflowStatus.FAILED:
-                if self.draining:
-                    break  # shutting down: the workflow stays due for another process
-                run.wake_waitfors()
-                ready = run.runnable()
-                if not ready:
-                    break
-                if steps >= limit:
-                    if limit == self.max_steps:
-                        self._runaway(run, ready)
-                    break
-                t = ready[0]
-                run.take_turn(t)
-                try:
-                    outcome = advance(run.program, t, max_iterations=self.max_iterations)
-                except DefinitionMismatch as e:
-                    e.workflow_id = workflow_id
-                    raise
-                except RunawayLoop as e:
-                    run.fail(t, e.statement or t.position, str(e))
+            try:
+                run.check_positions()
+                steps = 0
+                while not rec.status.done and rec.status is not WorkflowStatus.FAILED:
+                    if self.draining:
+                        break  # shutting down: the workflow stays due for another process
+                    if steps >= limit:
+                        if runaway:
+                            run.wake_waitfors()
+                            ready = run.runnable()
+                            if ready:
+                                self._runaway(run, ready)
+                        break
+                    run.wake_waitfors()
+                    ready = run.runnable()
+                    if not ready or any(t.status is ThreadStatus.FAILED for t in rec.threads):
+                        break
+                    t = ready[0]
+                    run.take_turn(t)
+                    try:
+                        outcome = advance(run.program, t, max_iterations=self.max_iterations)
+                    except RunawayLoop as e:
+                        run.fail(t, e.statement or t.position, f"RunawayLoop: {e}")
+                        break
+                    run.apply(t, outcome)
                     run.checkpoint()
-                    break
-                run.apply(t, outcome)
-                run.checkpoint()
-                steps += 1
-            if run.pending:  # e.g. a WaitFor woke but nothing ran after it
-                run.checkpoint()
+                    steps += 1
+                if run.pending:  # a WaitFor woke or a thread failed, with no step after it
+                    run.checkpoint()
+            except (DefinitionMismatch, DefinitionError) as e:
+                e.workflow_id = e.workflow_id or workflow_id
+                raise
             return self._info(rec, run.model)
 
     def _runaway(self, run: Run, ready: builtins.list[ThreadState]) -> None:
@@ -399,6 +403,9 @@ class Engine:
             output = run_callable(case.handler.handle, input)
         except GorchError as e:
             e.workflow_id = e.workflow_id or wid
+            e.thread, e.statement = e.thread or t.id, e.statement or w.wait
+            if isinstance(e, CallbackRejected):
+                e.event = e.event or event
             raise
         except Exception as e:
             raise reject(
@@ -509,7 +516,12 @@ class Engine:
         offset: int = 0,
     ) -> Sequence[WorkflowInfo[Any]]:
         """Workflows, newest first, filtered by status, type and id substring."""
-        st = WorkflowStatus(status) if status is not None else None
+        try:
+            st = WorkflowStatus(status) if status is not None else None
+        except ValueError:
+            raise InvalidOperation(
+                f"unknown status {status!r}: one of {', '.join(s.value for s in WorkflowStatus)}"
+            ) from None
         return [
             self._info(r)
             for r in self.store.list_workflows(

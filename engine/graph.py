@@ -215,7 +215,7 @@ def _stmt(b: _Builder, st: Stmt, ctx: _Ctx) -> tuple[str | None, Exits]:
         exits = []
         has_default = False
         for i, br in enumerate(st.branches):
-            if br.cond is None:
+            if br.default:
                 has_default = True
                 label = "else" if kind == "if" else "default"
             else:
@@ -493,7 +493,7 @@ def text_tree(definition: Section, info: WorkflowInfo[Any] | None = None) -> str
                     walk(c.body.stmts, depth + 2)
             elif isinstance(st, (If, Switch)):
                 for br in st.branches:
-                    lines.append(f"{pad}  {'else' if br.cond is None else 'when'}:")
+                    lines.append(f"{pad}  {'else' if br.default else 'when'}:")
                     walk(br.body.stmts, depth + 2)
             elif isinstance(st, For):
                 walk(st.body.stmts, depth + 1)

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from pydantic_core import to_jsonable_python
 
 from engine.clock import Clock
-from engine.errors import DefinitionError, GorchError, StateError
+from engine.errors import DefinitionError, DefinitionMismatch, GorchError, StateError
 from engine.handlers import CallbackManager
 from engine.interpreter import (
     Blocked,
@@ -30,6 +30,7 @@ from engine.interpreter import (
     Returned,
     StepRaised,
     StepRan,
+    start_frames,
 )
 from engine.runtime import (
     MAIN,
@@ -239,6 +240,34 @@ class Run:
                 t.status, t.phase = ThreadStatus.RUNNING, Phase.DONE
                 self.note("waitfor_done", thread=t.id, statement=t.position)
 
+    def check_positions(self) -> None:
+        """Raise ``DefinitionMismatch`` if a live thread stands where the code no longer has.
+
+        Runs before anything else in a session, so nothing is written for a mismatched
+        workflow: its threads, waits and state stay as stored, for an operator to move.
+        """
+        for t in self.record.threads:
+            if t.status not in LIVE and t.status is not ThreadStatus.FAILED:
+                continue
+            start_frames(self.program, t)  # raises DefinitionMismatch
+            if t.status is not ThreadStatus.WAITING:
+                continue
+            entry = self.program.entry(t.position)
+            stmt = entry.stmt if entry is not None else None
+            for w in self.waits:
+                if (
+                    w.thread_id == t.id
+                    and w.status.open
+                    and (not isinstance(stmt, Wait) or stmt.case(w.event) is None)
+                ):
+                    raise DefinitionMismatch(
+                        f"thread {t.id!r} waits for event {w.event!r} of {t.position!r}, "
+                        "which the current definition no longer has",
+                        workflow_id=self.record.id,
+                        thread=t.id,
+                        statement=t.position,
+                    )
+
     def has_open_waits(self, thread_id: str) -> bool:
         return any(w.thread_id == thread_id and w.status.open for w in self.waits)
 
@@ -284,15 +313,20 @@ class Run:
             self.restore_state()
             self.fail(t, outcome.statement, outcome.error)
         elif isinstance(outcome, GoStart):
-            if self.record.thread(outcome.thread_id) is not None:
+            old = self.record.thread(outcome.thread_id)
+            if old is not None and (old.status in LIVE or old.go != outcome.go.name):
                 self.fail(
                     t,
                     outcome.go.name,
-                    f"Go {outcome.go.name!r}: thread id "
-                    f"{outcome.thread_id!r} is already used in this workflow",
+                    f"Go {outcome.go.name!r}: thread id {outcome.thread_id!r} is already used "
+                    "by a live thread or another goroutine of this workflow",
                 )
                 return
-            self.record.threads.append(ThreadState(outcome.thread_id, go=outcome.go.name))
+            fresh = ThreadState(outcome.thread_id, go=outcome.go.name)
+            if old is None:
+                self.record.threads.append(fresh)
+            else:  # a thread sent back before its Go (goto) starts the goroutine afresh
+                self.record.threads[self.record.threads.index(old)] = fresh
             t.position, t.phase = outcome.go.name, Phase.DONE
             self.note("go", thread=t.id, statement=outcome.go.name, started=outcome.thread_id)
         elif isinstance(outcome, Blocked):
@@ -312,11 +346,19 @@ class Run:
             self.note("return", thread=t.id, value=outcome.value, error=outcome.error)
             if t.id == MAIN:
                 self.finish(outcome.value, outcome.error)
+            else:
+                self.finish_if_done()
         elif isinstance(outcome, Ended):
             t.status = ThreadStatus.FINISHED
             self.note("thread_end", thread=t.id)
-            if not any(x.status in LIVE for x in self.record.threads):
-                self.finish(None, None)
+            self.finish_if_done()
+
+    def finish_if_done(self) -> None:
+        """Finish the workflow once no thread is live or failed any more."""
+        if not any(
+            x.status in LIVE or x.status is ThreadStatus.FAILED for x in self.record.threads
+        ):
+            self.finish(None, None)
 
     def finish(self, value: Any, error: str | None) -> None:
         """End the workflow: stop the other threads and close every wait."""

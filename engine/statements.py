@@ -196,10 +196,11 @@ class WaitFor(Stmt):
 
 @dataclass(frozen=True, slots=True)
 class Branch:
-    """One guarded branch of an ``If`` or a ``Switch``; ``cond`` None means the default."""
+    """One guarded branch of an ``If`` or a ``Switch``; ``default`` marks Else/Default."""
 
-    cond: Cond | None
+    cond: Cond
     body: Section
+    default: bool = False
 
 
 @dataclass(frozen=True, slots=True, init=False)
@@ -235,7 +236,7 @@ class If(Stmt):
         return self.name
 
     def _open(self, what: str) -> None:
-        if self.branches[-1].cond is None:
+        if self.branches[-1].default:
             raise DefinitionError(
                 f"If{'(' + repr(self.name) + ')' if self.name else ''}: {what} after Else",
                 statement=self.name,
@@ -251,7 +252,10 @@ class If(Stmt):
     def Else(self, *stmts: Stmt) -> If:
         """The branch run when no condition holds."""
         self._open("Else")
-        return If._make((*self.branches, Branch(None, Section(_section(stmts, "Else")))), self.name)
+        return If._make(
+            (*self.branches, Branch(True, Section(_section(stmts, "Else")), default=True)),
+            self.name,
+        )
 
 
 @dataclass(frozen=True, slots=True, init=False)
@@ -292,7 +296,7 @@ class Switch(Stmt):
             elif isinstance(c, Default):
                 if i != len(cases) - 1:
                     raise DefinitionError("Switch: Default must be the last case", statement=name)
-                branches.append(Branch(None, c.body))
+                branches.append(Branch(True, c.body, default=True))
             else:
                 raise DefinitionError(
                     f"Switch: every case must be Case(...) or Default(...), not {type(c).__name__}",
@@ -348,10 +352,8 @@ class Return(Stmt):
     kind = "return"
 
 
-def evaluate(cond: Cond | None) -> bool:
-    """The truth of a condition; ``None`` (an Else/Default branch) always holds."""
-    if cond is None:
-        return True
+def evaluate(cond: Cond) -> bool:
+    """The truth of a condition: a bool as it is, a callable by calling it."""
     if callable(cond):
         return bool(cond())
     return bool(cond)

@@ -241,7 +241,7 @@ class _Compiler:
             if st.name is not None:
                 self.name(st, st.name, here, thread)
             for br in st.branches:
-                if br.cond is not None:
+                if not br.default:
                     self.cond(br.cond, f"{type(st).__name__} {st.name or ''}".strip(), st.name)
                 self.section(br.body, FrameKind.BRANCH, here, thread, loops, depth)
         elif isinstance(st, For):
