@@ -6,9 +6,8 @@ returns a ``Program``: the index the interpreter uses to find a thread's positio
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import Any, NamedTuple
 
 from engine.errors import DefinitionError
 from engine.statements import (
@@ -44,8 +43,7 @@ POSITIONABLE = (Step, Wait, WaitFor, Go, For, If, Switch)
 """Statement kinds a thread can stand on (and an operator can ``goto``), when named."""
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
+class Entry(NamedTuple):
     """A named statement and the path to it from the root of the thread that runs it."""
 
     stmt: Stmt
@@ -188,9 +186,16 @@ class _Compiler:
             self.problem(f"definition nested deeper than {_MAX_DEPTH} levels")
             return
         stmts = sec.stmts
+        index = self.index
+        last = len(stmts) - 1
         for i, st in enumerate(stmts):
+            if type(st) is Step:  # the common case, kept fast: compiling runs every session
+                name = st.name
+                if type(name) is str and name not in index and callable(st.action) and name.strip():
+                    index[name] = Entry(st, (*path, (stmts, i, kind)), thread)
+                    continue
             here = (*path, (stmts, i, kind))
-            if isinstance(st, (Return, Break, Continue)) and i != len(stmts) - 1:
+            if i != last and isinstance(st, (Return, Break, Continue)):
                 after = stmts[i + 1]
                 self.problem(
                     f"{type(after).__name__} {after.label or ''!s} after "
