@@ -80,6 +80,7 @@ _ACQUIRE = (
     .where(_W.id == _ID, or_(_FREE, _W.lease_until <= _NOW))
     .values(lease_owner=_OWNER, lease_until=_UNTIL)
 )
+_ACQUIRE_RETURNING = _ACQUIRE.returning(*workflows.c)
 _RENEW = update(workflows).where(_W.id == _ID, _W.lease_owner == _OWNER).values(lease_until=_UNTIL)
 _RELEASE = (
     update(workflows)
@@ -230,7 +231,7 @@ class SQLModelStore:
         params = {"k_id": workflow_id, "k_owner": owner, "k_now": now, "k_until": until}
         with self._write("acquire", workflow_id) as conn:
             if self._returning:
-                row = conn.execute(_ACQUIRE.returning(*workflows.c), params).first()
+                row = conn.execute(_ACQUIRE_RETURNING, params).first()
             else:
                 taken = conn.execute(_ACQUIRE, params).rowcount == 1
                 row = conn.execute(_SELECT, params).first() if taken else None
