@@ -13,6 +13,8 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
+from pydantic import ValidationError
+
 from engine.clock import Clock, SystemClock
 from engine.errors import (
     CallbackRejected,
@@ -633,6 +635,54 @@ class Engine:
             )
             run.checkpoint()
         self.resumer.schedule(self, workflow_id)
+        return self.get(workflow_id)
+
+    def update_state(
+        self,
+        workflow_id: str,
+        state: Mapping[str, Any] | Workflow,
+        actor: str,
+        reason: str | None = None,
+    ) -> WorkflowInfo[Any]:
+        """Replace the workflow's state, validated through its model, and record who and why.
+
+        The history line (``state_updated``, with each changed field's old and new value) is
+        written in the same checkpoint as the state. An edit that changes nothing writes nothing.
+
+        Raises:
+            StateError: ``state`` does not validate against the workflow's model.
+            DefinitionError: the definition built from the new state is malformed.
+            DefinitionMismatch: a live thread's position is missing from that definition.
+            InvalidOperation: the workflow is finished or cancelled.
+        """
+        with self._run(workflow_id, wait=True) as run:
+            rec = run.record
+            if rec.status.done:
+                raise InvalidOperation(
+                    f"workflow {workflow_id!r} is {rec.status.value}", workflow_id=workflow_id
+                )
+            data = state.model_dump(mode="json") if isinstance(state, Workflow) else dict(state)
+            try:
+                run.model = run.cls.model_validate(data)
+            except ValidationError as e:
+                raise StateError(
+                    f"new state of workflow {workflow_id!r} does not fit {run.cls.__name__}: "
+                    + "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors()),
+                    workflow_id=workflow_id,
+                ) from None
+            run.check_positions()  # the program is built from the new state: nothing written yet
+            after = run.model.model_dump(mode="json")
+            keys = sorted(set(rec.state) | set(after))
+            changed = {
+                k: [rec.state.get(k), after.get(k)]
+                for k in keys
+                if rec.state.get(k) != after.get(k)
+            }
+            if not changed:
+                return self._info(rec, run.model)
+            run.note("state_updated", actor=actor, reason=reason, changed=changed)
+            run.checkpoint()
+        self.resumer.schedule(self, workflow_id)  # a WaitFor may hold now
         return self.get(workflow_id)
 
 

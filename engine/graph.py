@@ -24,7 +24,15 @@ from typing import Any
 import graphviz
 import networkx as nx
 
-from engine.runtime import HistoryEntry, Phase, ThreadStatus, WaitInfo, WorkflowInfo
+from engine.runtime import (
+    MAIN,
+    HistoryEntry,
+    Phase,
+    ThreadInfo,
+    ThreadStatus,
+    WaitInfo,
+    WorkflowInfo,
+)
 from engine.statements import (
     Break,
     Continue,
@@ -52,8 +60,20 @@ STYLES: dict[str, dict[str, str]] = {
     "return": {"shape": "box", "style": "filled", "fillcolor": "#eeeeee"},
     "break": {"shape": "plaintext", "style": "", "fillcolor": ""},
     "continue": {"shape": "plaintext", "style": "", "fillcolor": ""},
-    "start": {"shape": "circle", "style": "filled", "fillcolor": "#333333", "width": "0.25"},
-    "end": {"shape": "doublecircle", "style": "filled", "fillcolor": "#333333", "width": "0.2"},
+    "start": {
+        "shape": "circle",
+        "style": "filled",
+        "fillcolor": "#333333",
+        "width": "0.25",
+        "fontcolor": "#ffffff",
+    },
+    "end": {
+        "shape": "doublecircle",
+        "style": "filled",
+        "fillcolor": "#333333",
+        "width": "0.2",
+        "fontcolor": "#ffffff",
+    },
 }
 """Node styles by statement kind; change them to restyle every graph."""
 
@@ -62,21 +82,34 @@ THREAD_COLOURS = ["#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#17becf", "#e377c
 """The colours live threads are drawn in, in order of the threads' creation."""
 
 FAILED = "#d62728"
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# Characters XML 1.0 forbids (Graphviz parses HTML labels as XML) and DEL.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffe\uffff]")
+
+
+def _clean(value: Any) -> str:
+    # Control characters are dropped; lone surrogates (which UTF-8 cannot encode, so the
+    # Graphviz pipe would fail on them) become visible ``\udxxx`` text.
+    s = _CONTROL.sub("", str(value)).replace("\r", "")
+    return s.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def text(value: Any, limit: int = 80) -> str:
     """``value`` as a short HTML-escaped one-liner, safe inside an HTML-like DOT label."""
-    s = _CONTROL.sub("", str(value)).replace("\r", "")
+    s = _clean(value)
     if len(s) > limit:
         s = s[: limit - 1] + "…"
     return html.escape(s, quote=True).replace("\n", "<BR/>")
 
 
 def tooltip(value: Any, limit: int = 1000) -> str:
-    """``value`` as a DOT string attribute: backslashes and quotes escaped, lines kept."""
-    s = _CONTROL.sub("", str(value)).replace("\r", "")[:limit]
-    return str(graphviz.escape(s)).replace("\n", "\\n")
+    """``value`` as a DOT string attribute: backslashes and quotes escaped, lines kept.
+
+    The result is a ``graphviz.nohtml`` string, so a value that looks like ``<...>`` is still
+    quoted as text and never emitted as a (raw) HTML string.
+    """
+    s = _clean(value)[:limit].replace("\\", "\\\\").replace("\n", "\\n")
+    out: str = graphviz.nohtml(s)
+    return out
 
 
 @dataclass
@@ -103,7 +136,14 @@ class _Builder:
         return nid
 
     def edge(self, a: str, b: str, kind: str, label: str = "") -> None:
-        self.g.add_edge(a, b, kind=kind, label=label)
+        # Two cases (or branches) with empty bodies lead from one node to the same next one;
+        # a DiGraph holds one edge per pair, so they share it with both labels.
+        if self.g.has_edge(a, b):
+            data = self.g.edges[a, b]
+            data["labels"].append(label)
+            data["label"] = " | ".join(x for x in data["labels"] if x)
+            return
+        self.g.add_edge(a, b, kind=kind, label=label, labels=[label])
 
 
 Exits = list[tuple[str, str, str]]  # (node, edge kind, label) still to connect onward
@@ -120,6 +160,10 @@ class _Ctx:
 
 def definition_graph(definition: Section) -> nx.DiGraph[str]:
     """One node per statement (kind, label, name, thread, cluster) and typed edges.
+
+    Every edge has ``kind`` and ``label``. Where two cases or branches with empty bodies lead
+    from one node to the same next node, they share one edge: ``labels`` lists each one's
+    label and ``label`` joins them with ``" | "``.
 
     ``graph.graph["names"]`` maps statement names to node ids; ``graph.graph["clusters"]``
     maps cluster ids to their titles. Raises ``DefinitionError`` for a malformed definition.
@@ -323,9 +367,9 @@ def to_dot(
 def _overlay_attrs(g: nx.DiGraph[str], ov: Overlay, link: str | None) -> dict[str, dict[str, str]]:
     names: dict[str, str] = g.graph["names"]
     attrs: dict[str, dict[str, str]] = {}
+    extra: dict[str, list[str]] = {}  # node -> lines added under its label
     for nid, data in g.nodes(data=True):
         a = {k: v for k, v in STYLES.get(data["kind"], {}).items() if v}
-        a["label"] = f"<{data['label']}>"
         if data["name"] is not None:
             a["tooltip"] = tooltip(f"{data['kind']} {data['name']}")
             if link:
@@ -341,56 +385,24 @@ def _overlay_attrs(g: nx.DiGraph[str], ov: Overlay, link: str | None) -> dict[st
         ran_node = names.get(name)
         if ran_node is None:
             continue
-        a = attrs[ran_node]
-        a["fillcolor"] = "#e6e6e6"
-        a["fontcolor"] = "#555555"
+        attrs[ran_node].update(fillcolor="#e6e6e6", fontcolor="#555555")
         tick = "✓" if count == 1 else f"✓ x{count}"
-        a["label"] = f'<{g.nodes[ran_node]["label"]}<BR/><FONT POINT-SIZE="9">{tick}</FONT>>'
-    waits_by: dict[str, list[WaitInfo]] = {}
+        extra.setdefault(ran_node, []).append(f'<FONT POINT-SIZE="9">{tick}</FONT>')
     for w in ov.waits:
-        if w.status.open:
-            waits_by.setdefault(w.wait, []).append(w)
-    for name, ws in waits_by.items():
-        wait_node = names.get(name)
-        if wait_node is None:
+        wait_node = names.get(w.wait)
+        if wait_node is None or not w.status.open:
             continue
-        lines = "".join(
-            f'<BR/><FONT POINT-SIZE="9">waiting: {text(w.event, 30)} ({text(w.type, 20)}) since '
+        extra.setdefault(wait_node, []).append(
+            f'<FONT POINT-SIZE="9">waiting: {text(w.event, 30)} ({text(w.type, 20)}) since '
             f"{w.created_at:%Y-%m-%d %H:%M}</FONT>"
-            for w in ws
         )
-        attrs[wait_node]["label"] = f"<{g.nodes[wait_node]['label']}{lines}>"
         attrs[wait_node]["fillcolor"] = "#ffe08a"
+    labels: dict[str, str] = {nid: data["label"] for nid, data in g.nodes(data=True)}
     info = ov.info
     if info is not None:
-        colours = thread_colours(info)
-        for t in info.threads:
-            at: str | None = (
-                names.get(t.position)
-                if t.position
-                else g.graph["threads"].get(None if t.id == "main" else t.name, (None, None))[0]
-            )
-            if at is None:
-                continue
-            a = attrs[at]
-            if t.status is ThreadStatus.FAILED:
-                a.update(
-                    color=FAILED,
-                    fillcolor="#ffd6d6",
-                    penwidth="3",
-                    tooltip=tooltip(f"thread {t.id} failed: {t.error}"),
-                )
-            elif t.status in (ThreadStatus.RUNNING, ThreadStatus.WAITING):
-                where = "after" if t.phase is Phase.DONE else "at"
-                a.update(
-                    color=colours[t.id],
-                    penwidth="3",
-                    tooltip=tooltip(f"thread {t.id} {t.status.value} {where} {t.position}"),
-                )
-                if t.phase is Phase.DONE:
-                    a["style"] = a.get("style", "") + ",dashed"
-        end = g.graph["threads"][None][1]
+        _thread_marks(g, info, attrs, extra)
         if info.status.done:
+            end = g.graph["threads"][None][1]
             outcome = (
                 f"error: {info.error}"
                 if info.error
@@ -402,10 +414,63 @@ def _overlay_attrs(g: nx.DiGraph[str], ov: Overlay, link: str | None) -> dict[st
                 shape="box",
                 style="rounded,filled",
                 fillcolor="#ffd6d6" if info.error else "#d8f5d0",
-                label=f"<{text(outcome, 60)}>",
+                fontcolor="#000000",
                 tooltip=tooltip(outcome),
             )
+            labels[end] = text(outcome, 60)
+    for nid, label in labels.items():
+        attrs[nid]["label"] = "<" + "<BR/>".join([label, *extra.get(nid, [])]) + ">"
     return attrs
+
+
+_MARKS = 4
+"""At most this many threads are named on one node; the rest are counted."""
+
+
+def _thread_marks(
+    g: nx.DiGraph[str],
+    info: WorkflowInfo[Any],
+    attrs: dict[str, dict[str, str]],
+    extra: dict[str, list[str]],
+) -> None:
+    """Outline each live or failed thread's node in the thread's colour and name it there."""
+    names: dict[str, str] = g.graph["names"]
+    colours = thread_colours(info)
+    here: dict[str, list[ThreadInfo]] = {}
+    for t in info.threads:
+        if t.status not in (ThreadStatus.RUNNING, ThreadStatus.WAITING, ThreadStatus.FAILED):
+            continue
+        # A thread at the start of its body stands on its start: main's start node, or the
+        # Go statement that started a goroutine.
+        start = g.graph["threads"].get(None if t.id == MAIN else t.name, (None, None))[0]
+        at = names.get(t.position) if t.position else start
+        if at is not None:
+            here.setdefault(at, []).append(t)
+    for nid, threads in here.items():
+        a = attrs[nid]
+        failed = [t for t in threads if t.status is ThreadStatus.FAILED]
+        a.update(color=FAILED if failed else colours[threads[0].id], penwidth="3")
+        if failed:
+            a["fillcolor"] = "#ffd6d6"
+        elif all(t.phase is Phase.DONE for t in threads):
+            a["style"] = ",".join(x for x in (a.get("style", ""), "dashed") if x)
+        tips: list[str] = []
+        for t in threads:
+            where = "after" if t.phase is Phase.DONE else "at"
+            tip = f"thread {t.id} {t.status.value} {where} {t.position or '(start)'}"
+            if t.error:
+                tip += f" (attempt {t.attempts})" if t.status is not ThreadStatus.FAILED else ""
+                tip += f": {t.error}"
+            tips.append(tip)
+        a["tooltip"] = tooltip("\n".join(tips))
+        marks = [
+            f'<FONT POINT-SIZE="9" COLOR="{FAILED if t in failed else colours[t.id]}">'
+            f"● {text(t.id, 30)}{' failed' if t in failed else ''}</FONT>"
+            for t in threads[:_MARKS]
+        ]
+        if len(threads) > _MARKS:
+            marks.append(f'<FONT POINT-SIZE="9">+{len(threads) - _MARKS} more</FONT>')
+        extra.setdefault(nid, []).extend(marks)
 
 
 def _legend(dot: graphviz.Digraph, info: WorkflowInfo[Any]) -> None:
@@ -529,8 +594,10 @@ __all__ = [
     "Overlay",
     "definition_graph",
     "svg",
+    "text",
     "text_tree",
     "thread_colours",
     "to_dot",
+    "tooltip",
     "workflow_dot",
 ]

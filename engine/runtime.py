@@ -299,3 +299,9 @@ class WorkflowInfo(Generic[W]):
     def thread(self, thread_id: str) -> ThreadInfo | None:
         """The thread with this id, if any."""
         return next((t for t in self.threads if t.id == thread_id), None)
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        """Jupyter shows a workflow as its graph with its threads (see ``engine.notebook``)."""
+        from engine.notebook import workflow_bundle  # lazy: no import cycle, no I/O on import
+
+        return workflow_bundle(self)

@@ -83,6 +83,12 @@ class Section(Stmt):
     stmts: tuple[Stmt, ...]
     kind = "section"
 
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        """Jupyter shows a definition as its graph (see ``engine.notebook``)."""
+        from engine.notebook import definition_bundle  # lazy: statements stay free of I/O
+
+        return definition_bundle(self)
+
 
 def S(*stmts: Stmt) -> Section:
     """A section: run ``stmts`` in order."""
