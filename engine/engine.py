@@ -189,6 +189,7 @@ class Engine:
             created_at=record.created_at,
             updated_at=record.updated_at,
             next_run_at=record.next_run_at,
+            fingerprint=record.fingerprint,
         )
 
     # -- starting and running ---------------------------------------------------------------
@@ -255,7 +256,7 @@ class Engine:
         with self._run(workflow_id) as run:
             rec = run.record
             try:
-                run.check_positions()
+                run.prepare()
                 steps = 0
                 while not rec.status.done and rec.status is not WorkflowStatus.FAILED:
                     if self.draining:
@@ -342,6 +343,8 @@ class Engine:
         wait: bool,
     ) -> Any:
         with self._run(workflow_id, wait=wait) as run:
+            if not run.record.status.done:
+                run.prepare()
             output = self._deliver(run, event, input, actor=actor, thread=thread, pc=pc)
         self.resumer.schedule(self, workflow_id)
         return output

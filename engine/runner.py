@@ -182,6 +182,8 @@ class Run:
         """Write the state, threads, waits and pending history atomically, then serve waits."""
         rec = self.record
         rec.pc += 1
+        if self._last is not None:
+            rec.fingerprint = self._last.fingerprint
         rec.state = self.model.model_dump(mode="json")
         rec.status = derive_status(rec)
         now = self.clock.now()
@@ -240,6 +242,28 @@ class Run:
                 t.status, t.phase = ThreadStatus.RUNNING, Phase.DONE
                 self.note("waitfor_done", thread=t.id, statement=t.position)
 
+    def prepare(self) -> None:
+        """Bring the stored workflow to the code now: follow renames, note a new fingerprint,
+        and check every live position (``DefinitionMismatch`` if one is gone)."""
+        program = self.program
+        aliases = program.aliases
+        if aliases:
+            for t in self.record.threads:
+                new = program.resolve(t.position) if t.position else ""
+                if new != t.position:
+                    self.note("renamed", thread=t.id, statement=new, moved_from=t.position)
+                    for w in self.waits:
+                        if w.thread_id == t.id and w.wait == t.position:
+                            w.wait = new
+                            self.waits_changed = True
+                    t.position = new
+                if t.go is not None and t.go in aliases and program.go(t.go) is None:
+                    t.go = aliases[t.go]
+        was = self.record.fingerprint
+        if was is not None and was != program.fingerprint:
+            self.note("code_changed", moved_from=was, fingerprint=program.fingerprint)
+        self.check_positions()
+
     def check_positions(self) -> None:
         """Raise ``DefinitionMismatch`` if a live thread stands where the code no longer has.
 
@@ -249,7 +273,11 @@ class Run:
         for t in self.record.threads:
             if t.status not in LIVE and t.status is not ThreadStatus.FAILED:
                 continue
-            start_frames(self.program, t)  # raises DefinitionMismatch
+            try:
+                start_frames(self.program, t)
+            except DefinitionMismatch as e:
+                e.workflow_id = self.record.id
+                raise
             if t.status is not ThreadStatus.WAITING:
                 continue
             entry = self.program.entry(t.position)

@@ -232,6 +232,7 @@ class WorkflowRecord:
     lease_owner: str | None = None
     lease_until: datetime | None = None
     format: int = FORMAT_VERSION
+    fingerprint: str | None = None  # the shape of the code that last ran it
 
     def copy(self) -> WorkflowRecord:
         """A copy sharing nothing mutable at the top level (state is replaced, not mutated)."""
@@ -252,6 +253,7 @@ class WorkflowRecord:
             self.lease_owner,
             self.lease_until,
             self.format,
+            self.fingerprint,
         )
 
     def thread(self, thread_id: str) -> ThreadState | None:
@@ -295,6 +297,7 @@ class WorkflowInfo(Generic[W]):
     created_at: datetime
     updated_at: datetime
     next_run_at: datetime | None
+    fingerprint: str | None = None
 
     def thread(self, thread_id: str) -> ThreadInfo | None:
         """The thread with this id, if any."""

@@ -7,7 +7,7 @@ stable part of a definition: see ``docs`` and ``validate()``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -81,6 +81,7 @@ class Section(Stmt):
     """Statements run in order. Build one with ``S(*stmts)``."""
 
     stmts: tuple[Stmt, ...]
+    renamed: tuple[tuple[str, str], ...] = ()
     kind = "section"
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
@@ -90,9 +91,15 @@ class Section(Stmt):
         return definition_bundle(self)
 
 
-def S(*stmts: Stmt) -> Section:
-    """A section: run ``stmts`` in order."""
-    return Section(_section(stmts, "S(...)"))
+def S(*stmts: Stmt, renamed: Mapping[str, str] | None = None) -> Section:
+    """A section: run ``stmts`` in order.
+
+    Args:
+        renamed: ``{"old name": "new name"}`` aliases for statements renamed in a new version
+            of the code: threads stored on an old name follow the rename by themselves.
+    """
+    pairs = tuple(renamed.items()) if renamed else ()
+    return Section(_section(stmts, "S(...)"), pairs)
 
 
 @dataclass(frozen=True, slots=True)

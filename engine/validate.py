@@ -6,6 +6,7 @@ returns a ``Program``: the index the interpreter uses to find a thread's positio
 
 from __future__ import annotations
 
+import hashlib
 from enum import Enum
 from typing import Any, NamedTuple
 
@@ -59,35 +60,61 @@ class Program:
     O(depth), not O(size); if the tree's shape changed under a name, it compiles in full.
     """
 
-    __slots__ = ("_base", "_cache", "_index", "root")
+    __slots__ = ("_base", "_cache", "_index", "aliases", "fingerprint", "root")
 
     def __init__(
-        self, root: Section, index: dict[str, Entry] | None = None, base: Program | None = None
+        self,
+        root: Section,
+        index: dict[str, Entry] | None = None,
+        base: Program | None = None,
+        *,
+        aliases: dict[str, str] | None = None,
+        fingerprint: str = "",
     ) -> None:
         self.root = root
         self._index = index
         self._base = base
         self._cache: dict[str, Entry | None] = {}
+        self.aliases: dict[str, str] = aliases if aliases is not None else {}
+        """Old statement names (``S(..., renamed=...)``) and the names they became."""
+        self.fingerprint = fingerprint
+        """A short hash of the definition's shape: its statements' kinds, names and nesting."""
 
     @property
     def index(self) -> dict[str, Entry]:
         """Every named statement (compiles and validates the whole tree if not done yet)."""
         if self._index is None:
-            self._index = compile_definition(self.root)._index or {}
+            full = compile_definition(self.root)
+            self._index, self.aliases, self.fingerprint = full.index, full.aliases, full.fingerprint
             self._base = None
         return self._index
 
     def rebind(self, root: Section) -> Program:
         """The program of ``root``, a rebuild of this program's definition from newer state."""
-        return Program(root, base=self if self._index is not None else self._base)
+        base = self if self._index is not None else self._base
+        return Program(root, base=base, aliases=self.aliases, fingerprint=self.fingerprint)
 
-    def entry(self, name: str) -> Entry | None:
-        """The statement called ``name`` and its path, or None."""
+    def resolve(self, name: str) -> str:
+        """``name``, or the name it was renamed to if the definition declares that alias."""
+        return self.aliases.get(name, name) if self.entry_exact(name) is None else name
+
+    def entry_exact(self, name: str) -> Entry | None:
+        """The statement called exactly ``name`` (no alias), or None."""
         if self._index is not None:
             return self._index.get(name)
+        return self._lazy(name)
+
+    def entry(self, name: str) -> Entry | None:
+        """The statement called ``name`` (or renamed from ``name``) and its path, or None."""
+        found = self.entry_exact(name)
+        if found is None and name in self.aliases:
+            return self.entry_exact(self.aliases[name])
+        return found
+
+    def _lazy(self, name: str) -> Entry | None:
         if name in self._cache:
             return self._cache[name]
-        old = self._base.entry(name) if self._base is not None else None
+        old = self._base.entry_exact(name) if self._base is not None else None
         found = self._follow(old) if old is not None else None
         if found is None:  # a new name, or the shape changed: compile the whole tree
             return self.index.get(name)
@@ -153,6 +180,8 @@ class _Compiler:
         self.index: dict[str, Entry] = {}
         self.problems: list[str] = []
         self.first_bad: str | None = None
+        self.tokens: list[str] = []  # the shape, for the fingerprint
+        self.aliases: dict[str, str] = {}
 
     def problem(self, msg: str, name: str | None = None) -> None:
         self.problems.append(msg)
@@ -187,13 +216,19 @@ class _Compiler:
             return
         stmts = sec.stmts
         index = self.index
+        tokens = self.tokens
         last = len(stmts) - 1
+        for old, new in sec.renamed:
+            self.alias(old, new)
+        tokens.append("(")
         for i, st in enumerate(stmts):
             if type(st) is Step:  # the common case, kept fast: compiling runs every session
                 name = st.name
                 if type(name) is str and name not in index and callable(st.action) and name.strip():
                     index[name] = Entry(st, (*path, (stmts, i, kind)), thread)
+                    tokens.append(name)
                     continue
+            tokens.append(f"{st.kind}:{st.label or ''}")
             here = (*path, (stmts, i, kind))
             if i != last and isinstance(st, (Return, Break, Continue)):
                 after = stmts[i + 1]
@@ -203,6 +238,33 @@ class _Compiler:
                     after.label,
                 )
             self.stmt(st, here, thread, loops, depth + 1)
+        tokens.append(")")
+
+    def alias(self, old: Any, new: Any) -> None:
+        if not (isinstance(old, str) and isinstance(new, str) and old and new):
+            self.problem(f"renamed={{{old!r}: {new!r}}}: names must be non-empty strings")
+        elif old == new or self.aliases.get(old, new) != new:
+            self.problem(
+                f"renamed: {old!r} is renamed to {new!r} and to {self.aliases[old]!r}"
+                if old != new
+                else f"renamed: {old!r} is renamed to itself",
+                old,
+            )
+        else:
+            self.aliases[old] = new
+
+    def check_aliases(self) -> None:
+        for old, new in self.aliases.items():
+            if old in self.index:
+                self.problem(
+                    f"renamed: {old!r} is still the name of a statement, so threads "
+                    f"on it cannot follow the rename to {new!r}",
+                    old,
+                )
+            elif new not in self.index:
+                self.problem(
+                    f"renamed: {old!r} is renamed to {new!r}, which no statement is called", old
+                )
 
     def stmt(
         self, st: Stmt, here: tuple[Frame, ...], thread: str | None, loops: int, depth: int
@@ -311,6 +373,7 @@ def compile_definition(definition: Any) -> Program:
         c.section(definition, FrameKind.ROOT, (), None, 0, 0)
     except RecursionError:
         c.problem("definition is nested too deeply to compile")
+    c.check_aliases()
     if c.problems:
         msg = (
             c.problems[0]
@@ -318,7 +381,9 @@ def compile_definition(definition: Any) -> Program:
             else (f"{len(c.problems)} problems: " + "; ".join(c.problems))
         )
         raise DefinitionError(msg, problems=c.problems, statement=c.first_bad)
-    return Program(definition, c.index)
+    shape = "\x1f".join(c.tokens).encode("utf-8", "surrogatepass")
+    fingerprint = hashlib.blake2b(shape, digest_size=8).hexdigest()
+    return Program(definition, c.index, aliases=c.aliases, fingerprint=fingerprint)
 
 
 def validate(definition: Any) -> None:

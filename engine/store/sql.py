@@ -502,6 +502,7 @@ def _workflow_values(r: WorkflowRecord) -> dict[str, Any]:
         "error": r.error,
         "next_run_at": r.next_run_at,
         "format": r.format,
+        "fingerprint": r.fingerprint,
         "created_at": r.created_at,
         "updated_at": r.updated_at,
     }
@@ -526,6 +527,7 @@ def _record(row: Row[Any]) -> WorkflowRecord:
         lease_owner=m["lease_owner"],
         lease_until=m["lease_until"],
         format=m["format"],
+        fingerprint=m["fingerprint"],
     )
 
 

@@ -95,6 +95,7 @@ class WorkflowRow(GorchTable, table=True):
     format: int
     created_at: datetime = Field(sa_type=UTCDateTime)
     updated_at: datetime = Field(sa_type=UTCDateTime)
+    fingerprint: str | None = None
 
 
 class WaitRow(GorchTable, table=True):

@@ -18,6 +18,7 @@ from engine.store.sql import MIGRATIONS, alembic_config, create_store_engine, up
 from engine.store.tables import VERSION_TABLE, metadata
 
 TABLES = {"workflows", "waits", "history"}
+HEAD = "0002"
 
 
 def table_names(url: str) -> set[str]:
@@ -41,10 +42,11 @@ def current_revision(url: str) -> str | None:
 
 def test_migrations_ship_inside_the_package() -> None:
     assert Path(__file__).parents[3] / "engine" / "store" / "migrations" == MIGRATIONS
-    for name in ["env.py", "script.py.mako", "versions/0001_initial.py"]:
+    for name in ["env.py", "script.py.mako", "versions/0001_initial.py",
+                 "versions/0002_fingerprint.py"]:  # fmt: skip
         assert (MIGRATIONS / name).is_file(), name
     script = ScriptDirectory.from_config(alembic_config("sqlite://"))
-    assert script.get_heads() == ["0001"]
+    assert script.get_heads() == [HEAD]
 
 
 def test_upgrade_creates_the_tables_and_is_idempotent(db_url: str) -> None:
@@ -52,7 +54,7 @@ def test_upgrade_creates_the_tables_and_is_idempotent(db_url: str) -> None:
     upgrade(db_url)
     upgrade(db_url)
     assert table_names(db_url) == TABLES | {VERSION_TABLE}
-    assert current_revision(db_url) == "0001"
+    assert current_revision(db_url) == HEAD
 
 
 def test_migration_matches_the_models(db_url: str) -> None:
@@ -86,7 +88,7 @@ def test_concurrent_upgrades_all_succeed(db_url: str) -> None:
     for t in threads:
         t.join()
     assert errors == []
-    assert current_revision(db_url) == "0001"
+    assert current_revision(db_url) == HEAD
     assert table_names(db_url) >= TABLES
 
 
@@ -96,7 +98,7 @@ def test_downgrade_to_base_and_back(db_url: str) -> None:
     assert table_names(db_url) == {VERSION_TABLE}
     assert current_revision(db_url) is None
     command.upgrade(alembic_config(db_url), "head")  # env.py opens its own connection
-    assert current_revision(db_url) == "0001"
+    assert current_revision(db_url) == HEAD
 
 
 def test_offline_mode_prints_the_sql() -> None:
@@ -144,3 +146,28 @@ def test_application_tables_are_left_alone(db_url: str) -> None:
             ]
     finally:
         engine.dispose()
+
+
+def test_upgrade_from_an_older_schema_keeps_the_rows(db_url: str) -> None:
+    """A database made by revision 0001 (before fingerprints) upgrades in place."""
+    command.upgrade(alembic_config(db_url), "0001")
+    engine = create_store_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text(
+                "INSERT INTO workflows (id, type, status, state, threads, pc, version, turn, "
+                "format, created_at, updated_at) VALUES ('old', 'T', 'waiting', '{}', '[]', "
+                "3, 3, 0, 1, '2026-01-01 00:00:00', '2026-01-01 00:00:00')"
+            ))  # fmt: skip
+    finally:
+        engine.dispose()
+    upgrade(db_url)
+    assert current_revision(db_url) == HEAD
+    from engine import SQLModelStore
+
+    store = SQLModelStore(db_url)
+    try:
+        old = store.load("old")
+        assert (old.pc, old.fingerprint) == (3, None)
+    finally:
+        store.close()

@@ -1,0 +1,28 @@
+"""Workflows remember the fingerprint of the code that last ran them.
+
+Revision ID: 0002
+Revises: 0001
+Create Date: 2026-11-25
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0002"
+down_revision: str | Sequence[str] | None = "0001"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("workflows") as batch:
+        batch.add_column(sa.Column("fingerprint", sa.String(), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("workflows") as batch:
+        batch.drop_column("fingerprint")
