@@ -4,7 +4,8 @@ The public API is flat: everything a user needs is importable from ``engine``.
 """
 
 from engine.clock import Clock, ManualClock, SystemClock
-from engine.engine import Engine
+from engine.compat import CompatibilityReport, Problem, Renamed, check_compatibility
+from engine.engine import Engine, MoveReport
 from engine.errors import (
     CallbackRejected,
     DefinitionError,
@@ -69,6 +70,7 @@ __all__ = [
     "CallbackRejected",
     "Case",
     "Clock",
+    "CompatibilityReport",
     "Continue",
     "Default",
     "DefinitionError",
@@ -87,9 +89,12 @@ __all__ = [
     "LeaseLost",
     "ManualClock",
     "MemoryStore",
+    "MoveReport",
     "On",
     "Phase",
     "PollingResumer",
+    "Problem",
+    "Renamed",
     "Resumer",
     "RetryPolicy",
     "Return",
@@ -119,6 +124,7 @@ __all__ = [
     "WorkflowInfo",
     "WorkflowNotFound",
     "WorkflowStatus",
+    "check_compatibility",
     "current_thread",
     "validate",
 ]

@@ -86,6 +86,37 @@ def run_due(db: str | None, app: str | None, once: bool) -> None:
 
 @main.command()
 @DB
+@APP
+@click.option(
+    "--type",
+    "type_names",
+    multiple=True,
+    help="Workflow type to check (repeatable); default: every type of the app.",
+)
+def check(db: str | None, app: str | None, type_names: tuple[str, ...]) -> None:
+    """Check stored workflows against the code now; exit 1 if a deploy would break any."""
+    from engine.compat import check_compatibility
+
+    loaded = load_app(app)
+    store = open_store(db)
+    by_name = {w.workflow_type(): w for w in loaded.workflows}
+    unknown = [t for t in type_names if t not in by_name]
+    if unknown:
+        raise ConfigError(
+            f"unknown workflow type(s) {', '.join(unknown)}; the app has "
+            f"{', '.join(sorted(by_name))}"
+        )
+    broken = 0
+    for name in type_names or sorted(by_name):
+        report = check_compatibility(by_name[name], store)
+        click.echo(report.summary())
+        broken += len(report.broken)
+    if broken:
+        raise SystemExit(1)
+
+
+@main.command()
+@DB
 def demo(db: str | None) -> None:
     """Seed the database with the bundled example workflows in every state."""
     from engine.examples import WORKFLOWS

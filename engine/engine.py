@@ -10,6 +10,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -50,6 +51,17 @@ from engine.validate import POSITIONABLE
 from engine.workflow import Workflow
 
 log = logging.getLogger("gorch")
+
+DONE_THREADS = (ThreadStatus.FINISHED, ThreadStatus.CANCELLED)
+
+
+@dataclass
+class MoveReport:
+    """What ``Engine.move`` did: one audited operation over many workflows."""
+
+    operation: str
+    moved: builtins.list[tuple[str, str]] = field(default_factory=list)
+    failed: dict[str, GorchError] = field(default_factory=dict)
 
 
 class Engine:
@@ -584,8 +596,49 @@ class Engine:
         self.resumer.schedule(self, workflow_id)
         return self.get(workflow_id)
 
+    def move(
+        self,
+        type_name: str,
+        from_statement: str,
+        to_statement: str,
+        actor: str,
+        reason: str | None = None,
+    ) -> MoveReport:
+        """Move every thread standing on ``from_statement`` to ``to_statement``, in bulk.
+
+        The usual fix after a deploy that removed or renamed a statement: each workflow of
+        ``type_name`` with a live or failed thread on ``from_statement`` gets a ``goto``
+        recorded with ``actor``, ``reason`` and one shared ``operation`` id.
+
+        Returns:
+            The operation id, the (workflow, thread) pairs moved, and the failures by id.
+        """
+        from engine.compat import unfinished
+
+        report = MoveReport(operation=uuid.uuid4().hex)
+        candidates = [
+            (r.id, t.id)
+            for r in unfinished(self.store, type_name)
+            for t in r.threads
+            if t.position == from_statement and t.status not in DONE_THREADS
+        ]
+        for wid, tid in candidates:
+            try:
+                self.goto(wid, tid, to_statement, actor, reason, operation=report.operation)
+                report.moved.append((wid, tid))
+            except GorchError as e:
+                report.failed[wid] = e
+        return report
+
     def goto(
-        self, workflow_id: str, thread: str, statement: str, actor: str, reason: str | None = None
+        self,
+        workflow_id: str,
+        thread: str,
+        statement: str,
+        actor: str,
+        reason: str | None = None,
+        *,
+        operation: str | None = None,
     ) -> WorkflowInfo[Any]:
         """Move ``thread`` onto the named ``statement`` (forward or back); it runs from there.
 
@@ -634,7 +687,13 @@ class Engine:
             if rec.status is WorkflowStatus.FAILED:
                 rec.status = WorkflowStatus.RUNNING
             run.note(
-                "goto", thread=t.id, statement=statement, actor=actor, moved_from=was, reason=reason
+                "goto",
+                thread=t.id,
+                statement=statement,
+                actor=actor,
+                moved_from=was,
+                reason=reason,
+                operation=operation,
             )
             run.checkpoint()
         self.resumer.schedule(self, workflow_id)

@@ -75,7 +75,11 @@ class DefinitionMismatch(GorchError):
     """A thread's stored position no longer exists in the current definition.
 
     The workflow is left unchanged; an operator can ``goto`` the thread to another statement.
+    ``kind`` says what is missing: ``statement``, ``goroutine``, ``case`` (a wait's event) or
+    ``thread`` (the name now belongs to another thread's code).
     """
+
+    kind: str = "statement"
 
 
 class UnknownWorkflowType(GorchError):

@@ -9,13 +9,13 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import inspect
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from contextvars import ContextVar, copy_context
 from dataclasses import dataclass
 from typing import Any
 
 from engine.errors import DefinitionMismatch, RunawayLoop
-from engine.runtime import Phase, ThreadState
+from engine.runtime import Phase, ThreadState, ThreadStatus, WaitInfo
 from engine.statements import (
     Break,
     Continue,
@@ -102,8 +102,10 @@ class Ended:
 Outcome = StepRan | StepRaised | Crashed | GoStart | Blocked | BlockedFor | Returned | Ended
 
 
-def _mismatch(thread: ThreadState, msg: str) -> DefinitionMismatch:
-    return DefinitionMismatch(msg, thread=thread.id, statement=thread.position or None)
+def _mismatch(thread: ThreadState, msg: str, kind: str = "statement") -> DefinitionMismatch:
+    e = DefinitionMismatch(msg, thread=thread.id, statement=thread.position or None)
+    e.kind = kind
+    return e
 
 
 def start_frames(program: Program, thread: ThreadState) -> list[list[Any]]:
@@ -121,6 +123,7 @@ def start_frames(program: Program, thread: ThreadState) -> list[list[Any]]:
                 thread,
                 f"thread {thread.id!r} runs goroutine {thread.go!r}, "
                 "which the current definition no longer has",
+                "goroutine",
             )
         return [[go.section.stmts, 0, FrameKind.ROOT]]
     entry = program.entry(thread.position)
@@ -147,6 +150,7 @@ def start_frames(program: Program, thread: ThreadState) -> list[list[Any]]:
                 thread,
                 f"thread {thread.id!r} handled event {thread.event!r} of "
                 f"{thread.position!r}, which no longer has that case",
+                "case",
             )
         frames.append([case.body.stmts, 0, FrameKind.CASE])
     return frames
@@ -271,3 +275,42 @@ def _await(aw: Any) -> Any:
     ctx = copy_context()
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
         return pool.submit(ctx.run, asyncio.run, coro).result()
+
+
+def position_problems(
+    program: Program, threads: Sequence[ThreadState], waits: Sequence[WaitInfo]
+) -> list[DefinitionMismatch]:
+    """Every place where ``threads`` (and their open ``waits``) stand that ``program`` lacks.
+
+    Finished and cancelled threads do not count. Each problem is a ``DefinitionMismatch``
+    naming the thread and the statement; ``kind`` on it says what is missing: ``statement``,
+    ``goroutine``, ``case`` (a wait's event) or ``thread`` (the name now belongs elsewhere).
+    """
+    problems: list[DefinitionMismatch] = []
+    for t in threads:
+        if t.status in (ThreadStatus.FINISHED, ThreadStatus.CANCELLED):
+            continue
+        try:
+            start_frames(program, t)
+        except DefinitionMismatch as e:
+            problems.append(e)
+            continue
+        if t.status is not ThreadStatus.WAITING:
+            continue
+        entry = program.entry(t.position)
+        stmt = entry.stmt if entry is not None else None
+        for w in waits:
+            if (
+                w.thread_id == t.id
+                and w.status.open
+                and (not isinstance(stmt, Wait) or stmt.case(w.event) is None)
+            ):
+                gone = DefinitionMismatch(
+                    f"thread {t.id!r} waits for event {w.event!r} of {t.position!r}, "
+                    "which the current definition no longer has",
+                    thread=t.id,
+                    statement=t.position,
+                )
+                gone.kind = "case"
+                problems.append(gone)
+    return problems

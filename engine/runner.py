@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from pydantic_core import to_jsonable_python
 
 from engine.clock import Clock
-from engine.errors import DefinitionError, DefinitionMismatch, GorchError, StateError
+from engine.errors import DefinitionError, GorchError, StateError
 from engine.handlers import CallbackManager
 from engine.interpreter import (
     Blocked,
@@ -30,7 +30,7 @@ from engine.interpreter import (
     Returned,
     StepRaised,
     StepRan,
-    start_frames,
+    position_problems,
 )
 from engine.runtime import (
     MAIN,
@@ -270,31 +270,10 @@ class Run:
         Runs before anything else in a session, so nothing is written for a mismatched
         workflow: its threads, waits and state stay as stored, for an operator to move.
         """
-        for t in self.record.threads:
-            if t.status not in LIVE and t.status is not ThreadStatus.FAILED:
-                continue
-            try:
-                start_frames(self.program, t)
-            except DefinitionMismatch as e:
-                e.workflow_id = self.record.id
-                raise
-            if t.status is not ThreadStatus.WAITING:
-                continue
-            entry = self.program.entry(t.position)
-            stmt = entry.stmt if entry is not None else None
-            for w in self.waits:
-                if (
-                    w.thread_id == t.id
-                    and w.status.open
-                    and (not isinstance(stmt, Wait) or stmt.case(w.event) is None)
-                ):
-                    raise DefinitionMismatch(
-                        f"thread {t.id!r} waits for event {w.event!r} of {t.position!r}, "
-                        "which the current definition no longer has",
-                        workflow_id=self.record.id,
-                        thread=t.id,
-                        statement=t.position,
-                    )
+        problems = position_problems(self.program, self.record.threads, self.waits)
+        if problems:
+            problems[0].workflow_id = self.record.id
+            raise problems[0]
 
     def has_open_waits(self, thread_id: str) -> bool:
         return any(w.thread_id == thread_id and w.status.open for w in self.waits)
