@@ -16,6 +16,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from engine import (
     CallbackRejected,
     Engine,
@@ -150,5 +152,36 @@ def test_sigterm_finishes_the_current_step_and_exits(db_url: str, tmp_path: Path
     # Another process finishes the workflow without running the step again.
     engine.run_due()
     assert engine.get(wid).status is WorkflowStatus.FINISHED
+    assert len(side_runs(side_db)) == 1
+    store.close()
+
+
+def test_a_long_step_keeps_its_lease_while_it_runs(db_url: str, tmp_path: Path) -> None:
+    """The worker renews the lease of what it runs: a step longer than the lease is not
+    taken over (and run twice) by another process."""
+    side_db = tmp_path / "side.db"
+    os.environ["GORCH_SIDE_DB"] = str(side_db)
+    store = SQLModelStore(db_url)
+    engine = Engine(store, [Crashy, Slow], resumer=PollingResumer())
+    wid = engine.new_workflow(Slow(key="long", seconds=3.0), "long")
+    env = {**os.environ, "PYTHONPATH": str(APPS), "GORCH_SIDE_DB": str(side_db)}
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "engine.cli", "worker", "--db", db_url, "--app", "crash_app",
+         "--poll", "0.05", "--lease", "0.6"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 20
+        while not (side_db.exists() and side_runs(side_db)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(1.5)  # well past the 0.6 s lease: only renewals keep it
+        with pytest.raises(WorkflowBusy):
+            engine.execute(wid)
+        while engine.get(wid).status is not WorkflowStatus.FINISHED:
+            assert time.monotonic() < deadline, "the worker never finished the step"
+            time.sleep(0.1)
+    finally:
+        worker.terminate()
+        worker.wait(timeout=20)
     assert len(side_runs(side_db)) == 1
     store.close()
