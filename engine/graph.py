@@ -34,6 +34,7 @@ from engine.runtime import (
     WorkflowInfo,
 )
 from engine.statements import (
+    Branch,
     Break,
     Continue,
     For,
@@ -94,21 +95,34 @@ def _clean(value: Any) -> str:
 
 
 def text(value: Any, limit: int = 80) -> str:
-    """``value`` as a short HTML-escaped one-liner, safe inside an HTML-like DOT label."""
+    """``value`` as short HTML-escaped text, safe inside an HTML-like DOT label.
+
+    Graphviz expands ``\\N``, ``\\G``, ``\\E``, ``\\T``, ``\\H`` and ``\\L`` (object names)
+    even inside HTML labels, and reads ``\\\\`` as one backslash: so backslashes are doubled.
+    """
     s = _clean(value)
     if len(s) > limit:
         s = s[: limit - 1] + "…"
-    return html.escape(s, quote=True).replace("\n", "<BR/>")
+    return html.escape(s.replace("\\", "\\\\"), quote=True).replace("\n", "<BR/>")
 
 
 def tooltip(value: Any, limit: int = 1000) -> str:
-    """``value`` as a DOT string attribute: backslashes and quotes escaped, lines kept.
+    """``value`` as a DOT tooltip attribute that Graphviz shows exactly as written.
 
-    The result is a ``graphviz.nohtml`` string, so a value that looks like ``<...>`` is still
-    quoted as text and never emitted as a (raw) HTML string.
+    Graphviz decodes HTML entities in a tooltip, then reads its backslash escapes twice
+    (``\\n`` as a newline, then ``\\\\`` as a backslash and ``\\N`` as the node's name), so
+    ``&`` becomes ``&amp;`` and each backslash four. The result is a ``graphviz.nohtml``
+    string: a value that looks like ``<...>`` is still quoted text, never a raw HTML string.
     """
-    s = _clean(value)[:limit].replace("\\", "\\\\").replace("\n", "\\n")
+    s = _clean(value)[:limit]
+    s = s.replace("&", "&amp;").replace("\\", "\\" * 4).replace("\n", "\\n")
     out: str = graphviz.nohtml(s)
+    return out
+
+
+def _escstring(value: str) -> str:
+    """``value`` as a DOT escString attribute (a URL): backslashes doubled, quoted as text."""
+    out: str = graphviz.escape(_clean(value))
     return out
 
 
@@ -211,6 +225,14 @@ def _label(kind: str, title: str, detail: str = "") -> str:
     return f"<B>{title}</B>{small}" if title else f'<FONT POINT-SIZE="10">{kind}</FONT>{small}'
 
 
+def _branch_label(kind: str, i: int, br: Branch) -> str:
+    """``if (true)``, ``elif``, ``else``, ``case 2``, ``default``: with a bool condition's value."""
+    if br.default:
+        return "else" if kind == "if" else "default"
+    label = ("if" if i == 0 else "elif") if kind == "if" else f"case {i + 1}"
+    return label + (f" ({str(br.cond).lower()})" if isinstance(br.cond, bool) else "")
+
+
 def _stmt(b: _Builder, st: Stmt, ctx: _Ctx) -> tuple[str | None, Exits]:
     if isinstance(st, Section):
         return _section(b, st.stmts, ctx)
@@ -259,13 +281,8 @@ def _stmt(b: _Builder, st: Stmt, ctx: _Ctx) -> tuple[str | None, Exits]:
         exits = []
         has_default = False
         for i, br in enumerate(st.branches):
-            if br.default:
-                has_default = True
-                label = "else" if kind == "if" else "default"
-            else:
-                label = ("if" if i == 0 else "elif") if kind == "if" else f"case {i + 1}"
-                if isinstance(br.cond, bool):
-                    label += f" ({str(br.cond).lower()})"
+            has_default = has_default or br.default
+            label = _branch_label(kind, i, br)
             first, br_exits = _section(b, br.body.stmts, ctx)
             if first is None:
                 exits.append((n, "branch", label))
@@ -373,7 +390,7 @@ def _overlay_attrs(g: nx.DiGraph[str], ov: Overlay, link: str | None) -> dict[st
         if data["name"] is not None:
             a["tooltip"] = tooltip(f"{data['kind']} {data['name']}")
             if link:
-                a["URL"] = tooltip(link.format(name=_url_quote(data["name"])))
+                a["URL"] = _escstring(link.format(name=_url_quote(data["name"])))
                 a["target"] = "_top"
         attrs[nid] = a
     ran = Counter(
@@ -548,7 +565,10 @@ def text_tree(definition: Section, info: WorkflowInfo[Any] | None = None) -> str
                 continue
             title = f"{type(st).__name__}({name!r})" if name else type(st).__name__
             if isinstance(st, Return):
-                title = f"Return({st.value!r}" + (f", error={st.error!r})" if st.error else ")")
+                args = [repr(st.value)] if st.value is not None else []
+                if st.error:
+                    args.append(f"error={st.error!r}")
+                title = f"Return({', '.join(args)})"
             lines.append(f"{pad}{title}{mark}")
             if isinstance(st, Go):
                 walk(st.section.stmts, depth + 1)
@@ -557,8 +577,8 @@ def text_tree(definition: Section, info: WorkflowInfo[Any] | None = None) -> str
                     lines.append(f"{pad}  On({c.event!r})")
                     walk(c.body.stmts, depth + 2)
             elif isinstance(st, (If, Switch)):
-                for br in st.branches:
-                    lines.append(f"{pad}  {'else' if br.default else 'when'}:")
+                for i, br in enumerate(st.branches):
+                    lines.append(f"{pad}  {_branch_label(st.kind, i, br)}:")
                     walk(br.body.stmts, depth + 2)
             elif isinstance(st, For):
                 walk(st.body.stmts, depth + 1)

@@ -1,0 +1,305 @@
+"""Jupyter display of definitions and workflows, and one-liners to drive workflows by hand.
+
+Definitions (``Section``) and ``WorkflowInfo`` display themselves as graphs through
+``_repr_mimebundle_``, which calls ``definition_bundle`` and ``workflow_bundle`` here: SVG when
+the Graphviz binary is installed, else a text outline and a note on how to get SVG.
+
+``Notebook`` wraps an ``Engine`` (best with a ``ManualClock`` and a ``PollingResumer``, so
+nothing runs until a cell says so)::
+
+    nb = Notebook(Engine(MemoryStore(), [Expense], clock=ManualClock(), resumer=PollingResumer()))
+    wid = nb.start(Expense(amount=42))
+    nb.step(wid)                  # one step, then the graph
+    nb.approve(wid)               # resolve the open user-action wait
+    nb.advance(minutes=10)        # move the clock, fire timers, run due work
+    nb.history(wid)               # the history as a table
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import graphviz
+
+from engine import graph
+from engine.clock import ManualClock
+from engine.engine import Engine
+from engine.errors import CallbackRejected, GorchError, InvalidOperation
+from engine.runtime import HistoryEntry, WaitInfo, WorkflowInfo
+from engine.statements import Section
+from engine.workflow import Workflow
+
+NO_GRAPHVIZ = (
+    "(Text outline: the Graphviz `dot` program is not installed. To see this as a graph, "
+    "install it: `apt-get install graphviz` on Debian/Ubuntu, `brew install graphviz` on macOS, "
+    "then restart the kernel.)"
+)
+"""The note shown under the text outline when there is no Graphviz binary."""
+
+
+def _bundle(dot: graphviz.Digraph, outline: str) -> dict[str, str]:
+    drawn = graph.svg(dot)
+    if drawn is not None:
+        return {"image/svg+xml": drawn, "text/plain": outline}
+    return {"text/plain": f"{outline}\n\n{NO_GRAPHVIZ}"}
+
+
+def definition_bundle(definition: Section) -> dict[str, str]:
+    """The MIME bundle that shows ``definition`` in Jupyter: its graph, or a text outline."""
+    outline = graph.text_tree(definition)
+    try:
+        dot = graph.to_dot(definition)
+    except GorchError as e:  # a malformed definition still shows its outline and why
+        return {"text/plain": f"{outline}\n\n{type(e).__name__}: {e}"}
+    return _bundle(dot, outline)
+
+
+def workflow_bundle(
+    info: WorkflowInfo[Any],
+    waits: Sequence[WaitInfo] = (),
+    history: Sequence[HistoryEntry] = (),
+) -> dict[str, str]:
+    """The MIME bundle that shows a workflow: its definition with threads, waits and history."""
+    head = f"{info.type} {info.id}: {info.status.value}"
+    if info.error:
+        head += f" (error: {info.error})"
+    elif info.result is not None:
+        head += f" (result: {info.result!r})"
+    if not isinstance(info.state, Workflow):
+        return {"text/plain": head}
+    try:
+        definition = info.state.definition()
+        outline = graph.text_tree(definition, info)
+        dot = graph.workflow_dot(definition, info, waits, history)
+    except GorchError as e:
+        return {"text/plain": f"{head}\n{type(e).__name__}: {e}"}
+    return _bundle(dot, f"{head}\n{outline}")
+
+
+@dataclass(frozen=True)
+class WorkflowView:
+    """A workflow as it stands, with its open waits and history; Jupyter draws it as a graph.
+
+    Attributes:
+        info: the workflow (``status``, ``threads``, ``state``, ``result``, ...).
+        waits: its open waits.
+        history: its history, oldest first.
+    """
+
+    info: WorkflowInfo[Any]
+    waits: Sequence[WaitInfo] = ()
+    history: Sequence[HistoryEntry] = ()
+
+    @property
+    def dot(self) -> graphviz.Digraph:
+        """The graph as ``graphviz.Digraph`` (``.source`` is the DOT text)."""
+        definition = self.info.state.definition()
+        return graph.workflow_dot(definition, self.info, self.waits, self.history)
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        return workflow_bundle(self.info, self.waits, self.history)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, default=str, ensure_ascii=False)
+    return str(value)
+
+
+@dataclass(frozen=True, repr=False)
+class Table:
+    """Rows shown as an HTML table in Jupyter (every cell escaped); ``rows`` for code.
+
+    Attributes:
+        rows: one dict per row, column name to value.
+        columns: the columns in display order.
+    """
+
+    rows: list[dict[str, Any]]
+    columns: tuple[str, ...] = field(default=())
+
+    def _cols(self) -> tuple[str, ...]:
+        return self.columns or (tuple(self.rows[0]) if self.rows else ())
+
+    def _repr_html_(self) -> str:
+        cols = self._cols()
+        head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
+        body = "".join(
+            "<tr>" + "".join(f"<td>{html.escape(_cell(r.get(c)))}</td>" for c in cols) + "</tr>"
+            for r in self.rows
+        )
+        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+    def __str__(self) -> str:
+        cols = self._cols()
+        lines = [" | ".join(cols)]
+        lines += [" | ".join(_cell(r.get(c)) for c in cols) for r in self.rows]
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return str(self)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+class Notebook:
+    """One-liners for driving workflows from notebook cells.
+
+    Args:
+        engine: the engine to drive; give it a ``ManualClock`` to use ``advance``, and a
+            ``PollingResumer`` so that work runs only when a cell asks for it.
+        actor: who callbacks are recorded as, in the history.
+    """
+
+    def __init__(self, engine: Engine, *, actor: str = "notebook") -> None:
+        self.engine = engine
+        self.actor = actor
+
+    def start(self, state: Workflow, id: str | None = None) -> str:
+        """Store a new workflow and return its id (nothing runs yet with a polling resumer)."""
+        return self.engine.new_workflow(state, id, actor=self.actor)
+
+    def show(self, workflow_id: str) -> WorkflowView:
+        """The workflow with its open waits and history, drawn as a graph."""
+        e = self.engine
+        return WorkflowView(
+            e.get(workflow_id), e.pending_waits(workflow_id), e.history(workflow_id)
+        )
+
+    def step(self, workflow_id: str) -> WorkflowView:
+        """Run exactly one step (of the next thread in turn), then show the workflow."""
+        self.engine.step(workflow_id)
+        return self.show(workflow_id)
+
+    def run(self, workflow_id: str) -> WorkflowView:
+        """Run until every thread blocks or ends, then show the workflow."""
+        self.engine.execute(workflow_id)
+        return self.show(workflow_id)
+
+    def send(
+        self, workflow_id: str, event: str, input: Any = None, *, thread: str | None = None
+    ) -> WorkflowView:
+        """Deliver ``event`` with ``input`` to the workflow's open wait, then show it.
+
+        Raises:
+            CallbackRejected: no open wait for ``event``, or the input is invalid.
+        """
+        self.engine.on_callback(workflow_id, event, input, actor=self.actor, thread=thread)
+        return self.show(workflow_id)
+
+    def approve(
+        self, workflow_id: str, event: str | None = None, *, reason: str | None = None
+    ) -> WorkflowView:
+        """Approve the open user-action wait (``event`` is needed only if there are several)."""
+        body: dict[str, Any] = {"approved": True}
+        if reason:
+            body["reason"] = reason
+        return self.send(workflow_id, event or self._user_event(workflow_id), body)
+
+    def deny(self, workflow_id: str, reason: str, event: str | None = None) -> WorkflowView:
+        """Deny the open user-action wait with ``reason``."""
+        body = {"approved": False, "reason": reason}
+        return self.send(workflow_id, event or self._user_event(workflow_id), body)
+
+    def _user_event(self, workflow_id: str) -> str:
+        events = sorted(
+            {w.event for w in self.engine.pending_waits(workflow_id, type="user_action")}
+        )
+        if len(events) != 1:
+            raise CallbackRejected(
+                f"workflow {workflow_id!r} has {len(events)} open user-action waits "
+                f"({', '.join(events) or 'none'}): pass event=",
+                reason="no_wait" if not events else "ambiguous",
+                workflow_id=workflow_id,
+            )
+        return events[0]
+
+    def advance(
+        self, *, days: float = 0, hours: float = 0, minutes: float = 0, seconds: float = 0
+    ) -> int:
+        """Move the manual clock forward, then fire due timers and run due work.
+
+        Returns:
+            How many timers, waits and workflows ``run_due`` handled.
+
+        Raises:
+            InvalidOperation: the engine's clock is not a ``ManualClock``.
+        """
+        clock = self.engine.clock
+        if not isinstance(clock, ManualClock):
+            raise InvalidOperation(
+                f"advance() needs an Engine(clock=ManualClock()), not {type(clock).__name__}"
+            )
+        clock.advance(timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds))
+        return self.engine.run_due()
+
+    def history(self, workflow_id: str) -> Table:
+        """The workflow's history, oldest first, as a table."""
+        return Table(
+            [
+                {
+                    "seq": h.seq,
+                    "at": h.at,
+                    "kind": h.kind,
+                    "thread": h.thread,
+                    "statement": h.statement,
+                    "actor": h.actor,
+                    "detail": dict(h.detail) if h.detail else None,
+                }
+                for h in self.engine.history(workflow_id)
+            ],
+            ("seq", "at", "kind", "thread", "statement", "actor", "detail"),
+        )
+
+    def waits(self, workflow_id: str | None = None) -> Table:
+        """Open waits (of one workflow, or all): the inbox, newest first."""
+        return Table(
+            [
+                {
+                    "workflow": w.workflow_id,
+                    "thread": w.thread_id,
+                    "wait": w.wait,
+                    "event": w.event,
+                    "type": w.type,
+                    "since": w.created_at,
+                    "due": w.due_at,
+                }
+                for w in self.engine.pending_waits(workflow_id)
+            ],
+            ("workflow", "thread", "wait", "event", "type", "since", "due"),
+        )
+
+    def workflows(self, **filters: Any) -> Table:
+        """Workflows, newest first (``status=``, ``type=``, ``search=`` as ``Engine.list``)."""
+        rows = [
+            {
+                "id": w.id,
+                "type": w.type,
+                "status": w.status.value,
+                "result": w.result,
+                "error": w.error,
+                "updated": w.updated_at,
+            }
+            for w in self.engine.list(**filters)
+        ]
+        return Table(rows, ("id", "type", "status", "result", "error", "updated"))
+
+
+__all__ = [
+    "NO_GRAPHVIZ",
+    "Notebook",
+    "Table",
+    "WorkflowView",
+    "definition_bundle",
+    "workflow_bundle",
+]
