@@ -58,9 +58,12 @@ def test_sigkill_workers_at_random_moments(db_url: str, tmp_path: Path) -> None:
     log = tmp_path / "workers.log"
     store = SQLModelStore(db_url)
     engine = Engine(store, [Crashy, Slow], resumer=PollingResumer())
-    ids = [engine.new_workflow(Crashy(key=f"w{i}", timeout_s=2.0), f"w{i}")
-           for i in range(WORKFLOWS)]  # fmt: skip
-    to_approve = set(ids[: WORKFLOWS // 2])  # the others time out
+    # Half get an approval (their timer is far off, so the approval always wins, however
+    # slow the machine); the other half time out after 2 s.
+    to_approve = {f"w{i}" for i in range(WORKFLOWS // 2)}
+    ids = [engine.new_workflow(
+        Crashy(key=f"w{i}", timeout_s=120.0 if f"w{i}" in to_approve else 2.0), f"w{i}")
+        for i in range(WORKFLOWS)]  # fmt: skip
     delivered: set[str] = set()
     rng = random.Random(7)
     workers = [start_worker(db_url, side_db, log) for _ in range(2)]
@@ -103,6 +106,7 @@ def test_sigkill_workers_at_random_moments(db_url: str, tmp_path: Path) -> None:
         callbacks = [h for h in engine.history(w) if h.kind == "callback"]
         assert len(callbacks) == 1, (w, callbacks)
         if w in to_approve:
+            assert w in delivered
             assert info.state.approved and callbacks[0].actor == "test"
         else:
             assert info.state.timed_out and callbacks[0].actor == "timer"
