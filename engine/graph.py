@@ -24,6 +24,8 @@ from typing import Any
 import graphviz
 import networkx as nx
 
+from engine.outline import branch_label as _branch_label
+from engine.outline import text_tree
 from engine.runtime import (
     MAIN,
     HistoryEntry,
@@ -34,7 +36,6 @@ from engine.runtime import (
     WorkflowInfo,
 )
 from engine.statements import (
-    Branch,
     Break,
     Continue,
     For,
@@ -223,14 +224,6 @@ def _section(b: _Builder, stmts: Sequence[Stmt], ctx: _Ctx) -> tuple[str | None,
 def _label(kind: str, title: str, detail: str = "") -> str:
     small = f'<BR/><FONT POINT-SIZE="9" COLOR="#666666">{detail}</FONT>' if detail else ""
     return f"<B>{title}</B>{small}" if title else f'<FONT POINT-SIZE="10">{kind}</FONT>{small}'
-
-
-def _branch_label(kind: str, i: int, br: Branch) -> str:
-    """``if (true)``, ``elif``, ``else``, ``case 2``, ``default``: with a bool condition's value."""
-    if br.default:
-        return "else" if kind == "if" else "default"
-    label = ("if" if i == 0 else "elif") if kind == "if" else f"case {i + 1}"
-    return label + (f" ({str(br.cond).lower()})" if isinstance(br.cond, bool) else "")
 
 
 def _stmt(b: _Builder, st: Stmt, ctx: _Ctx) -> tuple[str | None, Exits]:
@@ -540,51 +533,6 @@ def _emit_clusters(
                 emit(sub, child)
 
     emit(dot, ())
-
-
-def text_tree(definition: Section, info: WorkflowInfo[Any] | None = None) -> str:
-    """A plain-text outline of ``definition``, marking where ``info``'s threads stand."""
-    here: dict[str, list[str]] = {}
-    if info is not None:
-        for t in info.threads:
-            if t.position and t.status in (
-                ThreadStatus.RUNNING,
-                ThreadStatus.WAITING,
-                ThreadStatus.FAILED,
-            ):
-                here.setdefault(t.position, []).append(f"{t.id}:{t.status.value}")
-    lines: list[str] = []
-
-    def walk(stmts: Sequence[Stmt], depth: int) -> None:
-        pad = "  " * depth
-        for st in stmts:
-            name = st.label
-            mark = f"   <- {', '.join(here[name])}" if name in here else ""
-            if isinstance(st, Section):
-                walk(st.stmts, depth)
-                continue
-            title = f"{type(st).__name__}({name!r})" if name else type(st).__name__
-            if isinstance(st, Return):
-                args = [repr(st.value)] if st.value is not None else []
-                if st.error:
-                    args.append(f"error={st.error!r}")
-                title = f"Return({', '.join(args)})"
-            lines.append(f"{pad}{title}{mark}")
-            if isinstance(st, Go):
-                walk(st.section.stmts, depth + 1)
-            elif isinstance(st, Wait):
-                for c in st.cases:
-                    lines.append(f"{pad}  On({c.event!r})")
-                    walk(c.body.stmts, depth + 2)
-            elif isinstance(st, (If, Switch)):
-                for i, br in enumerate(st.branches):
-                    lines.append(f"{pad}  {_branch_label(st.kind, i, br)}:")
-                    walk(br.body.stmts, depth + 2)
-            elif isinstance(st, For):
-                walk(st.body.stmts, depth + 1)
-
-    walk(definition.stmts, 0)
-    return "\n".join(lines)
 
 
 def svg(dot: graphviz.Digraph) -> str | None:

@@ -1,0 +1,62 @@
+"""A plain-text outline of a definition: the graph's fallback where Graphviz is missing."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from engine.runtime import ThreadStatus, WorkflowInfo
+from engine.statements import Branch, For, Go, If, Return, Section, Stmt, Switch, Wait
+
+
+def branch_label(kind: str, i: int, br: Branch) -> str:
+    """``if (true)``, ``elif``, ``else``, ``case 2``, ``default``: with a bool condition's value."""
+    if br.default:
+        return "else" if kind == "if" else "default"
+    label = ("if" if i == 0 else "elif") if kind == "if" else f"case {i + 1}"
+    return label + (f" ({str(br.cond).lower()})" if isinstance(br.cond, bool) else "")
+
+
+def text_tree(definition: Section, info: WorkflowInfo[Any] | None = None) -> str:
+    """A plain-text outline of ``definition``, marking where ``info``'s threads stand."""
+    here: dict[str, list[str]] = {}
+    if info is not None:
+        for t in info.threads:
+            if t.position and t.status in (
+                ThreadStatus.RUNNING,
+                ThreadStatus.WAITING,
+                ThreadStatus.FAILED,
+            ):
+                here.setdefault(t.position, []).append(f"{t.id}:{t.status.value}")
+    lines: list[str] = []
+
+    def walk(stmts: Sequence[Stmt], depth: int) -> None:
+        pad = "  " * depth
+        for st in stmts:
+            name = st.label
+            mark = f"   <- {', '.join(here[name])}" if name in here else ""
+            if isinstance(st, Section):
+                walk(st.stmts, depth)
+                continue
+            title = f"{type(st).__name__}({name!r})" if name else type(st).__name__
+            if isinstance(st, Return):
+                args = [repr(st.value)] if st.value is not None else []
+                if st.error:
+                    args.append(f"error={st.error!r}")
+                title = f"Return({', '.join(args)})"
+            lines.append(f"{pad}{title}{mark}")
+            if isinstance(st, Go):
+                walk(st.section.stmts, depth + 1)
+            elif isinstance(st, Wait):
+                for c in st.cases:
+                    lines.append(f"{pad}  On({c.event!r})")
+                    walk(c.body.stmts, depth + 2)
+            elif isinstance(st, (If, Switch)):
+                for i, br in enumerate(st.branches):
+                    lines.append(f"{pad}  {branch_label(st.kind, i, br)}:")
+                    walk(br.body.stmts, depth + 2)
+            elif isinstance(st, For):
+                walk(st.body.stmts, depth + 1)
+
+    walk(definition.stmts, 0)
+    return "\n".join(lines)
