@@ -153,8 +153,10 @@ def test_quick_start_steps_approves_and_finishes(executed: dict[str, Any]) -> No
 def test_updating_code_refuses_then_moves_and_finishes_on_v2(executed: dict[str, Any]) -> None:
     nb, _ = executed["run"]("02_updating_code.ipynb")
     text = "".join(stream(nb, i) for i in code_cells(nb))
-    assert "claim-a: thread main at 'manager approval': GONE in v2" in text
-    assert "claim-b: thread main at 'record': resumes" in text
+    assert "Claim: 2 unfinished workflow(s) checked, 1 would break" in text
+    assert "'manager approval': ['claim-a']" in text
+    assert "moved: [('claim-a', 'main')]" in text
+    assert "Claim: 2 unfinished workflow(s) checked, 0 would break" in text
     assert "DefinitionMismatch: " in text and "unchanged: True" in text
     assert "claim-a finished {'paid': 100, 'receipt': 'receipt for 100'}" in text
     assert "claim-b finished {'paid': 200, 'receipt': 'receipt for 200'} " in text
