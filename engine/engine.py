@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import itertools
+import json
 import logging
 import random
 import time
@@ -22,6 +23,7 @@ from engine.errors import (
     DefinitionError,
     DefinitionMismatch,
     GorchError,
+    InvalidInput,
     InvalidOperation,
     RunawayLoop,
     StateError,
@@ -80,6 +82,8 @@ class Engine:
         lease: how long one session may hold a workflow before others may take it over.
         busy_timeout: how long callbacks and operator actions wait for a busy workflow.
         quarantine: how long ``run_due`` leaves a workflow alone that cannot run as stored.
+        max_input_bytes: the largest callback input accepted, measured as JSON; larger input
+            is rejected with ``InvalidInput`` before anything runs.
     """
 
     def __init__(
@@ -96,6 +100,7 @@ class Engine:
         lease: timedelta = timedelta(minutes=5),
         busy_timeout: timedelta = timedelta(seconds=10),
         quarantine: timedelta = timedelta(minutes=1),
+        max_input_bytes: int = 1_000_000,
     ) -> None:
         self.store = store
         self.managers: dict[str, CallbackManager] = dict(managers or {})
@@ -107,6 +112,7 @@ class Engine:
         self.lease = lease
         self.busy_timeout = busy_timeout
         self.quarantine = quarantine
+        self.max_input_bytes = max_input_bytes
         self._quarantine: dict[str, datetime] = {}
         self.draining = False  # set by a worker on shutdown: stop between steps
         self.active: dict[str, str] = {}  # lease owner -> workflow id, for lease heartbeats
@@ -339,6 +345,14 @@ class Engine:
                 thread, invalid input (``InvalidInput``) or a failing handler; nothing changed.
             DefinitionMismatch: the wait or its case is gone from the code; nothing changed.
         """
+        size = len(json.dumps(jsonable(input), default=repr))
+        if size > self.max_input_bytes:
+            raise InvalidInput(
+                f"callback input of {size} bytes is over the limit of {self.max_input_bytes} "
+                "(Engine(max_input_bytes=...)); store large data elsewhere and send a reference",
+                workflow_id=workflow_id,
+                event=event,
+            )
         return self._callback(
             workflow_id, event, input, actor=actor, thread=thread, pc=pc, wait=True
         )

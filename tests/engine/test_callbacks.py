@@ -417,3 +417,35 @@ def test_timeout_with_a_handle_function(engine: Engine, clock: ManualClock) -> N
 def test_every_rejection_is_a_gorch_error() -> None:
     assert issubclass(CallbackRejected, GorchError)
     assert issubclass(InvalidInput, CallbackRejected)
+
+
+def test_oversized_input_is_rejected_before_anything_runs(store: Any, clock: Any) -> None:
+    from engine import Engine, InvalidInput, On, S, Wait, WaitForUserAction, Workflow
+
+    class Small(Workflow):
+        got: int = 0
+
+        def definition(self):
+            return S(
+                Wait(
+                    "w",
+                    On(
+                        "e",
+                        WaitForUserAction(
+                            approve=lambda: None,
+                            deny=lambda reason: setattr(self, "got", len(reason)),
+                        ),
+                    ),
+                )
+            )
+
+    engine = Engine(store, [Small], clock=clock, max_input_bytes=1000)
+    wid = engine.new_workflow(Small())
+    before = engine.get(wid)
+    with pytest.raises(InvalidInput, match="over the limit of 1000") as err:
+        engine.on_callback(wid, "e", {"approved": False, "reason": "x" * 2000})
+    assert err.value.workflow_id == wid and err.value.event == "e"
+    after = engine.get(wid)
+    assert (after.pc, after.version, after.state.got) == (before.pc, before.version, 0)
+    engine.on_callback(wid, "e", {"approved": False, "reason": "x" * 100})
+    assert engine.get(wid).state.got == 100
