@@ -1,10 +1,15 @@
-"""The ``gorch`` command: worker, run-due, demo data and database migrations."""
+"""The ``gorch`` command: worker, run-due, demo data, database migrations and the operator UI."""
 
 from __future__ import annotations
 
+import importlib.util
 import logging
+import os
+import subprocess
 import sys
+from collections.abc import Sequence
 from datetime import timedelta
+from pathlib import Path
 
 import click
 
@@ -125,6 +130,59 @@ def demo(db: str | None) -> None:
     engine = Engine(open_store(db), WORKFLOWS, resumer=PollingResumer())
     ids = seed_demo(engine)
     click.echo(f"{len(ids)} demo workflows in {_safe(db_url(db))}")
+
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@DB
+@APP
+@click.option("--port", type=int, default=None, help="Port to serve on [default: 8501].")
+@click.option("--headless", is_flag=True, help="Do not open a browser (servers, containers).")
+@click.argument("streamlit_args", nargs=-1, type=click.UNPROCESSED)
+def ui(
+    db: str | None, app: str | None, port: int | None, headless: bool, streamlit_args: Sequence[str]
+) -> None:
+    """Open the operator UI (``streamlit run gorch_ui``) on the database and app given.
+
+    Extra arguments go to ``streamlit run`` (e.g. ``--server.address 0.0.0.0``).
+    """
+    cmd, env = ui_command(db, app, port=port, headless=headless, extra=streamlit_args)
+    click.echo(f"gorch ui on {_safe(db_url(db))}", err=True)
+    if os.name == "posix":
+        os.execve(cmd[0], cmd, env)  # Streamlit takes this process over: signals reach it
+    sys.exit(subprocess.call(cmd, env=env))
+
+
+def ui_command(
+    db: str | None,
+    app: str | None,
+    *,
+    port: int | None = None,
+    headless: bool = False,
+    extra: Sequence[str] = (),
+) -> tuple[list[str], dict[str, str]]:
+    """The ``streamlit run`` command line and environment of ``gorch ui``.
+
+    Raises:
+        click.ClickException: Streamlit (the ``ui`` extra) or the app package is missing.
+    """
+    if importlib.util.find_spec("streamlit") is None:
+        raise click.ClickException(
+            "the operator UI needs Streamlit, which is not installed: pip install 'gorch[ui]'"
+        )
+    spec = importlib.util.find_spec("gorch_ui")
+    if spec is None or spec.origin is None:
+        raise click.ClickException("the gorch_ui package is missing: reinstall gorch")
+    env = dict(os.environ)
+    if db:
+        env["GORCH_DB_URL"] = db
+    if app:
+        env["GORCH_APP"] = app
+    cmd = [sys.executable, "-m", "streamlit", "run", str(Path(spec.origin).parent)]
+    if port is not None:
+        cmd += ["--server.port", str(port)]
+    if headless:
+        cmd += ["--server.headless", "true"]
+    return [*cmd, *extra], env
 
 
 @main.group()

@@ -20,6 +20,19 @@ start_services() {
         pg_isready -h 127.0.0.1 -p 5432 \
             || pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql)" main start
     fi
+    install_system_packages
+}
+
+# System packages, installed in CI when missing: Graphviz's `dot` (the graph and notebook
+# tests check real SVG output) and Debian's Chromium (the UI's browser test, tests/ui).
+install_system_packages() {
+    local missing=()
+    command -v dot >/dev/null 2>&1 || missing+=(graphviz)
+    [[ -x /usr/bin/chromium ]] || missing+=(chromium)
+    if (( ${#missing[@]} )); then
+        apt-get update -qq
+        apt-get install -y -qq "${missing[@]}"
+    fi
 }
 
 if [[ ! -d .venv ]]; then

@@ -1,0 +1,91 @@
+"""Who uses the operator UI and what they may do: roles, operators and the sign-in settings.
+
+No Streamlit here: ``gorch_ui.auth`` draws the sign-in, and every service checks ``actor(op)``
+before it acts, so a viewer is refused on the server whatever the page shows.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+
+from engine import GorchError
+
+
+class Role(StrEnum):
+    """What a signed-in person may do."""
+
+    OPERATOR = "operator"  # sees everything and acts
+    VIEWER = "viewer"  # sees everything, changes nothing
+
+
+@dataclass(frozen=True)
+class Operator:
+    """The person using the UI: a name for the history, a role, and how they signed in."""
+
+    name: str
+    role: Role = Role.OPERATOR
+    via: str = "none"  # "none", "password" or "oidc"
+
+    @property
+    def can_act(self) -> bool:
+        return self.role is Role.OPERATOR
+
+
+class PermissionDenied(GorchError):
+    """The operator may not do this (a viewer acting, or no name to record the action under)."""
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    """How people sign in, from the environment (see ``auth_config``)."""
+
+    mode: str  # "oidc", "password" or "none"
+    password: str | None = None
+    viewer_password: str | None = None
+    operators: frozenset[str] = frozenset()  # OIDC: emails allowed to act (empty: everyone)
+
+
+def auth_config(environ: Mapping[str, str], *, oidc: bool) -> AuthConfig:
+    """OIDC if Streamlit's ``[auth]`` secrets are set, else a password, else nothing.
+
+    ``GORCH_UI_PASSWORD`` signs operators in, ``GORCH_UI_VIEWER_PASSWORD`` viewers;
+    with OIDC, ``GORCH_UI_OPERATORS`` (comma-separated emails) limits who may act.
+    """
+    operators = frozenset(
+        e.strip().lower() for e in environ.get("GORCH_UI_OPERATORS", "").split(",") if e.strip()
+    )
+    if oidc:
+        return AuthConfig("oidc", operators=operators)
+    password = environ.get("GORCH_UI_PASSWORD") or None
+    viewer = environ.get("GORCH_UI_VIEWER_PASSWORD") or None
+    if password or viewer:
+        return AuthConfig("password", password=password, viewer_password=viewer)
+    return AuthConfig("none")
+
+
+def password_role(config: AuthConfig, given: str) -> Role | None:
+    """The role ``given`` signs in as, or None for a wrong password (compared in constant time)."""
+    for secret, role in ((config.password, Role.OPERATOR), (config.viewer_password, Role.VIEWER)):
+        if secret and hmac.compare_digest(given.encode(), secret.encode()):
+            return role
+    return None
+
+
+def oidc_operator(config: AuthConfig, *, email: str | None, name: str | None) -> Operator:
+    """The operator an OIDC user is: named by email, a viewer unless allowed to act."""
+    who = (email or name or "").strip()
+    allowed = not config.operators or who.lower() in config.operators
+    return Operator(who, Role.OPERATOR if allowed else Role.VIEWER, "oidc")
+
+
+def actor(op: Operator) -> str:
+    """The name an action is recorded under. Raises ``PermissionDenied`` for viewers."""
+    if not op.can_act:
+        raise PermissionDenied(f"{op.name or 'this user'} is a viewer and cannot act")
+    name = op.name.strip()
+    if not name:
+        raise PermissionDenied("enter your name first: every action is recorded under it")
+    return name

@@ -1,0 +1,555 @@
+"""Every query and action of the operator UI, as plain Python over the engine's public API.
+
+The pages only render what these functions return and call them from buttons; tests call them
+directly, without Streamlit. Actions take the acting ``Operator`` (``gorch_ui.access``) first
+and refuse viewers here, on the server, not only by hiding buttons: every action reaches the
+engine with the operator's name as ``actor`` and the reason given, so the history records
+who, when and why.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import networkx as nx
+
+from engine import (
+    CallbackRejected,
+    CompatibilityReport,
+    Engine,
+    GorchError,
+    HistoryEntry,
+    InlineResumer,
+    InvalidOperation,
+    PollingResumer,
+    StateError,
+    ThreadStatus,
+    WaitInfo,
+    WorkflowInfo,
+    WorkflowNotFound,
+    WorkflowStatus,
+    check_compatibility,
+)
+from engine import graph as gorch_graph
+from engine.config import DEFAULT_APP, db_url, load_app, open_store
+from engine.workflow import Workflow
+from gorch_ui.access import Operator, actor
+
+
+class StaleAction(CallbackRejected):
+    """The wait was resolved (or the workflow ended) since the page showed it."""
+
+
+# -- opening the engine ---------------------------------------------------------------------
+
+
+def open_engine(url: str | None = None, app: str | None = None, *, seed: bool = True) -> Engine:
+    """The engine over ``url``/``GORCH_DB_URL`` running ``app``/``GORCH_APP``.
+
+    An empty database of the bundled examples is seeded with them in every status. Work runs
+    in this process (``GORCH_UI_EXECUTE=inline``, the default) or is left to ``gorch worker``
+    (``GORCH_UI_EXECUTE=worker``).
+    """
+    loaded = load_app(app)
+    inline = os.environ.get("GORCH_UI_EXECUTE", "inline") != "worker"
+    engine = Engine(
+        open_store(db_url(url)),
+        loaded.workflows,
+        managers=loaded.managers,
+        resumer=InlineResumer() if inline else PollingResumer(),
+    )
+    if seed and loaded.module == DEFAULT_APP and not any(engine.store.count_workflows().values()):
+        from engine.examples.demo import seed_demo
+
+        seed_demo(engine)
+    return engine
+
+
+# -- workflows ------------------------------------------------------------------------------
+
+LIVE_THREADS = (ThreadStatus.RUNNING, ThreadStatus.WAITING, ThreadStatus.FAILED)
+"""Threads that stand somewhere: shown in the table and counted on the definitions page."""
+
+
+@dataclass(frozen=True)
+class Counts:
+    """How many workflows stand in each status, in total and per registered type."""
+
+    total: dict[WorkflowStatus, int]
+    by_type: dict[str, dict[WorkflowStatus, int]]
+
+
+def counts(engine: Engine) -> Counts:
+    by_type = {t: engine.store.count_workflows(type=t) for t in sorted(engine.workflows)}
+    return Counts(engine.store.count_workflows(), by_type)
+
+
+@dataclass(frozen=True)
+class WorkflowPage:
+    """One page of the workflows table."""
+
+    rows: list[dict[str, Any]]
+    page: int
+    page_size: int
+    has_next: bool
+    total: int | None  # None when a search makes it unknown without scanning
+
+    @property
+    def pages(self) -> int | None:
+        return None if self.total is None else max(1, -(-self.total // self.page_size))
+
+
+def list_workflows(
+    engine: Engine,
+    *,
+    status: str | None = None,
+    type: str | None = None,
+    search: str | None = None,
+    page: int = 0,
+    page_size: int = 50,
+) -> WorkflowPage:
+    """Workflows newest first, filtered, one page at a time; the database does the paging."""
+    try:
+        st = WorkflowStatus(status) if status else None
+    except ValueError:
+        raise InvalidOperation(f"unknown status {status!r}") from None
+    page = max(0, page)
+    records = engine.store.list_workflows(
+        status=st,
+        type=type or None,
+        search=search or None,
+        limit=page_size + 1,  # one more tells whether there is a next page
+        offset=page * page_size,
+    )
+    total = None
+    if not search:
+        by_status = engine.store.count_workflows(type=type or None)
+        total = by_status[st] if st else sum(by_status.values())
+    rows = [
+        {
+            "id": r.id,
+            "type": r.type,
+            "status": r.status.value,
+            "where": ", ".join(
+                f"{t.id}@{t.position or 'start'}" for t in r.threads if t.status in LIVE_THREADS
+            ),
+            "error": r.error or "",
+            "created": r.created_at,
+            "updated": r.updated_at,
+        }
+        for r in records[:page_size]
+    ]
+    return WorkflowPage(rows, page, page_size, len(records) > page_size, total)
+
+
+# -- one workflow ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WorkflowView:
+    """Everything the workflow page shows."""
+
+    info: WorkflowInfo[Any]
+    waits: list[WaitInfo]
+    history: list[HistoryEntry]
+    dot: str | None  # DOT source of the live graph; None if the definition cannot be drawn
+    graph_error: str | None
+    targets: dict[str, list[str]]  # thread id -> statements ``goto`` may move it to
+
+
+def inbox_link(workflow_id: str, wait: str = "{name}") -> str:
+    """The inbox URL that opens the resolve form of ``wait`` (a ``to_dot`` link template)."""
+    return f"inbox?workflow={quote(workflow_id, safe='')}&wait={wait}"
+
+
+def workflow_view(engine: Engine, workflow_id: str) -> WorkflowView:
+    """The workflow, its open waits, history, live graph and ``goto`` targets."""
+    info = engine.get(workflow_id)
+    waits = engine.pending_waits(workflow_id)
+    history = engine.history(workflow_id)
+    dot = error = None
+    targets: dict[str, list[str]] = {}
+    try:
+        g = gorch_graph.definition_graph(info.state.definition())
+        targets = goto_targets(g, info)
+        # Only pending waits link to the inbox: a click on any other node would leave the page.
+        waiting = {w.wait for w in waits}
+        for _, data in g.nodes(data=True):
+            if data["name"] is not None and data["name"] not in waiting:
+                data["name"] = None
+        dot = gorch_graph.to_dot(
+            g,
+            gorch_graph.Overlay(info, waits, history),
+            title=f"{info.type} {info.id} — {info.status.value}",
+            link=inbox_link(workflow_id),
+        ).source
+    except Exception as e:  # a definition that raises must not hide the rest of the page
+        error = f"{type(e).__name__}: {e}"
+    return WorkflowView(info, waits, history, dot, error, targets)
+
+
+POSITIONABLE_KINDS = ("step", "wait", "waitfor", "go", "for", "if", "switch")
+
+
+def goto_targets(g: nx.DiGraph[str], info: WorkflowInfo[Any]) -> dict[str, list[str]]:
+    """Per thread, the named statements of its own body that it can be moved to."""
+    by_thread: dict[str | None, list[str]] = {}
+    for _, data in g.nodes(data=True):
+        if data["name"] is not None and data["kind"] in POSITIONABLE_KINDS:
+            by_thread.setdefault(data["thread"], []).append(data["name"])
+    return {t.id: by_thread.get(None if t.id == "main" else t.name, []) for t in info.threads}
+
+
+def thread_rows(info: WorkflowInfo[Any]) -> list[dict[str, Any]]:
+    """The threads, as table rows."""
+    return [
+        {
+            "thread": t.id,
+            "goroutine": t.name,
+            "status": t.status.value,
+            "at": t.position,
+            "phase": t.phase.value,
+            "attempts": t.attempts,
+            "retry at": t.retry_at,
+            "error": t.error or "",
+        }
+        for t in info.threads
+    ]
+
+
+def history_rows(history: Sequence[HistoryEntry]) -> list[dict[str, Any]]:
+    """The history, newest first, as table rows."""
+    return [
+        {
+            "at": h.at,
+            "what": h.kind,
+            "who": h.actor or "",
+            "thread": h.thread or "",
+            "statement": h.statement or "",
+            "why": str(h.detail.get("reason", "")),
+            "detail": json.dumps(
+                {k: v for k, v in h.detail.items() if k not in ("reason", "traceback")},
+                default=str,
+            ),
+        }
+        for h in reversed(history)
+    ]
+
+
+def _note(engine: Engine, workflow_id: str, kind: str, who: str, reason: str | None) -> None:
+    # step/execute take no actor: record who asked, just before the engine records what ran.
+    entry = HistoryEntry(workflow_id, engine.clock.now(), kind, actor=who)
+    if reason:
+        entry.detail["reason"] = reason
+    engine.store.append_history([entry])
+
+
+def step(engine: Engine, op: Operator, workflow_id: str, reason: str | None = None) -> str:
+    who = actor(op)
+    engine.get(workflow_id)
+    _note(engine, workflow_id, "step_requested", who, reason)
+    info = engine.step(workflow_id)
+    return f"stepped: {info.status.value}"
+
+
+def execute(engine: Engine, op: Operator, workflow_id: str, reason: str | None = None) -> str:
+    who = actor(op)
+    engine.get(workflow_id)
+    _note(engine, workflow_id, "execute_requested", who, reason)
+    info = engine.execute(workflow_id)
+    return f"executed: {info.status.value}"
+
+
+def retry(engine: Engine, op: Operator, workflow_id: str, reason: str | None = None) -> str:
+    info = engine.retry(workflow_id, actor(op), reason or None)
+    return f"retried: {info.status.value}"
+
+
+def cancel(engine: Engine, op: Operator, workflow_id: str, reason: str | None = None) -> str:
+    engine.cancel(workflow_id, actor(op), reason or None)
+    return "cancelled"
+
+
+def goto(
+    engine: Engine,
+    op: Operator,
+    workflow_id: str,
+    thread: str,
+    statement: str,
+    reason: str | None = None,
+) -> str:
+    """Move a thread; the engine validates the statement against the current definition."""
+    info = engine.goto(workflow_id, thread, statement, actor(op), reason or None)
+    return f"moved {thread} to {statement!r}: {info.status.value}"
+
+
+def run_due(engine: Engine, op: Operator) -> str:
+    actor(op)
+    return f"{engine.run_due(100)} due item(s) handled"
+
+
+# -- editing the state ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StateDiff:
+    """A proposed state, validated by the model, and how it differs from the stored one."""
+
+    new: dict[str, Any]
+    changed: dict[str, tuple[Any, Any]]
+    text: str  # a unified diff of the two JSON documents
+
+
+def state_json(info: WorkflowInfo[Any]) -> str:
+    return json.dumps(info.state.model_dump(mode="json"), indent=2, sort_keys=True)
+
+
+def preview_state(engine: Engine, workflow_id: str, text: str) -> StateDiff:
+    """Validate ``text`` (JSON) through the workflow's model; raise ``StateError`` if it fails."""
+    info = engine.get(workflow_id)
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise StateError(f"not valid JSON: {e}", workflow_id=workflow_id) from None
+    if not isinstance(raw, dict):
+        raise StateError("the state must be a JSON object", workflow_id=workflow_id)
+    cls = engine.workflow_class(info.type, workflow_id)
+    try:
+        new = cls.model_validate(raw).model_dump(mode="json")
+    except ValueError as e:
+        raise StateError(f"does not fit {cls.__name__}: {e}", workflow_id=workflow_id) from None
+    old = info.state.model_dump(mode="json")
+    changed = {k: (old.get(k), new.get(k)) for k in sorted(set(old) | set(new))}
+    changed = {k: v for k, v in changed.items() if v[0] != v[1]}
+    diff = difflib.unified_diff(
+        json.dumps(old, indent=2, sort_keys=True).splitlines(),
+        json.dumps(new, indent=2, sort_keys=True).splitlines(),
+        "stored",
+        "edited",
+        lineterm="",
+    )
+    return StateDiff(new, changed, "\n".join(diff))
+
+
+def update_state(
+    engine: Engine, op: Operator, workflow_id: str, text: str, reason: str | None = None
+) -> str:
+    """Save an edited state (validated again by the engine, under the workflow's lease)."""
+    who = actor(op)
+    diff = preview_state(engine, workflow_id, text)
+    if not diff.changed:
+        return "nothing changed"
+    engine.update_state(workflow_id, diff.new, who, reason or None)
+    return f"state saved: {', '.join(diff.changed)} changed"
+
+
+# -- the inbox ------------------------------------------------------------------------------
+
+
+def inbox(
+    engine: Engine,
+    *,
+    type: str | None = None,
+    workflow_id: str | None = None,
+    wait: str | None = None,
+    limit: int = 200,
+) -> list[WaitInfo]:
+    """Open waits across workflows, newest first; optionally of one workflow's statement."""
+    found = engine.store.list_waits(workflow_id=workflow_id, type=type or None, limit=limit)
+    return [w for w in found if wait is None or w.wait == wait]
+
+
+def wait_types(engine: Engine) -> list[str]:
+    return sorted({w.type for w in engine.store.list_waits(limit=1000)})
+
+
+def resolve(engine: Engine, op: Operator, wait: WaitInfo, input: Any) -> str:
+    """Deliver ``wait``'s event with ``input``, quoting the pc the page showed.
+
+    Raises:
+        StaleAction: someone resolved it first or the workflow ended; nothing changed.
+        InvalidInput: ``input`` failed the handler's validation; nothing changed.
+    """
+    who = actor(op)
+    try:
+        engine.on_callback(
+            wait.workflow_id, wait.event, input, actor=who, thread=wait.thread_id, pc=wait.pc
+        )
+    except CallbackRejected as e:
+        if e.reason in ("no_wait", "stale_pc", "finished"):
+            raise StaleAction(
+                _stale_message(engine, wait),
+                reason=e.reason,
+                workflow_id=wait.workflow_id,
+                event=wait.event,
+            ) from e
+        raise
+    status = engine.get(wait.workflow_id).status.value
+    return f"{wait.event} delivered to {wait.workflow_id} (now {status})"
+
+
+def approve(engine: Engine, op: Operator, wait: WaitInfo, reason: str = "") -> str:
+    comment = {"reason": reason.strip()} if reason and reason.strip() else {}
+    return resolve(engine, op, wait, {"approved": True, **comment})
+
+
+def deny(engine: Engine, op: Operator, wait: WaitInfo, reason: str) -> str:
+    actor(op)
+    if not reason.strip():
+        raise InvalidOperation("give a reason to deny", workflow_id=wait.workflow_id)
+    return resolve(engine, op, wait, {"approved": False, "reason": reason})
+
+
+def _stale_message(engine: Engine, wait: WaitInfo) -> str:
+    """Who got there first, from the history."""
+    where = f"{wait.wait!r} of {wait.workflow_id}"
+    try:
+        info = engine.get(wait.workflow_id)
+        history = engine.history(wait.workflow_id)
+    except GorchError:
+        return f"{where} no longer exists"
+    for h in reversed(history):
+        if h.at < wait.created_at:
+            break
+        if h.kind == "callback" and h.thread == wait.thread_id and h.statement == wait.wait:
+            return (
+                f"{where} was already resolved: {h.detail.get('event')} by "
+                f"{h.actor or 'unknown'} at {h.at:%Y-%m-%d %H:%M:%S}. Nothing was changed."
+            )
+        if h.kind in ("cancelled", "goto") and h.thread in (None, wait.thread_id):
+            return (
+                f"{where} is no longer pending: {h.kind} by {h.actor or 'unknown'} at "
+                f"{h.at:%Y-%m-%d %H:%M:%S}. Nothing was changed."
+            )
+    return f"{where} is no longer pending (workflow {info.status.value}). Nothing was changed."
+
+
+# -- starting -------------------------------------------------------------------------------
+
+
+def model_schema(engine: Engine, type_name: str) -> dict[str, Any]:
+    """The JSON schema of a registered workflow type's state."""
+    return engine.workflow_class(type_name).model_json_schema()
+
+
+def start(
+    engine: Engine,
+    op: Operator,
+    type_name: str,
+    values: Mapping[str, Any],
+    workflow_id: str | None = None,
+) -> str:
+    """Validate ``values`` through the type's model and start the workflow; return its id."""
+    who = actor(op)
+    cls = engine.workflow_class(type_name)
+    wid = (workflow_id or "").strip() or None
+    if wid is not None and _exists(engine, wid):
+        raise InvalidOperation(f"a workflow with id {wid!r} exists already", workflow_id=wid)
+    try:
+        state = cls.model_validate(dict(values))
+    except ValueError as e:
+        raise StateError(f"invalid {type_name}: {e}") from None
+    return engine.new_workflow(state, wid, actor=who)
+
+
+def _exists(engine: Engine, workflow_id: str) -> bool:
+    try:
+        engine.store.load(workflow_id)
+    except WorkflowNotFound:
+        return False
+    return True
+
+
+# -- definitions ----------------------------------------------------------------------------
+
+LIVE_STATUSES = (WorkflowStatus.RUNNING, WorkflowStatus.WAITING, WorkflowStatus.FAILED)
+
+
+@dataclass(frozen=True)
+class DefinitionView:
+    """A registered type's graph and where its live workflows stand on it."""
+
+    type: str
+    dot: str | None
+    error: str | None
+    threads_at: dict[str, int]  # statement -> live threads standing on it
+    counted: int  # live workflows looked at
+    live: int  # live workflows in all
+    statements: list[str]  # the named statements threads can stand on
+
+
+def sample_state(cls: type[Workflow]) -> Workflow:
+    """An instance to draw the definition from: the defaults, else an unvalidated shell."""
+    try:
+        return cls()
+    except ValueError:
+        return cls.model_construct()
+
+
+def definition_view(engine: Engine, type_name: str, *, scan: int = 10_000) -> DefinitionView:
+    """The type's graph (from its default state) with, over at most ``scan`` live workflows,
+    how many threads stand on each statement."""
+    by_status = engine.store.count_workflows(type=type_name)
+    live = sum(by_status[s] for s in LIVE_STATUSES)
+    at: Counter[str] = Counter()
+    counted = 0
+    for status in LIVE_STATUSES:
+        offset = 0
+        while counted < scan:
+            batch = engine.store.list_workflows(
+                status=status, type=type_name, limit=min(500, scan - counted), offset=offset
+            )
+            at.update(
+                t.position
+                for r in batch
+                for t in r.threads
+                if t.position and t.status in LIVE_THREADS
+            )
+            counted += len(batch)
+            offset += len(batch)
+            if len(batch) < 500:
+                break
+    dot = error = None
+    names: list[str] = []
+    try:
+        g = gorch_graph.definition_graph(
+            sample_state(engine.workflow_class(type_name)).definition()
+        )
+        for _, data in g.nodes(data=True):
+            if data["name"] is not None and data["kind"] in POSITIONABLE_KINDS:
+                names.append(data["name"])
+            n = at.get(data["name"], 0) if data["name"] is not None else 0
+            if n:
+                data["label"] += (
+                    f'<BR/><FONT POINT-SIZE="10" COLOR="#1f77b4"><B>{n} here</B></FONT>'
+                )
+        dot = gorch_graph.to_dot(g, title=type_name).source
+    except Exception as e:  # a definition that raises must not hide the other types
+        error = f"{type(e).__name__}: {e}"
+    return DefinitionView(type_name, dot, error, dict(at), counted, live, names)
+
+
+def compatibility(engine: Engine, type_name: str) -> CompatibilityReport:
+    """Which unfinished workflows of the type the code now would break (reads every one)."""
+    return check_compatibility(engine.workflow_class(type_name), engine.store)
+
+
+def move(
+    engine: Engine,
+    op: Operator,
+    type_name: str,
+    from_statement: str,
+    to_statement: str,
+    reason: str | None = None,
+) -> str:
+    """Move every thread of the type standing on one statement to another (one operation)."""
+    report = engine.move(type_name, from_statement, to_statement, actor(op), reason or None)
+    failed = f"; {len(report.failed)} failed: {report.failed}" if report.failed else ""
+    return f"moved {len(report.moved)} thread(s) to {to_statement!r}{failed}"

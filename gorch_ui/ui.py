@@ -1,0 +1,141 @@
+"""Streamlit helpers shared by the pages: the engine handle, the operator, action buttons, forms."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import streamlit as st
+
+from engine import Engine, GorchError, WorkflowStatus
+from engine.config import DEFAULT_APP, db_url
+from gorch_ui import services
+from gorch_ui.access import Operator, Role
+from gorch_ui.schema import FormField, collect, initial
+from gorch_ui.services import StaleAction
+
+REFRESH_SECONDS = float(os.environ.get("GORCH_UI_REFRESH", "3"))
+"""How often the live parts (graph, threads, inbox) refresh themselves."""
+
+STATUS_COLOURS = {
+    WorkflowStatus.RUNNING: "blue",
+    WorkflowStatus.WAITING: "orange",
+    WorkflowStatus.FINISHED: "green",
+    WorkflowStatus.FAILED: "red",
+    WorkflowStatus.CANCELLED: "gray",
+}
+
+
+@st.cache_resource(show_spinner="Opening the database…")
+def _open(url: str, app: str) -> Engine:
+    return services.open_engine(url, app)
+
+
+def engine() -> Engine:
+    """The engine for ``GORCH_DB_URL`` and ``GORCH_APP``: the only thing the app caches."""
+    return _open(db_url(), os.environ.get("GORCH_APP") or DEFAULT_APP)
+
+
+def operator() -> Operator:
+    """Who is using the app (set by the sign-in gate); nobody, as a viewer, before it ran."""
+    op = st.session_state.get("gorch_operator")
+    return op if isinstance(op, Operator) else Operator("", Role.VIEWER)
+
+
+@dataclass(frozen=True)
+class Field:
+    """An action argument read from a widget when the button is clicked."""
+
+    key: str
+
+    def get(self) -> Any:
+        return st.session_state.get(self.key)
+
+
+@dataclass(frozen=True)
+class FormValues:
+    """An action argument: the data of a generated form, read when the button is clicked."""
+
+    fields: tuple[FormField, ...]
+    prefix: str
+
+    def get(self) -> Any:
+        raw = {f.name: st.session_state.get(self.prefix + f.name) for f in self.fields}
+        return collect(list(self.fields), raw)
+
+
+def flash(kind: str, text: str) -> None:
+    """Queue a message for the next run (callbacks cannot draw)."""
+    st.session_state.setdefault("gorch_flash", []).append((kind, text))
+
+
+def show_flash() -> None:
+    for kind, text in st.session_state.pop("gorch_flash", []):
+        getattr(st, kind)(text)
+
+
+def _run(label: str, fn: Callable[..., str], args: tuple[Any, ...]) -> None:
+    try:
+        values = [a.get() if isinstance(a, (Field, FormValues)) else a for a in args]
+        message = fn(engine(), operator(), *values)
+    except StaleAction as e:
+        flash("warning", str(e))
+    except (GorchError, ValueError) as e:
+        flash("error", f"{label} failed: {e}")
+    else:
+        flash("success", message)
+
+
+def action(
+    label: str,
+    key: str,
+    fn: Callable[..., str],
+    *args: Any,
+    submit: bool = False,
+    **kw: Any,
+) -> None:
+    """A button that calls ``fn(engine, operator, *args)`` (a service) when clicked.
+
+    ``Field``/``FormValues`` arguments are read at click time. ``submit=True`` makes it a
+    submit button of the enclosing ``st.form``, whose inputs then arrive with the click itself
+    (nothing typed is lost to a refresh in between). Disabled for viewers; the service refuses
+    them anyway.
+    """
+    op = operator()
+    kw.setdefault("help", None if op.can_act else "viewers cannot act")
+    (st.form_submit_button if submit else st.button)(
+        label,
+        key=key,
+        on_click=_run,
+        args=(label, fn, args),
+        disabled=kw.pop("disabled", False) or not op.can_act,
+        **kw,
+    )
+
+
+def form(fields: list[FormField], prefix: str) -> None:
+    """One widget per field, keyed ``prefix + name``."""
+    for f in fields:
+        key, label = prefix + f.name, f.title + ("" if f.required else " (optional)")
+        help_ = f.help or None
+        if f.kind == "boolean":
+            st.checkbox(label, value=initial(f), key=key, help=help_)
+        elif f.kind == "integer":
+            st.number_input(label, value=initial(f), step=1, key=key, help=help_)
+        elif f.kind == "number":
+            st.number_input(label, value=initial(f), key=key, help=help_)
+        elif f.kind == "enum":
+            index = f.options.index(f.default) if f.default in f.options else None
+            st.selectbox(label, f.options, index=index, key=key, help=help_)
+        elif f.kind == "json":
+            st.text_input(label + " — JSON", value=initial(f), key=key, help=help_)
+        else:
+            st.text_input(label, value=initial(f), key=key, help=help_)
+
+
+def status(value: WorkflowStatus | str) -> str:
+    """The status as coloured Markdown."""
+    s = WorkflowStatus(value)
+    return f":{STATUS_COLOURS[s]}[● {s.value}]"

@@ -1,0 +1,138 @@
+"""One workflow: the live graph, threads, waits, state and history, and the operator actions."""
+
+import streamlit as st
+
+from engine import GorchError, WorkflowNotFound
+from gorch_ui import services, ui
+from gorch_ui.ui import Field
+
+engine = ui.engine()
+wid = st.query_params.get("id", "")
+if not wid:
+    st.title("Workflow")
+    st.info("Open a workflow from the **Workflows** page, or add `?id=<workflow id>` to the URL.")
+    st.page_link("views/workflows.py", label="All workflows", icon=":material/list:")
+    st.stop()
+
+try:
+    view = services.workflow_view(engine, wid)  # the actions below act on what is stored now
+except WorkflowNotFound:
+    st.error(f"No workflow {wid!r}.")
+    st.stop()
+except GorchError as e:  # state that no longer fits the model, a type not registered, ...
+    st.error(f"Cannot show workflow {wid!r}: {e}")
+    st.stop()
+info = view.info
+
+ui.show_flash()
+
+
+@st.fragment(run_every=ui.REFRESH_SECONDS)
+def live() -> None:
+    view = services.workflow_view(engine, wid)
+    info = view.info
+    st.title(f"{info.type} · {info.id}")
+    cols = st.columns(4)
+    cols[0].markdown(f"**{ui.status(info.status)}**")
+    cols[1].caption(f"created {info.created_at:%Y-%m-%d %H:%M:%S}")
+    cols[2].caption(f"updated {info.updated_at:%Y-%m-%d %H:%M:%S} · pc {info.pc}")
+    if info.error:
+        cols[3].error(info.error)
+    elif info.result is not None:
+        cols[3].success(f"result: {info.result}")
+    if view.dot:
+        st.graphviz_chart(view.dot, width="content")
+        if view.waits:
+            st.caption("Click a highlighted wait to open its form in the inbox.")
+    else:
+        st.warning(f"The definition cannot be drawn: {view.graph_error}")
+    st.subheader("Threads")
+    st.dataframe(services.thread_rows(info), hide_index=True)
+    if view.waits:
+        st.subheader("Pending waits")
+        for w in view.waits:
+            st.page_link(
+                "views/inbox.py",
+                label=f"{w.wait} · {w.event} ({w.type}) on thread {w.thread_id} since "
+                f"{w.created_at:%Y-%m-%d %H:%M:%S}: resolve in the inbox",
+                icon=":material/inbox:",
+                query_params={"workflow": wid, "wait": w.wait},
+            )
+    st.subheader("History")
+    st.dataframe(services.history_rows(view.history), hide_index=True)
+
+
+live()
+
+st.subheader("Actions")
+st.text_input("Reason (recorded in the history)", key="act_reason")
+a = st.columns(4)
+with a[0]:
+    ui.action("Step once", "act_step", services.step, wid, Field("act_reason"))
+with a[1]:
+    ui.action("Execute", "act_execute", services.execute, wid, Field("act_reason"))
+with a[2]:
+    ui.action(
+        "Retry failed",
+        "act_retry",
+        services.retry,
+        wid,
+        Field("act_reason"),
+        disabled=info.status.value != "failed",
+    )
+with a[3]:
+    ui.action(
+        "Cancel", "act_cancel", services.cancel, wid, Field("act_reason"), disabled=info.status.done
+    )
+
+g = st.columns([2, 3, 1])
+thread = g[0].selectbox("Thread", list(view.targets), key="goto_thread")
+g[1].selectbox("Move it to", view.targets.get(thread or "", []), key="goto_statement")
+with g[2]:
+    st.write("")
+    ui.action(
+        "Go to",
+        "act_goto",
+        services.goto,
+        wid,
+        Field("goto_thread"),
+        Field("goto_statement"),
+        Field("act_reason"),
+        disabled=info.status.done,
+    )
+
+st.subheader("State")
+if info.status.done:
+    st.json(info.state.model_dump(mode="json"))
+else:
+    if st.session_state.get("state_for") != (wid, info.version):  # reload after any change
+        st.session_state["state_for"] = (wid, info.version)
+        st.session_state["state_editor"] = services.state_json(info)
+        st.session_state.pop("state_preview", None)
+    st.text_area("State (JSON, validated by the model)", key="state_editor", height=220)
+
+    def preview() -> None:
+        try:
+            st.session_state["state_preview"] = services.preview_state(
+                engine, wid, st.session_state["state_editor"]
+            )
+        except GorchError as e:
+            st.session_state["state_preview"] = None
+            ui.flash("error", f"Invalid state: {e}")
+
+    st.button("Preview changes", key="state_preview_button", on_click=preview)
+    diff = st.session_state.get("state_preview")
+    if diff is not None:
+        if diff.changed:
+            st.code(diff.text, language="diff")
+            ui.action(
+                "Save state",
+                "state_save",
+                services.update_state,
+                wid,
+                Field("state_editor"),
+                Field("act_reason"),
+                type="primary",
+            )
+        else:
+            st.info("No changes.")

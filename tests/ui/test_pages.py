@@ -1,0 +1,277 @@
+"""Every page through Streamlit's AppTest, on a memory and a SQLite store; buttons by key."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from engine import Engine, WorkflowStatus
+from engine.examples import Expense
+from gorch_ui import APP_FILE
+from tests.ui.helpers import keys, messages, user_wait
+
+Open = Callable[..., AppTest]
+
+
+@pytest.mark.parametrize(
+    ("page", "query", "title"),
+    [
+        (None, {}, "Workflows"),
+        ("workflows", {}, "Workflows"),
+        ("workflow", {"id": "demo-expense-waiting"}, "Expense · demo-expense-waiting"),
+        ("workflow", {"id": "demo-import-failed"}, "Import · demo-import-failed"),
+        ("workflow", {"id": "demo-order-shipped"}, "Order · demo-order-shipped"),
+        ("workflow", {}, "Workflow"),
+        ("inbox", {}, "Inbox"),
+        ("inbox", {"workflow": "demo-order-waiting", "wait": "waiting for shipment"}, "Inbox"),
+        ("start", {}, "Start a workflow"),
+        ("definitions", {}, "Definitions"),
+    ],
+)
+def test_every_page_renders(open_page: Open, page: str | None, query: dict[str, str], title: str):
+    at = open_page(page, **query)
+    assert [t.value for t in at.title] == [title]
+    assert "No authentication configured" in " ".join(messages(at))
+
+
+def test_an_unknown_workflow_says_so(open_page: Open) -> None:
+    at = open_page("workflow", id="nope")
+    assert messages(at)[-1] == "No workflow 'nope'."
+
+
+def test_workflows_page_counts_filters_and_pages(open_page: Open, engine: Engine) -> None:
+    for i in range(30):
+        engine.new_workflow(Expense(amount=i), f"bulk-{i:02d}")
+    at = open_page("workflows")
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics[":orange[● waiting]"] == "32"
+    at.selectbox(key="wf_status").set_value("waiting")
+    at.selectbox(key="wf_size").set_value(25)
+    at.run()
+    first = at.dataframe[-1].value
+    assert len(first) == 25 and set(first["status"]) == {"waiting"}
+    at.button(key="wf_next").click().run()
+    second = at.dataframe[-1].value
+    assert len(second) == 7 and not set(first["id"]) & set(second["id"])
+    assert at.button(key="wf_next").disabled
+    at.text_input(key="wf_search").set_value("bulk-0").run()  # new filters: back to page 1
+    assert sorted(at.dataframe[-1].value["id"]) == [f"bulk-0{i}" for i in range(10)]
+
+
+def test_approve_in_the_inbox_finishes_the_workflow(open_page: Open, engine: Engine) -> None:
+    wait = user_wait(engine)
+    at = open_page("inbox")
+    at.text_input(key=f"reason_{wait.id}").set_value("fine by me")
+    at.button(key=f"approve_{wait.id}").click().run()
+    assert any("now finished" in m for m in messages(at))
+    info = engine.get(wait.workflow_id)
+    assert (info.status, info.result) == (WorkflowStatus.FINISHED, {"approved": 120})
+    callback = next(h for h in engine.history(wait.workflow_id) if h.kind == "callback")
+    assert (callback.actor, callback.detail["input"]["reason"]) == ("ana", "fine by me")
+    assert f"approve_{wait.id}" not in keys(at)  # the resolved wait is gone
+
+
+def test_deny_needs_a_reason_then_denies(open_page: Open, engine: Engine) -> None:
+    wait = user_wait(engine)
+    at = open_page("inbox")
+    at.button(key=f"deny_{wait.id}").click().run()
+    assert any("give a reason to deny" in m for m in messages(at))
+    assert engine.get(wait.workflow_id).status is WorkflowStatus.WAITING
+    at.text_input(key=f"reason_{wait.id}").set_value("over budget")
+    at.button(key=f"deny_{wait.id}").click().run()
+    assert engine.get(wait.workflow_id).error == "workflow was not approved: over budget"
+
+
+def test_a_stale_click_gets_a_clear_message(open_page: Open, engine: Engine) -> None:
+    wait = user_wait(engine)
+    at = open_page("inbox")
+    engine.on_callback(wait.workflow_id, wait.event, {"approved": True}, actor="bo")
+    at.text_input(key=f"reason_{wait.id}").set_value("too late")
+    at.button(key=f"deny_{wait.id}").click().run()
+    warning = [str(w.value) for w in at.warning if "already resolved" in str(w.value)]
+    assert warning and "by bo" in warning[0] and "Nothing was changed" in warning[0]
+    assert engine.get(wait.workflow_id).result == {"approved": 120}
+
+
+def test_event_form_from_the_model_sends_typed_input(open_page: Open, engine: Engine) -> None:
+    wait = engine.pending_waits("demo-order-waiting")[0]
+    at = open_page("inbox", workflow="demo-order-waiting", wait="waiting for shipment")
+    at.button(key=f"send_{wait.id}").click().run()  # empty form: the model says what is missing
+    assert any("invalid input for Shipped" in m for m in messages(at))
+    at.text_input(key=f"ev_{wait.id}_carrier").set_value("dhl")
+    at.text_input(key=f"ev_{wait.id}_tracking").set_value("JD0001")
+    at.button(key=f"send_{wait.id}").click().run()
+    assert engine.get("demo-order-waiting").result == {"tracking": "dhl:JD0001"}
+
+
+def test_inbox_filters_by_type(open_page: Open) -> None:
+    at = open_page("inbox")
+    at.selectbox(key="inbox_type").set_value("timeout").run()
+    found = [k for k in keys(at) if k.split("_")[0] in ("approve", "send", "fire")]
+    assert found and all(k.startswith("fire_") for k in found)
+
+
+def test_without_a_name_actions_are_refused(open_page: Open, engine: Engine) -> None:
+    wait = user_wait(engine)
+    at = open_page("inbox", name=None)
+    at.button(key=f"approve_{wait.id}").click().run()
+    assert any("enter your name" in m for m in messages(at))
+    assert engine.get(wait.workflow_id).status is WorkflowStatus.WAITING
+
+
+def test_read_only_disables_every_action(open_page: Open, engine: Engine) -> None:
+    wait = user_wait(engine)
+    at = open_page("inbox")
+    at.toggle(key="read_only").set_value(True).run()
+    assert at.button(key=f"approve_{wait.id}").disabled
+    assert at.button(key=f"deny_{wait.id}").disabled
+
+
+def test_start_page_creates_a_workflow(open_page: Open, engine: Engine) -> None:
+    at = open_page("start", type="Expense")
+    at.number_input(key="start_Expense_amount").set_value(640)
+    at.text_input(key="start_Expense_requester").set_value("eve")
+    at.text_input(key="start_id").set_value("eve-laptop")
+    at.button(key="start_button").click().run()
+    info = engine.get("eve-laptop")
+    assert (info.state.amount, info.state.requester) == (640, "eve")
+    assert info.status is WorkflowStatus.WAITING
+    assert engine.history("eve-laptop")[0].actor == "ana"
+    assert any(p.proto.page.endswith("workflow") or "eve-laptop" in p.proto.label
+               for p in at.get("page_link"))  # fmt: skip
+
+
+def test_workflow_page_draws_the_live_graph(open_page: Open) -> None:
+    at = open_page("workflow", id="demo-expense-waiting")
+    (chart,) = at.get("graphviz_chart")
+    dot = chart.proto.spec
+    assert "waiting for approval" in dot and "first action" in dot
+    assert 'URL="inbox?workflow=demo-expense-waiting&wait=waiting%20for%20approval"' in dot
+    history = at.dataframe[1].value
+    assert {"created", "wait", "step"} <= set(history["what"])
+
+
+def test_goto_offers_only_valid_statements_and_moves_the_thread(
+    open_page: Open, engine: Engine
+) -> None:
+    at = open_page("workflow", id="demo-expense-waiting")
+    at.selectbox(key="goto_thread").set_value("g1").run()
+    assert at.selectbox(key="goto_statement").options == ["parallel thread"]
+    at.selectbox(key="goto_thread").set_value("main").run()
+    assert "parallel thread" not in at.selectbox(key="goto_statement").options
+    at.selectbox(key="goto_statement").set_value("first action")
+    at.text_input(key="act_reason").set_value("run it again")
+    at.button(key="act_goto").click().run()
+    goto = [h for h in engine.history("demo-expense-waiting") if h.kind == "goto"]
+    assert [(h.actor, h.statement, h.detail["reason"]) for h in goto] == [
+        ("ana", "first action", "run it again")
+    ]
+
+
+def test_state_edit_shows_a_diff_before_saving(open_page: Open, engine: Engine) -> None:
+    at = open_page("workflow", id="demo-expense-waiting")
+    state = json.loads(at.text_area(key="state_editor").value)
+    at.text_area(key="state_editor").set_value(json.dumps({**state, "amount": 500}))
+    at.button(key="state_preview_button").click().run()
+    (diff,) = [c.value for c in at.code if "@@" in c.value]
+    assert '-  "amount": 120,' in diff and '+  "amount": 500,' in diff
+    assert engine.get("demo-expense-waiting").state.amount == 120  # nothing saved yet
+    at.button(key="state_save").click().run()
+    assert engine.get("demo-expense-waiting").state.amount == 500
+    last = engine.history("demo-expense-waiting")[-1]
+    assert (last.kind, last.actor) == ("state_updated", "ana")
+    assert "state_save" not in keys(at)  # the editor reloaded the saved state
+
+
+def test_invalid_state_is_refused_with_the_models_message(open_page: Open, engine: Engine):
+    at = open_page("workflow", id="demo-expense-waiting")
+    at.text_area(key="state_editor").set_value('{"amount": "a lot"}')
+    at.button(key="state_preview_button").click().run()
+    assert any("Invalid state" in m and "amount" in m for m in messages(at))
+    assert "state_save" not in keys(at)
+
+
+@pytest.mark.parametrize(
+    ("wid", "key", "status"),
+    [
+        ("demo-order-waiting", "act_cancel", WorkflowStatus.CANCELLED),
+        ("demo-import-failed", "act_retry", WorkflowStatus.FAILED),  # fails again, recorded
+        ("demo-expense-waiting", "act_execute", WorkflowStatus.WAITING),
+        ("demo-expense-waiting", "act_step", WorkflowStatus.WAITING),
+    ],
+)
+def test_action_buttons(
+    open_page: Open, engine: Engine, wid: str, key: str, status: WorkflowStatus
+) -> None:
+    at = open_page("workflow", id=wid)
+    at.text_input(key="act_reason").set_value("because")
+    at.button(key=key).click().run()
+    assert not at.error, messages(at)
+    assert engine.get(wid).status is status
+    mine = [h for h in engine.history(wid) if h.actor == "ana"]
+    assert mine and mine[-1].detail.get("reason") == "because"
+
+
+def test_definitions_page_counts_and_checks_compatibility(open_page: Open) -> None:
+    at = open_page("definitions", type="Expense")
+    charts = at.get("graphviz_chart")
+    assert len(charts) == 3 and "1 here" in charts[0].proto.spec
+    at.button(key="compat_Expense").click().run()
+    assert any("0 would break" in str(s.value) for s in at.success)
+
+
+def test_password_gate_blocks_until_the_right_password(
+    open_page: Open, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GORCH_UI_PASSWORD", "s3cret")
+    monkeypatch.setenv("GORCH_UI_VIEWER_PASSWORD", "peek")
+    at = open_page("inbox", name=None)
+    assert [t.value for t in at.title] == ["gorch"]
+    assert keys(at) == {"login_name", "login_password", "FormSubmitter:login-Sign in"}
+    at.text_input(key="login_name").set_value("ana")
+    at.text_input(key="login_password").set_value("wrong")
+    at.button[0].click().run()
+    assert [e.value for e in at.error] == ["Wrong password."]
+    assert [t.value for t in at.title] == ["gorch"]
+    at.text_input(key="login_password").set_value("s3cret")
+    at.button[0].click().run()
+    assert [t.value for t in at.title] == ["Inbox"]  # the page asked for, after signing in
+    assert "No authentication configured" not in " ".join(messages(at))
+    wait = user_wait(engine)
+    at.button(key=f"approve_{wait.id}").click().run()
+    assert engine.get(wait.workflow_id).status is WorkflowStatus.FINISHED
+    assert engine.history(wait.workflow_id)[-3].actor == "ana"
+
+
+def test_viewer_password_signs_in_read_only(
+    open_page: Open, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GORCH_UI_PASSWORD", "s3cret")
+    monkeypatch.setenv("GORCH_UI_VIEWER_PASSWORD", "peek")
+    at = open_page("inbox", name=None)
+    at.text_input(key="login_name").set_value("vic")
+    at.text_input(key="login_password").set_value("peek")
+    at.button[0].click().run()
+    wait = user_wait(engine)
+    assert at.button(key=f"approve_{wait.id}").disabled
+    assert any("vic** (viewer, password)" in str(c.value) for c in at.caption)
+
+
+def test_oidc_uses_the_logged_in_user(
+    ui_env: str, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GORCH_UI_OPERATORS", "boss@example.com")
+    at = AppTest.from_file(str(APP_FILE), default_timeout=60)
+    at.secrets = {"auth": {"redirect_uri": "http://localhost:8501/oauth2callback"}}
+    at.run()
+    assert "login_oidc" in keys(at) and not at.metric
+    at.user = {"is_logged_in": True, "email": "ana@example.com", "name": "Ana"}
+    at.run()
+    assert any("ana@example.com** (viewer, oidc)" in str(c.value) for c in at.caption)
+    at.user = {"is_logged_in": True, "email": "boss@example.com", "name": "Boss"}
+    at.switch_page("views/inbox.py").run()
+    assert any("boss@example.com** (operator, oidc)" in str(c.value) for c in at.caption)
+    assert not at.button(key=f"approve_{user_wait(engine).id}").disabled
