@@ -15,11 +15,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from pydantic import ValidationError
-
+from engine import actions
 from engine.clock import Clock, SystemClock
 from engine.errors import (
-    CallbackRejected,
     DefinitionError,
     DefinitionMismatch,
     GorchError,
@@ -32,13 +30,12 @@ from engine.errors import (
     WorkflowExists,
 )
 from engine.handlers import CallbackManager
-from engine.interpreter import _current_thread, advance, run_callable
+from engine.interpreter import advance
 from engine.resumers import InlineResumer, Resumer
-from engine.runner import LIVE, Run, build_program, describe_error, jsonable, load_state
+from engine.runner import Run, build_program, jsonable, load_state
 from engine.runtime import (
     MAIN,
     HistoryEntry,
-    Phase,
     ThreadInfo,
     ThreadState,
     ThreadStatus,
@@ -47,9 +44,8 @@ from engine.runtime import (
     WorkflowRecord,
     WorkflowStatus,
 )
-from engine.statements import RetryPolicy, Wait
+from engine.statements import RetryPolicy
 from engine.store.base import Store
-from engine.validate import POSITIONABLE
 from engine.workflow import Workflow
 
 log = logging.getLogger("gorch")
@@ -371,94 +367,8 @@ class Engine:
         with self._run(workflow_id, wait=wait) as run:
             if not run.record.status.done:
                 run.prepare()
-            output = self._deliver(run, event, input, actor=actor, thread=thread, pc=pc)
+            output = actions.deliver(run, event, input, actor=actor, thread=thread, pc=pc)
         self.resumer.schedule(self, workflow_id)
-        return output
-
-    def _deliver(
-        self,
-        run: Run,
-        event: str,
-        input: Any,
-        *,
-        actor: str | None,
-        thread: str | None,
-        pc: int | None,
-    ) -> Any:
-        rec, wid = run.record, run.record.id
-
-        def reject(msg: str, reason: str, **kw: Any) -> CallbackRejected:
-            return CallbackRejected(msg, reason=reason, workflow_id=wid, event=event, **kw)
-
-        if rec.status.done:
-            raise reject(f"workflow {wid!r} is {rec.status.value}", "finished")
-        open_waits = [w for w in run.waits if w.status.open]
-        found = [
-            w for w in open_waits if w.event == event and (thread is None or w.thread_id == thread)
-        ]
-        if not found:
-            pending = sorted({f"{w.event} ({w.thread_id})" for w in open_waits}) or ["none"]
-            raise reject(
-                f"workflow {wid!r} has no open wait for event {event!r}"
-                + (f" in thread {thread!r}" if thread else "")
-                + f"; pending: {', '.join(pending)}",
-                "no_wait",
-                thread=thread,
-            )
-        if len(found) > 1:
-            raise reject(
-                f"threads {', '.join(w.thread_id for w in found)} all wait for "
-                f"{event!r}: pass thread=",
-                "ambiguous",
-            )
-        w = found[0]
-        if pc is not None and pc != w.pc:
-            raise reject(
-                f"stale callback: wait {w.wait!r} is at pc {w.pc}, not {pc}",
-                "stale_pc",
-                thread=w.thread_id,
-                statement=w.wait,
-            )
-        t = rec.thread(w.thread_id)
-        entry = run.program.entry(w.wait)
-        case = entry.stmt.case(event) if entry and isinstance(entry.stmt, Wait) else None
-        if t is None or case is None:
-            raise DefinitionMismatch(
-                f"wait {w.wait!r} with event {event!r} is gone from the current definition",
-                workflow_id=wid,
-                thread=w.thread_id,
-                statement=w.wait,
-            )
-        token = _current_thread.set(t.id)
-        try:
-            output = run_callable(case.handler.handle, input)
-        except GorchError as e:
-            e.workflow_id = e.workflow_id or wid
-            e.thread, e.statement = e.thread or t.id, e.statement or w.wait
-            if isinstance(e, CallbackRejected):
-                e.event = e.event or event
-            raise
-        except Exception as e:
-            raise reject(
-                f"handler of {event!r} raised {describe_error(e)}",
-                "handler_error",
-                thread=t.id,
-                statement=w.wait,
-            ) from e
-        finally:
-            _current_thread.reset(token)
-        t.position, t.phase, t.event, t.status = w.wait, Phase.HANDLED, event, ThreadStatus.RUNNING
-        run.close_waits(t.id, handled=w.id)
-        run.note(
-            "callback",
-            thread=t.id,
-            statement=w.wait,
-            actor=actor,
-            event=event,
-            input=input,
-            output=output,
-        )
-        run.checkpoint()
         return output
 
     def run_due(self, limit: int | None = None, *, stop: Callable[[], bool] | None = None) -> int:
@@ -575,38 +485,23 @@ class Engine:
     # -- operator actions -------------------------------------------------------------------
 
     def cancel(self, workflow_id: str, actor: str, reason: str | None = None) -> WorkflowInfo[Any]:
-        """Stop the workflow for good; its waits are torn down."""
+        """Stop the workflow for good; its waits are torn down.
+
+        Raises:
+            InvalidOperation: the workflow is already finished or cancelled.
+        """
         with self._run(workflow_id, wait=True) as run:
-            rec = run.record
-            if rec.status.done:
-                raise InvalidOperation(
-                    f"workflow {workflow_id!r} is already {rec.status.value}",
-                    workflow_id=workflow_id,
-                )
-            for t in rec.threads:
-                if t.status in LIVE:
-                    t.status = ThreadStatus.CANCELLED
-                    run.close_waits(t.id)
-            rec.status = WorkflowStatus.CANCELLED
-            run.note("cancelled", actor=actor, reason=reason)
-            run.checkpoint()
-            return self._info(rec, run.model)
+            actions.cancel(run, actor, reason)
+            return self._info(run.record, run.model)
 
     def retry(self, workflow_id: str, actor: str, reason: str | None = None) -> WorkflowInfo[Any]:
-        """Give every failed thread fresh attempts at the statement where it failed."""
+        """Give every failed thread fresh attempts at the statement where it failed.
+
+        Raises:
+            InvalidOperation: the workflow has not failed.
+        """
         with self._run(workflow_id, wait=True) as run:
-            rec = run.record
-            failed = [t for t in rec.threads if t.status is ThreadStatus.FAILED]
-            if rec.status is not WorkflowStatus.FAILED or not failed:
-                raise InvalidOperation(
-                    f"workflow {workflow_id!r} is {rec.status.value}, not failed: nothing to retry",
-                    workflow_id=workflow_id,
-                )
-            for t in failed:
-                t.status, t.attempts, t.retry_at, t.error = ThreadStatus.RUNNING, 0, None, None
-                run.note("retried", thread=t.id, statement=t.position, actor=actor, reason=reason)
-            rec.status = WorkflowStatus.RUNNING
-            run.checkpoint()
+            actions.retry(run, actor, reason)
         self.resumer.schedule(self, workflow_id)
         return self.get(workflow_id)
 
@@ -663,53 +558,7 @@ class Engine:
                 cannot stand on (not in its body, or not a step, wait, loop, branch or Go).
         """
         with self._run(workflow_id, wait=True) as run:
-            rec = run.record
-            if rec.status.done:
-                raise InvalidOperation(
-                    f"workflow {workflow_id!r} is {rec.status.value}", workflow_id=workflow_id
-                )
-            t = rec.thread(thread)
-            if t is None:
-                raise InvalidOperation(
-                    f"workflow {workflow_id!r} has no thread {thread!r} "
-                    f"(threads: {', '.join(x.id for x in rec.threads)})",
-                    workflow_id=workflow_id,
-                    thread=thread,
-                )
-            entry = run.program.index.get(statement)
-            if entry is None or not isinstance(entry.stmt, POSITIONABLE):
-                raise InvalidOperation(
-                    f"{statement!r} is not a named step, wait, loop, "
-                    "branch or Go of the current definition",
-                    workflow_id=workflow_id,
-                    thread=thread,
-                    statement=statement,
-                )
-            if entry.thread != t.go:
-                raise InvalidOperation(
-                    f"{statement!r} belongs to "
-                    + (f"goroutine {entry.thread!r}" if entry.thread else "the main thread")
-                    + f", not to thread {thread!r}",
-                    workflow_id=workflow_id,
-                    thread=thread,
-                    statement=statement,
-                )
-            was = t.position
-            run.close_waits(t.id)
-            t.position, t.phase, t.status, t.event = statement, Phase.AT, ThreadStatus.RUNNING, None
-            t.attempts, t.retry_at, t.error = 0, None, None
-            if rec.status is WorkflowStatus.FAILED:
-                rec.status = WorkflowStatus.RUNNING
-            run.note(
-                "goto",
-                thread=t.id,
-                statement=statement,
-                actor=actor,
-                moved_from=was,
-                reason=reason,
-                operation=operation,
-            )
-            run.checkpoint()
+            actions.goto(run, thread, statement, actor, reason, operation)
         self.resumer.schedule(self, workflow_id)
         return self.get(workflow_id)
 
@@ -732,32 +581,8 @@ class Engine:
             InvalidOperation: the workflow is finished or cancelled.
         """
         with self._run(workflow_id, wait=True) as run:
-            rec = run.record
-            if rec.status.done:
-                raise InvalidOperation(
-                    f"workflow {workflow_id!r} is {rec.status.value}", workflow_id=workflow_id
-                )
-            data = state.model_dump(mode="json") if isinstance(state, Workflow) else dict(state)
-            try:
-                run.model = run.cls.model_validate(data)
-            except ValidationError as e:
-                raise StateError(
-                    f"new state of workflow {workflow_id!r} does not fit {run.cls.__name__}: "
-                    + "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors()),
-                    workflow_id=workflow_id,
-                ) from None
-            run.check_positions()  # the program is built from the new state: nothing written yet
-            after = run.model.model_dump(mode="json")
-            keys = sorted(set(rec.state) | set(after))
-            changed = {
-                k: [rec.state.get(k), after.get(k)]
-                for k in keys
-                if rec.state.get(k) != after.get(k)
-            }
-            if not changed:
-                return self._info(rec, run.model)
-            run.note("state_updated", actor=actor, reason=reason, changed=changed)
-            run.checkpoint()
+            if not actions.update_state(run, state, actor, reason):
+                return self._info(run.record, run.model)
         self.resumer.schedule(self, workflow_id)  # a WaitFor may hold now
         return self.get(workflow_id)
 

@@ -1,0 +1,240 @@
+"""What callbacks and operators do to a workflow, inside the session that holds its lease.
+
+``Engine`` opens the session (``Run``), calls one of these, and schedules what follows.
+Each either raises before writing anything or ends with one checkpoint that records the
+change together with who made it and why.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import ValidationError
+
+from engine.errors import (
+    CallbackRejected,
+    DefinitionMismatch,
+    GorchError,
+    InvalidOperation,
+    StateError,
+)
+from engine.interpreter import _current_thread, run_callable
+from engine.runner import LIVE, Run, describe_error
+from engine.runtime import Phase, ThreadStatus, WorkflowStatus
+from engine.statements import Wait
+from engine.validate import POSITIONABLE
+from engine.workflow import Workflow
+
+
+def deliver(
+    run: Run,
+    event: str,
+    input: Any,
+    *,
+    actor: str | None,
+    thread: str | None,
+    pc: int | None,
+) -> Any:
+    """Run the handler of the open wait for ``event`` and checkpoint the winning case.
+
+    Raises:
+        CallbackRejected: finished workflow, no such open wait, stale pc, ambiguous thread,
+            invalid input or a failing handler; nothing is written.
+        DefinitionMismatch: the wait or its case is gone from the code; nothing is written.
+    """
+    rec, wid = run.record, run.record.id
+
+    def reject(msg: str, reason: str, **kw: Any) -> CallbackRejected:
+        return CallbackRejected(msg, reason=reason, workflow_id=wid, event=event, **kw)
+
+    if rec.status.done:
+        raise reject(f"workflow {wid!r} is {rec.status.value}", "finished")
+    open_waits = [w for w in run.waits if w.status.open]
+    found = [
+        w for w in open_waits if w.event == event and (thread is None or w.thread_id == thread)
+    ]
+    if not found:
+        pending = sorted({f"{w.event} ({w.thread_id})" for w in open_waits}) or ["none"]
+        raise reject(
+            f"workflow {wid!r} has no open wait for event {event!r}"
+            + (f" in thread {thread!r}" if thread else "")
+            + f"; pending: {', '.join(pending)}",
+            "no_wait",
+            thread=thread,
+        )
+    if len(found) > 1:
+        raise reject(
+            f"threads {', '.join(w.thread_id for w in found)} all wait for {event!r}: pass thread=",
+            "ambiguous",
+        )
+    w = found[0]
+    if pc is not None and pc != w.pc:
+        raise reject(
+            f"stale callback: wait {w.wait!r} is at pc {w.pc}, not {pc}",
+            "stale_pc",
+            thread=w.thread_id,
+            statement=w.wait,
+        )
+    t = rec.thread(w.thread_id)
+    entry = run.program.entry(w.wait)
+    case = entry.stmt.case(event) if entry and isinstance(entry.stmt, Wait) else None
+    if t is None or case is None:
+        raise DefinitionMismatch(
+            f"wait {w.wait!r} with event {event!r} is gone from the current definition",
+            workflow_id=wid,
+            thread=w.thread_id,
+            statement=w.wait,
+        )
+    token = _current_thread.set(t.id)
+    try:
+        output = run_callable(case.handler.handle, input)
+    except GorchError as e:
+        e.workflow_id = e.workflow_id or wid
+        e.thread, e.statement = e.thread or t.id, e.statement or w.wait
+        if isinstance(e, CallbackRejected):
+            e.event = e.event or event
+        raise
+    except Exception as e:
+        raise reject(
+            f"handler of {event!r} raised {describe_error(e)}",
+            "handler_error",
+            thread=t.id,
+            statement=w.wait,
+        ) from e
+    finally:
+        _current_thread.reset(token)
+    t.position, t.phase, t.event, t.status = w.wait, Phase.HANDLED, event, ThreadStatus.RUNNING
+    run.close_waits(t.id, handled=w.id)
+    run.note(
+        "callback",
+        thread=t.id,
+        statement=w.wait,
+        actor=actor,
+        event=event,
+        input=input,
+        output=output,
+    )
+    run.checkpoint()
+    return output
+
+
+def done_check(run: Run) -> None:
+    """Raise ``InvalidOperation`` if the workflow is finished or cancelled."""
+    if run.record.status.done:
+        raise InvalidOperation(
+            f"workflow {run.record.id!r} is {run.record.status.value}",
+            workflow_id=run.record.id,
+        )
+
+
+def cancel(run: Run, actor: str, reason: str | None) -> None:
+    """Stop the workflow for good: live threads cancelled, waits torn down."""
+    done_check(run)
+    rec = run.record
+    for t in rec.threads:
+        if t.status in LIVE:
+            t.status = ThreadStatus.CANCELLED
+            run.close_waits(t.id)
+    rec.status = WorkflowStatus.CANCELLED
+    run.note("cancelled", actor=actor, reason=reason)
+    run.checkpoint()
+
+
+def retry(run: Run, actor: str, reason: str | None) -> None:
+    """Give every failed thread fresh attempts at the statement where it failed."""
+    rec = run.record
+    failed = [t for t in rec.threads if t.status is ThreadStatus.FAILED]
+    if rec.status is not WorkflowStatus.FAILED or not failed:
+        raise InvalidOperation(
+            f"workflow {rec.id!r} is {rec.status.value}, not failed: nothing to retry",
+            workflow_id=rec.id,
+        )
+    for t in failed:
+        t.status, t.attempts, t.retry_at, t.error = ThreadStatus.RUNNING, 0, None, None
+        run.note("retried", thread=t.id, statement=t.position, actor=actor, reason=reason)
+    rec.status = WorkflowStatus.RUNNING
+    run.checkpoint()
+
+
+def goto(
+    run: Run,
+    thread: str,
+    statement: str,
+    actor: str,
+    reason: str | None,
+    operation: str | None,
+) -> None:
+    """Move ``thread`` onto ``statement``, tearing down the waits it leaves."""
+    done_check(run)
+    rec, workflow_id = run.record, run.record.id
+    t = rec.thread(thread)
+    if t is None:
+        raise InvalidOperation(
+            f"workflow {workflow_id!r} has no thread {thread!r} "
+            f"(threads: {', '.join(x.id for x in rec.threads)})",
+            workflow_id=workflow_id,
+            thread=thread,
+        )
+    entry = run.program.index.get(statement)
+    if entry is None or not isinstance(entry.stmt, POSITIONABLE):
+        raise InvalidOperation(
+            f"{statement!r} is not a named step, wait, loop, branch or Go of the current "
+            "definition",
+            workflow_id=workflow_id,
+            thread=thread,
+            statement=statement,
+        )
+    if entry.thread != t.go:
+        raise InvalidOperation(
+            f"{statement!r} belongs to "
+            + (f"goroutine {entry.thread!r}" if entry.thread else "the main thread")
+            + f", not to thread {thread!r}",
+            workflow_id=workflow_id,
+            thread=thread,
+            statement=statement,
+        )
+    was = t.position
+    run.close_waits(t.id)
+    t.position, t.phase, t.status, t.event = statement, Phase.AT, ThreadStatus.RUNNING, None
+    t.attempts, t.retry_at, t.error = 0, None, None
+    if rec.status is WorkflowStatus.FAILED:
+        rec.status = WorkflowStatus.RUNNING
+    run.note(
+        "goto",
+        thread=t.id,
+        statement=statement,
+        actor=actor,
+        moved_from=was,
+        reason=reason,
+        operation=operation,
+    )
+    run.checkpoint()
+
+
+def update_state(
+    run: Run, state: Mapping[str, Any] | Workflow, actor: str, reason: str | None
+) -> bool:
+    """Replace the state through the model's validation; False if nothing changed."""
+    done_check(run)
+    rec = run.record
+    data = state.model_dump(mode="json") if isinstance(state, Workflow) else dict(state)
+    try:
+        run.model = run.cls.model_validate(data)
+    except ValidationError as e:
+        raise StateError(
+            f"new state of workflow {rec.id!r} does not fit {run.cls.__name__}: "
+            + "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors()),
+            workflow_id=rec.id,
+        ) from None
+    run.check_positions()  # the program is built from the new state: nothing written yet
+    after = run.model.model_dump(mode="json")
+    keys = sorted(set(rec.state) | set(after))
+    changed = {
+        k: [rec.state.get(k), after.get(k)] for k in keys if rec.state.get(k) != after.get(k)
+    }
+    if not changed:
+        return False
+    run.note("state_updated", actor=actor, reason=reason, changed=changed)
+    run.checkpoint()
+    return True
