@@ -17,7 +17,7 @@ import html
 import itertools
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -319,6 +319,10 @@ def _stmt(b: _Builder, st: Stmt, ctx: _Ctx) -> tuple[str | None, Exits]:
     return None, []  # pragma: no cover - compile_definition rejects unknown statements
 
 
+Link = str | Callable[[str, str], str | None]
+"""How ``to_dot`` makes nodes links: a URL template, or a function of (name, kind)."""
+
+
 @dataclass(frozen=True)
 class Overlay:
     """The runtime state drawn over a definition graph."""
@@ -338,15 +342,16 @@ def to_dot(
     overlay: Overlay | None = None,
     *,
     title: str | None = None,
-    link: str | None = None,
+    link: Link | None = None,
 ) -> graphviz.Digraph:
     """Render a definition (or its graph) as a ``graphviz.Digraph``; ``.source`` is DOT.
 
     Args:
         overlay: a workflow's threads, waits and history to draw over the definition.
         title: a caption drawn above the graph.
-        link: a URL template with ``{name}`` for named nodes (pending waits, statements), so
-            a click on a node in the browser leads to it (the UI's resolve form).
+        link: makes named nodes links, so a click in the browser leads somewhere (the UI's
+            resolve form, its goto form): a URL template with ``{name}`` (URL-quoted) for
+            every named node, or a function of (name, kind) giving a URL or None for none.
     """
     g = definition if isinstance(definition, nx.DiGraph) else definition_graph(definition)
     ov = overlay or Overlay()
@@ -374,7 +379,7 @@ def to_dot(
     return dot
 
 
-def _overlay_attrs(g: nx.DiGraph[str], ov: Overlay, link: str | None) -> dict[str, dict[str, str]]:
+def _overlay_attrs(g: nx.DiGraph[str], ov: Overlay, link: Link | None) -> dict[str, dict[str, str]]:
     names: dict[str, str] = g.graph["names"]
     attrs: dict[str, dict[str, str]] = {}
     extra: dict[str, list[str]] = {}  # node -> lines added under its label
@@ -382,8 +387,10 @@ def _overlay_attrs(g: nx.DiGraph[str], ov: Overlay, link: str | None) -> dict[st
         a = {k: v for k, v in STYLES.get(data["kind"], {}).items() if v}
         if data["name"] is not None:
             a["tooltip"] = tooltip(f"{data['kind']} {data['name']}")
-            if link:
-                a["URL"] = _escstring(link.format(name=_url_quote(data["name"])))
+            url = (link(data["name"], data["kind"]) if callable(link)
+                   else link.format(name=_url_quote(data["name"])) if link else None)  # fmt: skip
+            if url:
+                a["URL"] = _escstring(url)
                 a["target"] = "_top"
         attrs[nid] = a
     ran = Counter(

@@ -13,7 +13,7 @@ import difflib
 import json
 import os
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -169,6 +169,27 @@ def inbox_link(workflow_id: str, wait: str = "{name}") -> str:
     return f"inbox?workflow={quote(workflow_id, safe='')}&wait={wait}"
 
 
+def goto_link(workflow_id: str, statement: str) -> str:
+    """The workflow page URL that offers to move a thread onto ``statement``."""
+    return f"workflow?id={quote(workflow_id, safe='')}&goto={quote(statement, safe='')}"
+
+
+def node_links(
+    workflow_id: str, waiting: set[str], *, movable: bool
+) -> Callable[[str, str], str | None]:
+    """Where a click on a graph node leads: a pending wait to its resolve form in the inbox,
+    any other statement a thread can stand on to the goto form (while the workflow runs)."""
+
+    def link(name: str, kind: str) -> str | None:
+        if name in waiting:
+            return inbox_link(workflow_id, quote(name, safe=""))
+        if movable and kind in POSITIONABLE_KINDS:
+            return goto_link(workflow_id, name)
+        return None
+
+    return link
+
+
 def workflow_view(engine: Engine, workflow_id: str) -> WorkflowView:
     """The workflow, its open waits, history, live graph and ``goto`` targets."""
     info = engine.get(workflow_id)
@@ -179,16 +200,11 @@ def workflow_view(engine: Engine, workflow_id: str) -> WorkflowView:
     try:
         g = gorch_graph.definition_graph(info.state.definition())
         targets = goto_targets(g, info)
-        # Only pending waits link to the inbox: a click on any other node would leave the page.
-        waiting = {w.wait for w in waits}
-        for _, data in g.nodes(data=True):
-            if data["name"] is not None and data["name"] not in waiting:
-                data["name"] = None
         dot = gorch_graph.to_dot(
             g,
             gorch_graph.Overlay(info, waits, history),
             title=f"{info.type} {info.id} — {info.status.value}",
-            link=inbox_link(workflow_id),
+            link=node_links(workflow_id, {w.wait for w in waits}, movable=not info.status.done),
         ).source
     except Exception as e:  # a definition that raises must not hide the rest of the page
         error = f"{type(e).__name__}: {e}"

@@ -43,7 +43,10 @@ def live() -> None:
     if view.dot:
         st.graphviz_chart(view.dot, width="content")
         if view.waits:
-            st.caption("Click a highlighted wait to open its form in the inbox.")
+            st.caption(
+                "Click a highlighted wait to open its form in the inbox, or another statement "
+                "to move a thread there."
+            )
     else:
         st.warning(f"The definition cannot be drawn: {view.graph_error}")
     st.subheader("Threads")
@@ -84,6 +87,18 @@ with a[3]:
     ui.action(
         "Cancel", "act_cancel", services.cancel, wid, Field("act_reason"), disabled=info.status.done
     )
+
+clicked = st.query_params.get("goto")  # a click on a statement of the graph
+if clicked and not info.status.done:
+    owners = [t for t, names in view.targets.items() if clicked in names]
+    if not owners:
+        st.warning(f"No thread of this workflow can be moved to {clicked!r}.")
+    else:
+        if st.session_state.get("goto_clicked") != clicked:  # preselect once, then let be
+            st.session_state["goto_clicked"] = clicked
+            st.session_state["goto_thread"] = owners[0]
+            st.session_state["goto_statement"] = clicked
+        st.info(f"Move thread {owners[0]!r} to {clicked!r}? Give a reason and press **Go to**.")
 
 g = st.columns([2, 3, 1])
 thread = g[0].selectbox("Thread", list(view.targets), key="goto_thread")

@@ -150,6 +150,8 @@ def test_workflow_page_draws_the_live_graph(open_page: Open) -> None:
     dot = chart.proto.spec
     assert "waiting for approval" in dot and "first action" in dot
     assert 'URL="inbox?workflow=demo-expense-waiting&wait=waiting%20for%20approval"' in dot
+    # Other statements link to the goto form of this page.
+    assert 'URL="workflow?id=demo-expense-waiting&goto=first%20action"' in dot
     history = at.dataframe[1].value
     assert {"created", "wait", "step"} <= set(history["what"])
 
@@ -169,6 +171,22 @@ def test_goto_offers_only_valid_statements_and_moves_the_thread(
     assert [(h.actor, h.statement, h.detail["reason"]) for h in goto] == [
         ("ana", "first action", "run it again")
     ]
+
+
+def test_clicking_a_statement_of_the_graph_preselects_the_goto(
+    open_page: Open, engine: Engine
+) -> None:
+    at = open_page("workflow", id="demo-expense-waiting", goto="parallel thread")
+    assert at.selectbox(key="goto_thread").value == "g1"
+    assert at.selectbox(key="goto_statement").value == "parallel thread"
+    assert any("Move thread 'g1' to 'parallel thread'" in m for m in messages(at))
+    at.text_input(key="act_reason").set_value("notify again")
+    at.button(key="act_goto").click().run()
+    goto = [h for h in engine.history("demo-expense-waiting") if h.kind == "goto"]
+    assert [(h.thread, h.statement, h.actor) for h in goto] == [("g1", "parallel thread", "ana")]
+    bad = open_page("workflow", id="demo-expense-waiting", goto="no such step")
+    assert any("No thread of this workflow can be moved to 'no such step'" in m
+               for m in messages(bad))  # fmt: skip
 
 
 def test_state_edit_shows_a_diff_before_saving(open_page: Open, engine: Engine) -> None:
