@@ -35,7 +35,8 @@ def live() -> None:
     cols = st.columns(4)
     cols[0].markdown(f"**{ui.status(info.status)}**")
     cols[1].caption(f"created {info.created_at:%Y-%m-%d %H:%M:%S}")
-    cols[2].caption(f"updated {info.updated_at:%Y-%m-%d %H:%M:%S} · pc {info.pc}")
+    code = f" · code {info.fingerprint}" if info.fingerprint else ""
+    cols[2].caption(f"updated {info.updated_at:%Y-%m-%d %H:%M:%S} · pc {info.pc}{code}")
     if info.error:
         cols[3].error(info.error)
     elif info.result is not None:

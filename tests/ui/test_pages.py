@@ -154,6 +154,8 @@ def test_workflow_page_draws_the_live_graph(open_page: Open) -> None:
     assert 'URL="workflow?id=demo-expense-waiting&goto=first%20action"' in dot
     history = at.dataframe[1].value
     assert {"created", "wait", "step"} <= set(history["what"])
+    # Which code last ran it: the definition's fingerprint, as stored at its last checkpoint.
+    assert any("· code " in str(c.value) for c in at.caption)
 
 
 def test_goto_offers_only_valid_statements_and_moves_the_thread(
