@@ -211,6 +211,10 @@ class HistoryEntry:
     detail: dict[str, Any] = field(default_factory=dict)
     seq: int = 0  # assigned by the store, in order of writing
 
+    def copy(self) -> HistoryEntry:
+        return HistoryEntry(self.workflow_id, self.at, self.kind, self.thread, self.statement,
+                            self.actor, self.pc, dict(self.detail), self.seq)  # fmt: skip
+
 
 @dataclass(slots=True)
 class WorkflowRecord:

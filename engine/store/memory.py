@@ -35,19 +35,7 @@ class MemoryStore:
         for e in entries:
             self._seq += 1
             e.seq = self._seq
-            self._history.setdefault(e.workflow_id, []).append(
-                HistoryEntry(
-                    e.workflow_id,
-                    e.at,
-                    e.kind,
-                    e.thread,
-                    e.statement,
-                    e.actor,
-                    e.pc,
-                    dict(e.detail),
-                    e.seq,
-                )
-            )
+            self._history.setdefault(e.workflow_id, []).append(e.copy())
 
     def create(self, record: WorkflowRecord, history: Sequence[HistoryEntry]) -> bool:
         with self._lock:
@@ -188,20 +176,7 @@ class MemoryStore:
     def history(self, workflow_id: str) -> list[HistoryEntry]:
         with self._lock:
             self._get(workflow_id)
-            return [
-                HistoryEntry(
-                    e.workflow_id,
-                    e.at,
-                    e.kind,
-                    e.thread,
-                    e.statement,
-                    e.actor,
-                    e.pc,
-                    dict(e.detail),
-                    e.seq,
-                )
-                for e in self._history.get(workflow_id, [])
-            ]
+            return [e.copy() for e in self._history.get(workflow_id, [])]
 
     def due_workflows(self, now: datetime, limit: int | None = None) -> list[str]:
         with self._lock:
