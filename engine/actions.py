@@ -77,6 +77,14 @@ def deliver(
             statement=w.wait,
         )
     t = rec.thread(w.thread_id)
+    if t is None or t.status is not ThreadStatus.WAITING or t.position != w.wait:
+        raise reject(
+            f"wait {w.wait!r} of thread {w.thread_id!r} is no longer pending (the thread "
+            f"stands {'nowhere' if t is None else t.status.value + ' at ' + repr(t.position)})",
+            "no_wait",
+            thread=w.thread_id,
+            statement=w.wait,
+        )
     entry = run.program.entry(w.wait)
     case = entry.stmt.case(event) if entry and isinstance(entry.stmt, Wait) else None
     if t is None or case is None:
@@ -236,5 +244,6 @@ def update_state(
     if not changed:
         return False
     run.note("state_updated", actor=actor, reason=reason, changed=changed)
+    run.wake_waitfors()  # a WaitFor may hold now: it becomes due for whoever polls
     run.checkpoint()
     return True

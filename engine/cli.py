@@ -79,13 +79,16 @@ def worker(db: str | None, app: str | None, poll: float, batch: int, lease: floa
 @click.option("--once", is_flag=True, help="One pass, even if more became due meanwhile.")
 def run_due(db: str | None, app: str | None, once: bool) -> None:
     """Execute everything due now, then exit (for cron; safe on many machines at once)."""
+    from engine.worker import renewing_leases
+
     engine = _engine(db, app)
     total = 0
-    while True:
-        n = engine.run_due(100)
-        total += n
-        if once or n == 0:
-            break
+    with renewing_leases(engine):  # a long step keeps its lease while this runs
+        while True:
+            n = engine.run_due(100)
+            total += n
+            if once or n == 0:
+                break
     click.echo(f"{total} due item(s) handled")
 
 

@@ -6,6 +6,8 @@ import threading
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
+from engine.errors import InvalidOperation
+
 
 class Clock(Protocol):
     """Tells the engine what time it is (timezone-aware, UTC)."""
@@ -38,7 +40,7 @@ class ManualClock:
     def advance(self, delta: timedelta) -> datetime:
         """Move the time forward by ``delta`` and return the new time."""
         if delta < timedelta(0):
-            raise ValueError("ManualClock cannot go backwards")
+            raise InvalidOperation("ManualClock cannot go backwards")
         with self._lock:
             self._now += delta
             return self._now
@@ -48,7 +50,7 @@ class ManualClock:
         when = _aware(when)
         with self._lock:
             if when < self._now:
-                raise ValueError("ManualClock cannot go backwards")
+                raise InvalidOperation("ManualClock cannot go backwards")
             self._now = when
 
 

@@ -10,7 +10,7 @@ import random
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,6 +18,7 @@ from typing import Any
 from engine import actions
 from engine.clock import Clock, SystemClock
 from engine.errors import (
+    CallbackRejected,
     DefinitionError,
     DefinitionMismatch,
     GorchError,
@@ -32,7 +33,7 @@ from engine.errors import (
 from engine.handlers import CallbackManager
 from engine.interpreter import advance
 from engine.resumers import InlineResumer, Resumer
-from engine.runner import Run, build_program, jsonable, load_state
+from engine.runner import Run, build_program, describe_error, jsonable, load_state
 from engine.runtime import (
     MAIN,
     HistoryEntry,
@@ -59,7 +60,7 @@ class MoveReport:
 
     operation: str
     moved: builtins.list[tuple[str, str]] = field(default_factory=list)
-    failed: dict[str, GorchError] = field(default_factory=dict)
+    failed: builtins.list[tuple[str, str, GorchError]] = field(default_factory=list)
 
 
 class Engine:
@@ -165,6 +166,7 @@ class Engine:
                 self.clock,
                 self.managers,
                 self.retry_policy,
+                self.lease,
                 record,
                 self.store.load_waits(workflow_id),
                 self.workflow_class(record.type, workflow_id),
@@ -266,9 +268,31 @@ class Engine:
         """Run exactly one step (of the next thread in turn) and checkpoint it."""
         return self._advance(workflow_id, 1, runaway=False)
 
+    def resume(self, workflow_id: str) -> WorkflowInfo[Any]:
+        """Fire the workflow's due timers, retry its due set-ups and tear-downs, then execute it.
+
+        What a task queue runs for one workflow (``run_due`` does the same for all of them).
+
+        Raises:
+            WorkflowNotFound: no such workflow.
+            WorkflowBusy: another process is running it right now.
+            DefinitionMismatch: a thread's position is gone from the code (nothing changed).
+        """
+        now = self.clock.now()
+        for w in self.store.load_waits(workflow_id):
+            if (w.status.open and w.due_at is not None and w.due_at <= now) or (
+                w.retry_at is not None and w.retry_at <= now
+            ):
+                # CallbackRejected: another case of its Wait won meanwhile (an earlier timer)
+                with suppress(CallbackRejected):
+                    self._serve_wait(w)
+        return self.execute(workflow_id)
+
     def _advance(self, workflow_id: str, limit: int, *, runaway: bool) -> WorkflowInfo[Any]:
         with self._run(workflow_id) as run:
             rec = run.record
+            if rec.status.done:  # nothing runs, nothing is written
+                return self._info(rec, run.model)
             try:
                 run.prepare()
                 steps = 0
@@ -301,7 +325,10 @@ class Engine:
             except (DefinitionMismatch, DefinitionError) as e:
                 e.workflow_id = e.workflow_id or workflow_id
                 raise
-            return self._info(rec, run.model)
+            info, later = self._info(rec, run.model), run.next_due()
+        if later is not None and later > self.clock.now():
+            self.resumer.schedule(self, workflow_id, at=later)  # a retry back-off or a timer
+        return info
 
     def _runaway(self, run: Run, ready: builtins.list[ThreadState]) -> None:
         for t in ready:
@@ -393,24 +420,15 @@ class Engine:
             if self._quarantined(w.workflow_id):
                 continue
             try:
-                if w.status.open and w.due_at is not None and w.due_at <= self.clock.now():
-                    self._callback(
-                        w.workflow_id,
-                        w.event,
-                        None,
-                        actor="timer",
-                        thread=w.thread_id,
-                        pc=w.pc,
-                        wait=False,
-                    )
-                else:
-                    with self._run(w.workflow_id) as run:
-                        run.serve_waits()
+                self._serve_wait(w)
                 done += 1
             except WorkflowBusy:
                 continue
             except GorchError as e:
                 self._skip(w.workflow_id, e)
+            except Exception as e:  # a bug in user code must not stop the poller
+                log.exception("due wait %s of %s", w.event, w.workflow_id)
+                self._skip(w.workflow_id, StateError(describe_error(e)))
         due = self.store.due_workflows(self.clock.now(), limit)
         random.shuffle(due)  # workers polling together then rarely reach for the same one
         for wid in due:
@@ -425,7 +443,26 @@ class Engine:
                 continue
             except GorchError as e:
                 self._skip(wid, e)
+            except Exception as e:  # a bug in user code must not stop the poller
+                log.exception("workflow %s", wid)
+                self._skip(wid, StateError(describe_error(e)))
         return done
+
+    def _serve_wait(self, w: WaitInfo) -> None:
+        """Fire a due timer (a callback from actor ``timer``), or retry a set-up/tear-down."""
+        if w.status.open and w.due_at is not None and w.due_at <= self.clock.now():
+            self._callback(
+                w.workflow_id,
+                w.event,
+                None,
+                actor="timer",
+                thread=w.thread_id,
+                pc=w.pc,
+                wait=False,
+            )
+        else:
+            with self._run(w.workflow_id) as run:
+                run.serve_waits()
 
     def _quarantined(self, workflow_id: str) -> bool:
         until = self._quarantine.get(workflow_id)
@@ -520,7 +557,8 @@ class Engine:
         recorded with ``actor``, ``reason`` and one shared ``operation`` id.
 
         Returns:
-            The operation id, the (workflow, thread) pairs moved, and the failures by id.
+            The operation id, the (workflow, thread) pairs moved, and the (workflow, thread,
+            error) of those that could not be moved.
         """
         from engine.compat import unfinished
 
@@ -536,7 +574,7 @@ class Engine:
                 self.goto(wid, tid, to_statement, actor, reason, operation=report.operation)
                 report.moved.append((wid, tid))
             except GorchError as e:
-                report.failed[wid] = e
+                report.failed.append((wid, tid, e))
         return report
 
     def goto(

@@ -12,10 +12,11 @@ import os
 import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
-from pydantic_core import to_jsonable_python
+from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from engine.clock import Clock
 from engine.errors import DefinitionError, GorchError, StateError
@@ -128,6 +129,7 @@ class Run:
     clock: Clock
     managers: Mapping[str, CallbackManager]
     retry: RetryPolicy
+    lease: timedelta
     record: WorkflowRecord
     waits: list[WaitInfo]
     cls: type[Workflow]
@@ -173,6 +175,16 @@ class Run:
             )
         )
 
+    def dump_state(self) -> dict[str, Any]:
+        """The state as JSON. Raises ``StateError`` if a field holds what JSON cannot."""
+        try:
+            return self.model.model_dump(mode="json")
+        except PydanticSerializationError as e:
+            raise StateError(
+                f"the state of workflow {self.record.id!r} cannot be stored as JSON: {e}",
+                workflow_id=self.record.id,
+            ) from None
+
     def restore_state(self) -> None:
         """Forget in-memory changes to the state since the last checkpoint."""
         self.model = load_state(self.cls, self.record)
@@ -181,13 +193,15 @@ class Run:
     def checkpoint(self) -> None:
         """Write the state, threads, waits and pending history atomically, then serve waits."""
         rec = self.record
+        state = self.dump_state()  # before anything changes: a failure here writes nothing
         rec.pc += 1
         if self._last is not None:
             rec.fingerprint = self._last.fingerprint
-        rec.state = self.model.model_dump(mode="json")
+        rec.state = state
         rec.status = derive_status(rec)
         now = self.clock.now()
         rec.updated_at = now
+        rec.lease_until = now + self.lease  # every checkpoint extends the session's lease
         rec.next_run_at = self._next_run(now)
         for e in self.pending:
             e.pc = rec.pc
@@ -201,6 +215,13 @@ class Run:
         self.pending = []
         self._program = None  # the state changed: conditions must be evaluated again
         self.serve_waits()
+
+    def next_due(self) -> datetime | None:
+        """The earliest time this workflow has work by the clock: a retry, a timer, a set-up."""
+        times = [self.record.next_run_at]
+        times += [w.due_at for w in self.waits if w.status.open]
+        times += [w.retry_at for w in self.waits]
+        return min((t for t in times if t is not None), default=None)
 
     def _next_run(self, now: Any) -> Any:
         if self.record.status is not WorkflowStatus.RUNNING:
@@ -289,6 +310,11 @@ class Run:
         """Record what the interpreter did with thread ``t``; the caller checkpoints."""
         now = self.clock.now()
         if isinstance(outcome, StepRan):
+            try:
+                self.dump_state()
+            except StateError as e:  # the step set something JSON cannot hold: it failed
+                outcome = StepRaised(outcome.step, e)
+        if isinstance(outcome, StepRan):
             t.position, t.phase, t.attempts, t.error, t.retry_at = (
                 outcome.step.name,
                 Phase.DONE,
@@ -297,7 +323,7 @@ class Run:
                 None,
             )
             self.note("step", thread=t.id, statement=outcome.step.name)
-        elif isinstance(outcome, StepRaised):
+        if isinstance(outcome, StepRaised):
             self.restore_state()  # a failed step's partial changes are not kept
             step = outcome.step
             policy = step.retry or self.retry

@@ -10,6 +10,8 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import FrameType
 
 from engine.engine import Engine
@@ -50,37 +52,46 @@ class Worker:
 
     def run(self, *, once: bool = False) -> int:
         """Poll until stopped (or one pass with ``once``); return how many items were handled."""
-        heartbeat = threading.Thread(target=self._heartbeat, name="gorch-heartbeat", daemon=True)
-        heartbeat.start()
         handled = 0
         try:
-            while not self._stop.is_set():
-                try:
-                    n = self.engine.run_due(self.batch, stop=self._stop.is_set)
-                except GorchError as e:  # e.g. the database is down: wait and try again
-                    log.error("poll failed: %s", e)
-                    n = 0
-                handled += n
-                if once:
-                    break
-                if n == 0:
-                    self._stop.wait(self.poll)
+            with renewing_leases(self.engine):
+                while not self._stop.is_set():
+                    try:
+                        n = self.engine.run_due(self.batch, stop=self._stop.is_set)
+                    except GorchError as e:  # e.g. the database is down: wait and try again
+                        log.error("poll failed: %s", e)
+                        n = 0
+                    handled += n
+                    if once:
+                        break
+                    if n == 0:
+                        self._stop.wait(self.poll)
         finally:
             self._stop.set()
-            heartbeat.join(timeout=5)
         return handled
 
-    def _heartbeat(self) -> None:
-        """Renew the lease of every workflow this engine is running, a few times per lease."""
-        interval = max(self.engine.lease.total_seconds() / 3, 0.05)
-        while not self._stop.wait(interval):
-            for owner, workflow_id in list(self.engine.active.items()):
+
+@contextmanager
+def renewing_leases(engine: Engine) -> Iterator[None]:
+    """Renew the lease of every workflow ``engine`` runs, a few times per lease, meanwhile."""
+    stop = threading.Event()
+
+    def heartbeat() -> None:
+        interval = max(engine.lease.total_seconds() / 3, 0.05)
+        while not stop.wait(interval):
+            for owner, workflow_id in list(engine.active.items()):
                 try:
-                    self.engine.store.renew(
-                        workflow_id, owner, until=self.engine.clock.now() + self.engine.lease
-                    )
+                    engine.store.renew(workflow_id, owner, until=engine.clock.now() + engine.lease)
                 except GorchError as e:
                     log.warning("lease of %s: %s", workflow_id, e)
+
+    thread = threading.Thread(target=heartbeat, name="gorch-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)
 
 
 def run_worker(engine: Engine, *, poll: float = 0.5, batch: int = 20, once: bool = False) -> int:

@@ -60,6 +60,7 @@ class Store(Protocol):
 
         Succeeds only if ``owner`` holds the lease and the stored version equals
         ``record.version``; then ``record.version`` is incremented. Raises ``LeaseLost`` otherwise.
+        A ``record.lease_until`` that is set extends ``owner``'s lease to it.
         """
         ...
 

@@ -106,7 +106,8 @@ class MemoryStore:
                 )
             record.version += 1
             new = record.copy()
-            new.lease_owner, new.lease_until = stored.lease_owner, stored.lease_until
+            new.lease_owner = stored.lease_owner
+            new.lease_until = record.lease_until or stored.lease_until
             self._workflows[record.id] = new
             if waits is not None:
                 for old in self._waits.get(record.id, {}):

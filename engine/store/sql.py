@@ -278,6 +278,8 @@ class SQLModelStore:
         # The type and creation time never change: leaving them out of the SET spares the
         # indexes that hold them a rewrite on every checkpoint.
         del params["type"], params["created_at"]
+        if record.lease_until is not None:  # the checkpoint extends the writer's lease
+            params["lease_until"] = record.lease_until
         params.update(k_id=record.id, k_version=record.version, k_owner=owner)
         with self._write("checkpoint", record.id) as conn:
             if conn.execute(_CHECKPOINT, params).rowcount != 1:
