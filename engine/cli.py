@@ -144,9 +144,9 @@ def demo(db: str | None) -> None:
 def ui(
     db: str | None, app: str | None, port: int | None, headless: bool, streamlit_args: Sequence[str]
 ) -> None:
-    """Open the operator UI (``streamlit run gorch_ui``) on the database and app given.
+    """Open the operator UI (streamlit run gorch_ui) on the database and app given.
 
-    Extra arguments go to ``streamlit run`` (e.g. ``--server.address 0.0.0.0``).
+    Extra arguments go to streamlit run (e.g. --server.address 0.0.0.0).
     """
     cmd, env = ui_command(db, app, port=port, headless=headless, extra=streamlit_args)
     click.echo(f"gorch ui on {_safe(db_url(db))}", err=True)
