@@ -477,6 +477,22 @@ class Engine:
         log.warning("workflow %s: %s: %s", workflow_id, type(e).__name__, e)
         if isinstance(e, (DefinitionMismatch, DefinitionError, StateError, UnknownWorkflowType)):
             self._quarantine[workflow_id] = self.clock.now() + self.quarantine
+            self._note_blocked(workflow_id, e)
+
+    def _note_blocked(self, workflow_id: str, e: GorchError) -> None:
+        """Put why the workflow cannot run into its history, once per distinct reason, so
+        operators see it (its threads and state stay as stored)."""
+        error = f"{type(e).__name__}: {e.message}"
+        try:
+            last = self.store.history(workflow_id)[-1:]
+            if last and last[0].kind == "blocked" and last[0].detail.get("error") == error:
+                return
+            entry = HistoryEntry(workflow_id, self.clock.now(), "blocked", e.thread,
+                                 e.statement, detail={"error": error})  # fmt: skip
+            self.store.append_history([entry])
+        except GorchError as store_error:
+            log.warning("workflow %s: cannot record why it is blocked: %s", workflow_id,
+                        store_error)  # fmt: skip
 
     # -- reading ----------------------------------------------------------------------------
 

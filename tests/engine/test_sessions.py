@@ -163,3 +163,31 @@ def test_a_handler_that_leaves_unstorable_state_changes_nothing() -> None:
     assert (after.version, after.pc) == (before.version, before.pc)
     assert [w.event for w in engine.pending_waits(wid)] == ["go"]
     assert engine.run_due() == 0  # and the poller survives it
+
+
+class Breaks(Workflow):
+    """After its first step, definition() raises: a bug shipped in the code."""
+
+    done: bool = False
+
+    def definition(self) -> Section:
+        if self.done:
+            raise RuntimeError("bad deploy")
+        return S(Step("first", self.finish), Step("second", lambda: None))
+
+    def finish(self) -> None:
+        self.done = True
+
+
+def test_a_workflow_that_cannot_run_says_why_in_its_history_once() -> None:
+    clock = ManualClock()
+    engine = Engine(MemoryStore(), [Breaks], clock=clock, resumer=PollingResumer())
+    wid = engine.new_workflow(Breaks())
+    engine.run_due()  # runs "first"; then the definition cannot be built
+    engine.run_due()  # quarantined: nothing more
+    clock.advance(engine.quarantine + timedelta(seconds=1))
+    engine.run_due()  # tried again, same reason: not written twice
+    blocked = [h for h in engine.history(wid) if h.kind == "blocked"]
+    assert len(blocked) == 1
+    assert "bad deploy" in blocked[0].detail["error"]
+    assert engine.get(wid).state.done  # its state stays as stored
