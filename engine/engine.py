@@ -6,13 +6,12 @@ import builtins
 import itertools
 import json
 import logging
-import random
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from engine import actions
@@ -25,15 +24,15 @@ from engine.errors import (
     InvalidInput,
     InvalidOperation,
     RunawayLoop,
-    StateError,
     UnknownWorkflowType,
     WorkflowBusy,
     WorkflowExists,
 )
 from engine.handlers import CallbackManager
 from engine.interpreter import advance
+from engine.polling import Poller
 from engine.resumers import InlineResumer, Resumer
-from engine.runner import Run, build_program, describe_error, jsonable, load_state
+from engine.runner import Run, build_program, jsonable, load_state
 from engine.runtime import (
     MAIN,
     HistoryEntry,
@@ -110,7 +109,7 @@ class Engine:
         self.busy_timeout = busy_timeout
         self.quarantine = quarantine
         self.max_input_bytes = max_input_bytes
-        self._quarantine: dict[str, datetime] = {}
+        self._poller = Poller(self)
         self.draining = False  # set by a worker on shutdown: stop between steps
         self.active: dict[str, str] = {}  # lease owner -> workflow id, for lease heartbeats
         self.owner = f"engine-{uuid.uuid4().hex[:12]}"
@@ -402,8 +401,9 @@ class Engine:
         """Fire due timers, retry due set-ups/tear-downs and execute due workflows, now.
 
         Workflows busy elsewhere are skipped (they are someone else's work). A workflow that
-        cannot run as stored (``DefinitionMismatch``, ``StateError``, unknown type) is logged
-        and left alone by this engine for ``quarantine``, so one broken workflow cannot hog it.
+        cannot run as stored (``DefinitionMismatch``, ``StateError``, unknown type) is logged,
+        noted once in its history, and left alone by this engine for ``quarantine``, so one
+        broken workflow cannot hog it. See ``engine.polling``.
 
         Args:
             limit: at most this many timers and this many workflows.
@@ -412,41 +412,7 @@ class Engine:
         Returns:
             How many timers, waits and workflows were handled.
         """
-        done = 0
-        stopping = stop or (lambda: self.draining)
-        for w in self.store.due_waits(self.clock.now(), limit):
-            if stopping():
-                return done
-            if self._quarantined(w.workflow_id):
-                continue
-            try:
-                self._serve_wait(w)
-                done += 1
-            except WorkflowBusy:
-                continue
-            except GorchError as e:
-                self._skip(w.workflow_id, e)
-            except Exception as e:  # a bug in user code must not stop the poller
-                log.exception("due wait %s of %s", w.event, w.workflow_id)
-                self._skip(w.workflow_id, StateError(describe_error(e)))
-        due = self.store.due_workflows(self.clock.now(), limit)
-        random.shuffle(due)  # workers polling together then rarely reach for the same one
-        for wid in due:
-            if stopping():
-                return done
-            if self._quarantined(wid):
-                continue
-            try:
-                self.execute(wid)
-                done += 1
-            except WorkflowBusy:
-                continue
-            except GorchError as e:
-                self._skip(wid, e)
-            except Exception as e:  # a bug in user code must not stop the poller
-                log.exception("workflow %s", wid)
-                self._skip(wid, StateError(describe_error(e)))
-        return done
+        return self._poller.run_due(limit, stop=stop or (lambda: self.draining))
 
     def _serve_wait(self, w: WaitInfo) -> None:
         """Fire a due timer (a callback from actor ``timer``), or retry a set-up/tear-down."""
@@ -463,36 +429,6 @@ class Engine:
         else:
             with self._run(w.workflow_id) as run:
                 run.serve_waits()
-
-    def _quarantined(self, workflow_id: str) -> bool:
-        until = self._quarantine.get(workflow_id)
-        if until is None:
-            return False
-        if until <= self.clock.now():
-            del self._quarantine[workflow_id]
-            return False
-        return True
-
-    def _skip(self, workflow_id: str, e: GorchError) -> None:
-        log.warning("workflow %s: %s: %s", workflow_id, type(e).__name__, e)
-        if isinstance(e, (DefinitionMismatch, DefinitionError, StateError, UnknownWorkflowType)):
-            self._quarantine[workflow_id] = self.clock.now() + self.quarantine
-            self._note_blocked(workflow_id, e)
-
-    def _note_blocked(self, workflow_id: str, e: GorchError) -> None:
-        """Put why the workflow cannot run into its history, once per distinct reason, so
-        operators see it (its threads and state stay as stored)."""
-        error = f"{type(e).__name__}: {e.message}"
-        try:
-            last = self.store.history(workflow_id)[-1:]
-            if last and last[0].kind == "blocked" and last[0].detail.get("error") == error:
-                return
-            entry = HistoryEntry(workflow_id, self.clock.now(), "blocked", e.thread,
-                                 e.statement, detail={"error": error})  # fmt: skip
-            self.store.append_history([entry])
-        except GorchError as store_error:
-            log.warning("workflow %s: cannot record why it is blocked: %s", workflow_id,
-                        store_error)  # fmt: skip
 
     # -- reading ----------------------------------------------------------------------------
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up and run the whole gorch test suite on a fresh machine:
-#   1. create .venv (if missing) and install gorch editable with dev, ui and notebook extras;
+#   1. create .venv (if missing) and install gorch editable with dev, ui, notebook and celery
+#      extras;
 #   2. start external services when running in CI (see start_services);
 #   3. lint with ruff and type-check with mypy;
 #   4. run pytest, passing along any arguments given to this script.
@@ -21,13 +22,21 @@ start_services() {
             || pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql)" main start
     fi
     install_system_packages
+    # Redis on 127.0.0.1:6379 (the Celery resumer's tests; they also start private servers).
+    if ! redis-cli -h 127.0.0.1 ping >/dev/null 2>&1; then
+        mkdir -p /var/lib/redis /var/log/redis
+        redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" \
+            --appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log
+    fi
 }
 
 # System packages, installed in CI when missing: Graphviz's `dot` (the graph and notebook
-# tests check real SVG output) and Debian's Chromium (the UI's browser test, tests/ui).
+# tests check real SVG output), Debian's Chromium (the UI's browser test, tests/ui) and
+# redis-server (the Celery resumer's tests, tests/engine/resumers).
 install_system_packages() {
     local missing=()
     command -v dot >/dev/null 2>&1 || missing+=(graphviz)
+    command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
     [[ -x /usr/bin/chromium ]] || missing+=(chromium)
     if (( ${#missing[@]} )); then
         apt-get update -qq
@@ -38,7 +47,7 @@ install_system_packages() {
 if [[ ! -d .venv ]]; then
     python3 -m venv .venv
 fi
-.venv/bin/pip install -q --disable-pip-version-check -e '.[dev,ui,notebook]'
+.venv/bin/pip install -q --disable-pip-version-check -e '.[dev,ui,notebook,celery]'
 
 start_services
 

@@ -6,7 +6,7 @@ loses work. A resumer only makes it *prompt*: it is told each time something bec
 
 Write your own for your scheduler (a task queue, say) by implementing ``Resumer.schedule``;
 it must tolerate duplicates and lateness, because the engine's lease and program counter
-decide what actually runs.
+decide what actually runs. ``engine.resumers.celery`` holds one for Celery.
 """
 
 from __future__ import annotations

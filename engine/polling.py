@@ -1,0 +1,115 @@
+"""Polling for due work: timers, set-up/tear-down retries and due workflows.
+
+``Engine.run_due`` is this module's ``Poller.run_due``; the worker, ``gorch run-due`` and a
+task queue's sweep all come here. A workflow that cannot run as stored is quarantined for a
+while, so one broken workflow cannot take a poller's whole attention.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from datetime import datetime
+from functools import partial
+from typing import TYPE_CHECKING
+
+from engine.errors import (
+    DefinitionError,
+    DefinitionMismatch,
+    GorchError,
+    StateError,
+    UnknownWorkflowType,
+    WorkflowBusy,
+)
+from engine.runner import describe_error
+from engine.runtime import HistoryEntry
+
+if TYPE_CHECKING:
+    from engine.engine import Engine
+
+log = logging.getLogger("gorch")
+
+BLOCKING = (DefinitionMismatch, DefinitionError, StateError, UnknownWorkflowType)
+"""Errors that mean a workflow cannot run as stored until code or an operator changes."""
+
+
+class Poller:
+    """Runs what is due for one engine, remembering which workflows to leave alone a while."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.quarantine: dict[str, datetime] = {}
+
+    def run_due(self, limit: int | None, *, stop: Callable[[], bool]) -> int:
+        """See ``Engine.run_due``."""
+        engine, done = self.engine, 0
+        for w in engine.store.due_waits(engine.clock.now(), limit):
+            if stop():
+                return done
+            if not self.quarantined(w.workflow_id) and self._try(
+                w.workflow_id, partial(engine._serve_wait, w)
+            ):
+                done += 1
+        due = engine.store.due_workflows(engine.clock.now(), limit)
+        random.shuffle(due)  # workers polling together then rarely reach for the same one
+        for wid in due:
+            if stop():
+                return done
+            if not self.quarantined(wid) and self._try(wid, partial(engine.execute, wid)):
+                done += 1
+        return done
+
+    def _try(self, workflow_id: str, work: Callable[[], object]) -> bool:
+        try:
+            work()
+            return True
+        except WorkflowBusy:
+            return False  # someone else's work right now
+        except GorchError as e:
+            self.skip(workflow_id, e)
+        except Exception as e:  # a bug in user code must not stop the poller
+            log.exception("workflow %s", workflow_id)
+            self.skip(workflow_id, StateError(describe_error(e)))
+        return False
+
+    def quarantined(self, workflow_id: str) -> bool:
+        """True while the workflow is being left alone."""
+        until = self.quarantine.get(workflow_id)
+        if until is None:
+            return False
+        if until <= self.engine.clock.now():
+            del self.quarantine[workflow_id]
+            return False
+        return True
+
+    def skip(self, workflow_id: str, e: GorchError) -> None:
+        """Log ``e``; if it blocks the workflow, quarantine it and say why in its history."""
+        log.warning("workflow %s: %s: %s", workflow_id, type(e).__name__, e)
+        if isinstance(e, BLOCKING):
+            self.quarantine[workflow_id] = self.engine.clock.now() + self.engine.quarantine
+            self.note_blocked(workflow_id, e)
+
+    def note_blocked(self, workflow_id: str, e: GorchError) -> None:
+        """Put why the workflow cannot run into its history, once per distinct reason, so
+        operators see it (its threads and state stay as stored)."""
+        store, error = self.engine.store, f"{type(e).__name__}: {e.message}"
+        try:
+            last = store.history(workflow_id)[-1:]
+            if last and last[0].kind == "blocked" and last[0].detail.get("error") == error:
+                return
+            store.append_history(
+                [
+                    HistoryEntry(
+                        workflow_id,
+                        self.engine.clock.now(),
+                        "blocked",
+                        e.thread,
+                        e.statement,
+                        detail={"error": error},
+                    )
+                ]
+            )
+        except GorchError as store_error:
+            log.warning("workflow %s: cannot record why it is blocked: %s", workflow_id,
+                        store_error)  # fmt: skip
