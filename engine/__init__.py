@@ -30,7 +30,7 @@ from engine.handlers import (
     UserAction,
     WaitForUserAction,
 )
-from engine.interpreter import current_thread
+from engine.interpreter import current_attempt, current_thread
 from engine.resumers import InlineResumer, PollingResumer, Resumer
 from engine.runtime import (
     HistoryEntry,
@@ -125,6 +125,7 @@ __all__ = [
     "WorkflowNotFound",
     "WorkflowStatus",
     "check_compatibility",
+    "current_attempt",
     "current_thread",
     "validate",
 ]

@@ -253,19 +253,33 @@ class Engine:
         self.resumer.schedule(self, wid)
         return wid
 
-    def execute(self, workflow_id: str) -> WorkflowInfo[Any]:
+    def execute(
+        self, workflow_id: str, *, actor: str | None = None, reason: str | None = None
+    ) -> WorkflowInfo[Any]:
         """Run the workflow until every thread blocks or ends; checkpoint after each step.
+
+        Args:
+            actor: who asked (an operator's button, say): recorded as ``execute_requested``
+                in the same checkpoint as the first step it causes.
+            reason: why, recorded with the actor.
 
         Raises:
             WorkflowNotFound: no such workflow.
             WorkflowBusy: another process is running it right now.
             DefinitionMismatch: a thread's position is gone from the code (nothing changed).
         """
-        return self._advance(workflow_id, self.max_steps, runaway=True)
+        return self._advance(workflow_id, self.max_steps, runaway=True,
+                             request=("execute_requested", actor, reason))  # fmt: skip
 
-    def step(self, workflow_id: str) -> WorkflowInfo[Any]:
-        """Run exactly one step (of the next thread in turn) and checkpoint it."""
-        return self._advance(workflow_id, 1, runaway=False)
+    def step(
+        self, workflow_id: str, *, actor: str | None = None, reason: str | None = None
+    ) -> WorkflowInfo[Any]:
+        """Run exactly one step (of the next thread in turn) and checkpoint it.
+
+        ``actor`` and ``reason`` are recorded as ``step_requested`` in that checkpoint.
+        """
+        return self._advance(workflow_id, 1, runaway=False,
+                             request=("step_requested", actor, reason))  # fmt: skip
 
     def resume(self, workflow_id: str) -> WorkflowInfo[Any]:
         """Fire the workflow's due timers, retry its due set-ups and tear-downs, then execute it.
@@ -287,13 +301,23 @@ class Engine:
                     self._serve_wait(w)
         return self.execute(workflow_id)
 
-    def _advance(self, workflow_id: str, limit: int, *, runaway: bool) -> WorkflowInfo[Any]:
+    def _advance(
+        self,
+        workflow_id: str,
+        limit: int,
+        *,
+        runaway: bool,
+        request: tuple[str, str | None, str | None] = ("", None, None),
+    ) -> WorkflowInfo[Any]:
         with self._run(workflow_id) as run:
             rec = run.record
             if rec.status.done:  # nothing runs, nothing is written
                 return self._info(rec, run.model)
             try:
                 run.prepare()
+                kind, actor, reason = request
+                if actor is not None:  # written with the first checkpoint of this session
+                    run.note(kind, actor=actor, reason=reason)
                 steps = 0
                 while not rec.status.done and rec.status is not WorkflowStatus.FAILED:
                     if self.draining:

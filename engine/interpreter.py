@@ -35,6 +35,17 @@ from engine.validate import FrameKind, Program
 _current_thread: ContextVar[str | None] = ContextVar("gorch_current_thread", default=None)
 
 
+_current_attempt: ContextVar[int] = ContextVar("gorch_current_attempt", default=0)
+
+
+def current_attempt() -> int:
+    """The attempt number (1 for the first) of the step running now, or 0 outside a step.
+
+    Useful to vary what a retry does, or to simulate a flaky service deterministically.
+    """
+    return _current_attempt.get()
+
+
 def current_thread() -> str | None:
     """The id of the thread whose step or handler is running now, or None outside one."""
     return _current_thread.get()
@@ -179,7 +190,7 @@ def advance(program: Program, thread: ThreadState, *, max_iterations: int = 10_0
             continue  # a finished loop body leaves its owner on the For: check it again
         st = stmts[i]
         if isinstance(st, Step):
-            return _run_step(st, thread.id)
+            return _run_step(st, thread)
         if isinstance(st, Section):
             frames.append([st.stmts, 0, FrameKind.SEQ])
         elif isinstance(st, (If, Switch)):
@@ -241,13 +252,16 @@ def advance(program: Program, thread: ThreadState, *, max_iterations: int = 10_0
     return Ended()
 
 
-def _run_step(step: Step, thread_id: str) -> StepRan | StepRaised:
-    token = _current_thread.set(thread_id)
+def _run_step(step: Step, thread: ThreadState) -> StepRan | StepRaised:
+    retrying = thread.position == step.name and thread.phase is Phase.AT
+    token = _current_thread.set(thread.id)
+    attempt = _current_attempt.set(thread.attempts + 1 if retrying else 1)
     try:
         return StepRan(step, run_callable(step.action))
     except Exception as e:
         return StepRaised(step, e)
     finally:
+        _current_attempt.reset(attempt)
         _current_thread.reset(token)
 
 

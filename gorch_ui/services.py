@@ -259,27 +259,13 @@ def history_rows(history: Sequence[HistoryEntry]) -> list[dict[str, Any]]:
     ]
 
 
-def _note(engine: Engine, workflow_id: str, kind: str, who: str, reason: str | None) -> None:
-    # step/execute take no actor: record who asked, just before the engine records what ran.
-    entry = HistoryEntry(workflow_id, engine.clock.now(), kind, actor=who)
-    if reason:
-        entry.detail["reason"] = reason
-    engine.store.append_history([entry])
-
-
 def step(engine: Engine, op: Operator, workflow_id: str, reason: str | None = None) -> str:
-    who = actor(op)
-    engine.get(workflow_id)
-    _note(engine, workflow_id, "step_requested", who, reason)
-    info = engine.step(workflow_id)
+    info = engine.step(workflow_id, actor=actor(op), reason=reason or None)
     return f"stepped: {info.status.value}"
 
 
 def execute(engine: Engine, op: Operator, workflow_id: str, reason: str | None = None) -> str:
-    who = actor(op)
-    engine.get(workflow_id)
-    _note(engine, workflow_id, "execute_requested", who, reason)
-    info = engine.execute(workflow_id)
+    info = engine.execute(workflow_id, actor=actor(op), reason=reason or None)
     return f"executed: {info.status.value}"
 
 

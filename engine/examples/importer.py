@@ -4,14 +4,25 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from engine import Break, For, If, RetryPolicy, Return, S, Section, Step, Workflow
+from engine import (
+    Break,
+    For,
+    If,
+    RetryPolicy,
+    Return,
+    S,
+    Section,
+    Step,
+    Workflow,
+    current_attempt,
+)
 
 
 class Import(Workflow):
     """Fetch ``pages`` pages; page numbers in ``flaky`` fail ``failures`` times before working.
 
-    The failure count lives outside the state on purpose: a failed step's state changes are
-    discarded, so a real flaky service is simulated by a counter the retries cannot reset.
+    The failures depend on the step's attempt number (``current_attempt()``), not on a counter
+    in the state: a failed step's state changes are discarded, as with a real flaky service.
     """
 
     pages: int = 3
@@ -34,12 +45,7 @@ class Import(Workflow):
         )  # fmt: skip
 
     def fetch(self) -> None:
-        key = (id(type(self)), self.page, tuple(self.fetched))
-        if self.page in self.flaky and _ATTEMPTS.get(key, 0) < self.failures:
-            _ATTEMPTS[key] = _ATTEMPTS.get(key, 0) + 1
+        if self.page in self.flaky and current_attempt() <= self.failures:
             raise ConnectionError(f"page {self.page}: service unavailable")
         self.fetched.append(self.page)
         self.page += 1
-
-
-_ATTEMPTS: dict[tuple[int, int, tuple[int, ...]], int] = {}

@@ -769,3 +769,27 @@ def test_an_async_step_that_raises_is_retried_like_a_sync_one(
     engine.run_due()
     assert engine.get(wid).result == "fetched"
     assert CALLS["fetch"] == 2
+
+
+def test_a_step_knows_its_attempt_number(clock: Any) -> None:
+    from engine import MemoryStore, PollingResumer, RetryPolicy, current_attempt
+
+    seen: list[int] = []
+
+    class Flaky(Workflow):
+        def definition(self):
+            return S(Step("call", self.call, retry=RetryPolicy(max_attempts=3)))
+
+        def call(self) -> None:
+            seen.append(current_attempt())
+            if current_attempt() < 3:
+                raise ConnectionError("not yet")
+
+    engine = Engine(MemoryStore(), [Flaky], clock=clock, resumer=PollingResumer())
+    wid = engine.new_workflow(Flaky())
+    for _ in range(3):
+        engine.run_due()
+        clock.advance(timedelta(minutes=1))
+    assert seen == [1, 2, 3]
+    assert engine.get(wid).status is WorkflowStatus.FINISHED
+    assert current_attempt() == 0  # outside a step

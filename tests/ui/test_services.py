@@ -236,8 +236,13 @@ def test_goto_is_validated_against_the_definition(demo: Engine) -> None:
 def test_step_and_execute_record_who_asked(demo: Engine) -> None:
     demo.clock.advance(timedelta(seconds=10))  # type: ignore[attr-defined]
     services.step(demo, ANA, "demo-import-retrying", "nudge")
-    asked = [h for h in demo.history("demo-import-retrying") if h.kind == "step_requested"]
+    history = demo.history("demo-import-retrying")
+    asked = [h for h in history if h.kind == "step_requested"]
     assert [(h.actor, h.detail) for h in asked] == [("ana", {"reason": "nudge"})]
+    # Who asked is written in the same checkpoint as the step it caused.
+    caused = [h for h in history if h.pc == asked[0].pc and h.kind != "step_requested"]
+    assert caused and caused[0].kind in ("step", "step_error")
+    demo.clock.advance(timedelta(seconds=10))  # type: ignore[attr-defined]  # the back-off
     services.execute(demo, ANA, "demo-import-retrying")
     assert demo.get("demo-import-retrying").status is WorkflowStatus.FINISHED
 
