@@ -4,8 +4,14 @@ The public API is flat: everything a user needs is importable from ``engine``.
 """
 
 from engine.clock import Clock, ManualClock, SystemClock
-from engine.compat import CompatibilityReport, Problem, Renamed, check_compatibility
-from engine.engine import Engine, MoveReport
+from engine.compat import (
+    CompatibilityReport,
+    MoveReport,
+    Problem,
+    Renamed,
+    check_compatibility,
+)
+from engine.engine import Engine
 from engine.errors import (
     CallbackRejected,
     DefinitionError,

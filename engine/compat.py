@@ -15,13 +15,23 @@ from dataclasses import dataclass, field
 from engine.errors import DefinitionError, GorchError, StateError
 from engine.interpreter import position_problems
 from engine.runner import build_program, load_state
-from engine.runtime import WorkflowRecord, WorkflowStatus
+from engine.runtime import ThreadStatus, WorkflowRecord, WorkflowStatus
 from engine.statements import Section
 from engine.store.base import Store
 from engine.validate import Program, compile_definition
 from engine.workflow import Workflow
 
 UNFINISHED = (WorkflowStatus.RUNNING, WorkflowStatus.WAITING, WorkflowStatus.FAILED)
+DONE_THREADS = (ThreadStatus.FINISHED, ThreadStatus.CANCELLED)
+
+
+@dataclass
+class MoveReport:
+    """What ``Engine.move`` did: one audited operation over many workflows."""
+
+    operation: str
+    moved: list[tuple[str, str]] = field(default_factory=list)
+    failed: list[tuple[str, str, GorchError]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -10,12 +10,12 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 from engine import actions
 from engine.clock import Clock, SystemClock
+from engine.compat import DONE_THREADS, MoveReport, unfinished
 from engine.errors import (
     CallbackRejected,
     DefinitionError,
@@ -49,17 +49,6 @@ from engine.store.base import Store
 from engine.workflow import Workflow
 
 log = logging.getLogger("gorch")
-
-DONE_THREADS = (ThreadStatus.FINISHED, ThreadStatus.CANCELLED)
-
-
-@dataclass
-class MoveReport:
-    """What ``Engine.move`` did: one audited operation over many workflows."""
-
-    operation: str
-    moved: builtins.list[tuple[str, str]] = field(default_factory=list)
-    failed: builtins.list[tuple[str, str, GorchError]] = field(default_factory=list)
 
 
 class Engine:
@@ -536,8 +525,6 @@ class Engine:
             The operation id, the (workflow, thread) pairs moved, and the (workflow, thread,
             error) of those that could not be moved.
         """
-        from engine.compat import unfinished
-
         report = MoveReport(operation=uuid.uuid4().hex)
         candidates = [
             (r.id, t.id)
