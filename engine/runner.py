@@ -138,6 +138,8 @@ class Run:
     waits_changed: bool = False  # the set of waits changed since the last checkpoint
     _program: Program | None = field(default=None, init=False)
     _last: Program | None = field(default=None, init=False)  # the program before the change
+    # The state as JSON when apply() has just serialised it, for the checkpoint to reuse.
+    _dumped: dict[str, Any] | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self.model = load_state(self.cls, self.record)
@@ -188,12 +190,13 @@ class Run:
     def restore_state(self) -> None:
         """Forget in-memory changes to the state since the last checkpoint."""
         self.model = load_state(self.cls, self.record)
-        self._program = self._last = None
+        self._program = self._last = self._dumped = None
 
     def checkpoint(self) -> None:
         """Write the state, threads, waits and pending history atomically, then serve waits."""
         rec = self.record
-        state = self.dump_state()  # before anything changes: a failure here writes nothing
+        # Serialised before anything changes (a failure writes nothing), or already by apply().
+        state, self._dumped = self._dumped or self.dump_state(), None
         rec.pc += 1
         if self._last is not None:
             rec.fingerprint = self._last.fingerprint
@@ -311,7 +314,7 @@ class Run:
         now = self.clock.now()
         if isinstance(outcome, StepRan):
             try:
-                self.dump_state()
+                self._dumped = self.dump_state()  # the checkpoint reuses it
             except StateError as e:  # the step set something JSON cannot hold: it failed
                 outcome = StepRaised(outcome.step, e)
         if isinstance(outcome, StepRan):
