@@ -1,4 +1,4 @@
-"""Callback-to-next-step latency through Celery (Redis broker) against ``gorch worker``.
+"""Callback-to-next-step latency (row 6) through Celery (Redis broker) against ``gorch worker``.
 
 A workflow waits for a callback, then runs one step that stamps the time. The latency is
 that stamp minus the moment just before ``on_callback``: the callback's own write, the
@@ -7,7 +7,10 @@ The floor is ``gorch worker`` on the same SQLite database kind, on the same mach
 same run: at its default poll (0.5 s) and at ``--poll 0.05``.
 
 Run: ``.venv/bin/python bench/bench_celery.py [--quick]`` (needs the ``celery`` extra and
-Redis at ``GORCH_BENCH_REDIS_URL``, default ``redis://127.0.0.1:6379/0``).
+Redis at ``GORCH_BENCH_REDIS_URL``, default ``redis://127.0.0.1:6379/0``; without them the
+rows are skipped). ``bench/run.py`` runs it in its full run only (or with ``--only celery``).
+The peak memory is the largest maximum RSS of the Celery worker (with its pool) and the
+``gorch worker`` process.
 """
 
 from __future__ import annotations
@@ -15,7 +18,6 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import signal
 import statistics
 import subprocess
 import sys
@@ -27,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import print_table
+from common import Row, print_table, skipped, stop_process
 
 from engine import (
     Engine,
@@ -44,6 +46,11 @@ from engine import (
 )
 
 REDIS_URL = os.environ.get("GORCH_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+ROWS = {
+    "celery.poll0.5": (6, "callback → next step through Celery, vs --poll 0.5"),
+    "celery.poll0.05": (6, "callback → next step through Celery, vs --poll 0.05"),
+}
 
 
 class Ping(Workflow):
@@ -110,22 +117,16 @@ def with_process(cmd: list[str], env: dict[str, str], ready: Callable[[], bool])
     )
     deadline = time.monotonic() + 60
     while not ready():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"{cmd[2:5]} did not start")
+        if proc.poll() is not None:
+            raise RuntimeError(f"{cmd[2:5]} exited with {proc.returncode} before it was ready")
+        if time.monotonic() > deadline:
+            stop_process(proc, group=True)
+            raise RuntimeError(f"{cmd[2:5]} was not ready within 60 s")
         time.sleep(0.05)
     return proc
 
 
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-
-
-def through_worker(tmp: str, samples: int, poll: float) -> list[float]:
+def through_worker(tmp: str, samples: int, poll: float) -> tuple[list[float], int | None]:
     url = f"sqlite:///{tmp}/worker-{poll}.db"
     store = SQLModelStore(url)
     engine = Engine(store, WORKFLOWS, resumer=PollingResumer())
@@ -135,13 +136,14 @@ def through_worker(tmp: str, samples: int, poll: float) -> list[float]:
     probe = engine.new_workflow(Ping())
     proc = with_process(cmd, env, lambda: engine.get(probe).status is WorkflowStatus.WAITING)
     try:
-        return latencies(engine, samples)
+        lat = latencies(engine, samples)
     finally:
-        stop(proc)
+        rss = stop_process(proc, group=True)
         store.close()
+    return lat, rss
 
 
-def through_celery(tmp: str, samples: int) -> list[float]:
+def through_celery(tmp: str, samples: int) -> tuple[list[float], int | None]:
     from engine.resumers.celery import CeleryResumer
 
     url = f"sqlite:///{tmp}/celery.db"
@@ -158,9 +160,9 @@ def through_celery(tmp: str, samples: int) -> list[float]:
     probe = engine.new_workflow(Ping())
     proc = with_process(cmd, env, lambda: engine.get(probe).status is WorkflowStatus.WAITING)
     try:
-        return latencies(engine, samples)
+        lat = latencies(engine, samples)
     finally:
-        stop(proc)
+        rss = stop_process(proc, group=True)
         store.close()
         import redis
 
@@ -168,37 +170,36 @@ def through_celery(tmp: str, samples: int) -> list[float]:
         keys = list(client.scan_iter(f"*{queue}*"))
         if keys:
             client.delete(*keys)
+    return lat, rss
 
 
-def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+def main(argv: list[str] | None = None) -> list[Row]:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="few samples: a smoke test")
     args = parser.parse_args(argv)
     samples = 10 if args.quick else 60
     try:
+        import celery  # noqa: F401
         import redis
 
         redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3).ping()
     except Exception as e:  # no celery extra, or no Redis: nothing to measure
-        print(f"(Celery rows skipped: {type(e).__name__}: {e})")
-        return []
-    rows: list[dict[str, Any]] = []
+        return skipped(ROWS, f"no Celery or Redis at {REDIS_URL}: {type(e).__name__}: {e}")
+    rows: list[Row] = []
     with tempfile.TemporaryDirectory() as tmp:
-        celery = statistics.median(through_celery(tmp, samples))
+        lat, celery_rss = through_celery(tmp, samples)
+        ours = statistics.median(lat)
         for poll in (0.5, 0.05):
-            worker = statistics.median(through_worker(tmp, samples, poll))
-            rows.append(
-                {
-                    "bench": f"callback→next step, Celery vs gorch worker --poll {poll}",
-                    "ours": celery * 1e3,
-                    "floor": worker * 1e3,
-                    "ratio": celery / worker,
-                    "unit": "ms",
-                }
-            )
-    print_table("Celery resumer (median latency, SQLite store)", rows)
+            lat, worker_rss = through_worker(tmp, samples, poll)
+            floor = statistics.median(lat)
+            key = f"celery.poll{poll}"
+            rows.append(Row(key, ROWS[key][1], ours * 1e3, unit="ms", floor=floor * 1e3,
+                            floor_what=f"gorch worker --poll {poll}",
+                            peak=max((p for p in (celery_rss, worker_rss) if p), default=None),
+                            peak_kind="rss",
+                            issue=6))  # fmt: skip
     return rows
 
 
 if __name__ == "__main__":
-    main()
+    print_table(main(), "Celery resumer (median latency, SQLite store)")

@@ -1,10 +1,14 @@
-"""Durable benchmarks: per-step cost on SQLite and PostgreSQL, and 1 vs 2 workers.
+"""Durable benchmarks: per-step cost on SQLite and PostgreSQL (row 3), and 1 vs 2 workers (row 4).
 
-Each per-step row is set against a floor measured in the same run: one SQLAlchemy Core
-transaction per step that updates a row of the same size as our workflow row (state and
-threads as JSON) and commits. The raw-driver commit (sqlite3, psycopg) is shown too.
+Each per-step row is set against a floor measured in the same run: one transaction per step
+that updates a row of the same size as our workflow row (state and threads as JSON) and
+commits, through SQLAlchemy Core and through the raw driver (sqlite3, psycopg). The workers
+row drains the same number of workflows with one ``gorch worker`` process, then with two.
 
-Run: ``.venv/bin/python bench/bench_durable.py [--quick]``.
+Run: ``.venv/bin/python bench/bench_durable.py [--quick] [--part steps|workers|all]`` (or
+``bench/run.py --only durable workers``). PostgreSQL is ``GORCH_BENCH_PG_URL`` (default
+``postgresql+psycopg://postgres@127.0.0.1:5432/test``); if it is unreachable its rows are
+skipped with the reason (an error with ``CI=true``).
 """
 
 from __future__ import annotations
@@ -16,7 +20,9 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +39,17 @@ from sqlalchemy import (
 )
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import best_of, peak_memory, pg_schema, print_table
+from common import (
+    Row,
+    Target,
+    best_of,
+    peak_memory,
+    pg_schema,
+    pg_unreachable,
+    print_table,
+    skipped,
+    stop_process,
+)
 
 from engine import (
     Engine,
@@ -47,6 +63,14 @@ from engine import (
 )
 
 STEPS = 10
+
+ROWS = {
+    "durable.sqlite.core": (3, "durable per step, SQLite"),
+    "durable.sqlite.raw": (3, "durable per step, SQLite (raw driver floor)"),
+    "durable.pg.core": (3, "durable per step, PostgreSQL (Core floor)"),
+    "durable.pg.psycopg": (3, "durable per step, PostgreSQL"),
+    "workers.pg": (4, "2 workers vs 1 on PostgreSQL, steps/s"),
+}
 
 
 class TenSteps(Workflow):
@@ -124,12 +148,15 @@ def sqlite_raw_floor(path: str, runs: int) -> float:
 def psycopg_raw_floor(url: str, runs: int) -> float:
     """Seconds per raw psycopg UPDATE + commit."""
     import psycopg
+    from psycopg.conninfo import make_conninfo
     from sqlalchemy.engine import make_url
 
     u = make_url(url)
     options = u.query.get("options")
-    conninfo = f"host={u.host} port={u.port or 5432} user={u.username} dbname={u.database}"
-    with psycopg.connect(conninfo, options=options if isinstance(options, str) else "") as con:
+    conninfo = make_conninfo(host=u.host, port=u.port or 5432, user=u.username,
+                             dbname=u.database, password=u.password,
+                             options=options if isinstance(options, str) else None)  # fmt: skip
+    with psycopg.connect(conninfo) as con:
         con.execute("CREATE TABLE raw_rows (id TEXT PRIMARY KEY, doc JSONB, pc INTEGER)")
         doc = json.dumps(row_payload())
         con.execute("INSERT INTO raw_rows VALUES ('w', %s, 0)", (doc,))
@@ -160,101 +187,117 @@ def ours_per_step(url: str, workflows: int) -> tuple[float, int]:
         store.close()
 
 
-def workers_throughput(url: str, workers: int, workflows: int) -> float:
-    """Steps per second with ``workers`` worker processes draining ``workflows`` workflows."""
+def start_worker(url: str, app: str, *, poll: float = 0.01) -> subprocess.Popen[bytes]:
+    """A ``gorch worker`` process on ``url`` running the workflows of module ``app`` (in bench/),
+    returned once it is about to poll."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
+    cmd = [sys.executable, "-m", "engine.cli", "worker", "--db", url, "--app", app,
+           "--poll", str(poll)]  # fmt: skip
+    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, start_new_session=True)
+    assert proc.stderr is not None
+    first = proc.stderr.readline()  # "gorch worker <owner> on <url>": the engine is built
+    if not first.startswith(b"gorch worker"):
+        stop_process(proc, group=True)
+        raise RuntimeError(f"gorch worker did not start: {first!r}")
+    stderr = proc.stderr
+    threading.Thread(target=stderr.read, daemon=True).start()  # never let its stderr fill up
+    return proc
+
+
+def workers_throughput(url: str, workers: int, workflows: int) -> tuple[float, int | None]:
+    """Steps per second of ``workers`` worker processes draining ``workflows`` workflows, and
+    their largest peak RSS.
+
+    The workers start first; once they are all polling, the workflows are created (much faster
+    than they run). The time is taken from the history: from the first step any worker ran to
+    the last workflow finished, so process start-up is not counted.
+    """
     store = SQLModelStore(url)
     engine = Engine(store, [TenSteps], resumer=PollingResumer())
-    for _ in range(workflows):
-        engine.new_workflow(TenSteps())
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
-    cmd = [sys.executable, "-m", "engine.cli", "worker", "--db", url, "--app", "bench_durable",
-           "--poll", "0.01"]  # fmt: skip
-    t0 = time.perf_counter()
-    procs = [subprocess.Popen(cmd, env=env, stderr=subprocess.DEVNULL) for _ in range(workers)]
+    procs: list[subprocess.Popen[bytes]] = []
     try:
+        procs = [start_worker(url, "bench_durable") for _ in range(workers)]
+        ids = [engine.new_workflow(TenSteps()) for _ in range(workflows)]
+        deadline = time.monotonic() + 60 + workflows
         while store.count_workflows()[WorkflowStatus.FINISHED] < workflows:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{workers} worker(s) did not finish {workflows} workflows")
             time.sleep(0.02)
-        elapsed = time.perf_counter() - t0
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            p.wait(timeout=30)
-        store.close()
-    return workflows * STEPS / elapsed
+        peaks = [stop_process(p, group=True) for p in procs]
+    rss = max((p for p in peaks if p is not None), default=None)
+    first: datetime | None = None
+    last: datetime | None = None
+    steps = 0
+    for wid in ids:
+        for h in engine.history(wid):
+            if h.kind == "step":
+                steps += 1
+                first = h.at if first is None else min(first, h.at)
+            last = h.at if last is None else max(last, h.at)
+    store.close()
+    assert first is not None and last is not None and steps == workflows * STEPS
+    return steps / (last - first).total_seconds(), rss
 
 
 WORKFLOWS = [TenSteps]
 
 
-def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+def durable_rows(quick: bool) -> list[Row]:
+    runs, wfs = (20, 3) if quick else (400, 40)
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        ours, peak = ours_per_step(f"sqlite:///{tmp}/bench.db", wfs)
+        core = core_floor(f"sqlite:///{tmp}/floor.db", runs)
+        raw = sqlite_raw_floor(f"{tmp}/raw.db", runs)
+    rows.append(Row("durable.sqlite.core", ROWS["durable.sqlite.core"][1], ours * 1e6,
+                    floor=core * 1e6, floor_what="SQLAlchemy Core UPDATE + commit",
+                    target=Target(2), peak=peak, issue=3))  # fmt: skip
+    rows.append(Row("durable.sqlite.raw", ROWS["durable.sqlite.raw"][1], ours * 1e6,
+                    floor=raw * 1e6, floor_what="raw sqlite3 UPDATE + commit", peak=peak,
+                    issue=3))  # fmt: skip
+    reason = pg_unreachable()
+    if reason is not None:
+        return rows + skipped(ROWS, reason, "durable.pg.")
+    with pg_schema() as pg:
+        ours, peak = ours_per_step(pg, wfs)
+        core = core_floor(pg, runs)
+        raw = psycopg_raw_floor(pg, runs)
+    rows.append(Row("durable.pg.psycopg", ROWS["durable.pg.psycopg"][1], ours * 1e6,
+                    floor=raw * 1e6, floor_what="raw psycopg UPDATE + commit",
+                    target=Target(1.5), peak=peak, issue=3))  # fmt: skip
+    rows.append(Row("durable.pg.core", ROWS["durable.pg.core"][1], ours * 1e6,
+                    floor=core * 1e6, floor_what="SQLAlchemy Core UPDATE + commit", peak=peak,
+                    issue=3))  # fmt: skip
+    return rows
+
+
+def workers_rows(quick: bool) -> list[Row]:
+    drain = 100 if quick else 400
+    reason = pg_unreachable()
+    if reason is not None:
+        return skipped(ROWS, reason, "workers.")
+    with pg_schema() as pg:
+        one, _ = workers_throughput(pg, 1, drain)
+    with pg_schema() as pg:
+        two, rss = workers_throughput(pg, 2, drain)
+    return [Row("workers.pg", ROWS["workers.pg"][1], two, unit="steps/s", floor=one,
+                floor_what="1 worker", target=Target(1.4, at_least=True), peak=rss,
+                peak_kind="rss", issue=4)]  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> list[Row]:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="few runs: a smoke test")
+    parser.add_argument("--part", choices=["steps", "workers", "all"], default="all")
     args = parser.parse_args(argv)
-    runs, wfs, drain = (20, 3, 30) if args.quick else (400, 40, 400)
-    rows: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory() as tmp:
-        url = f"sqlite:///{tmp}/bench.db"
-        ours, peak = ours_per_step(url, wfs)
-        floor = core_floor(f"sqlite:///{tmp}/floor.db", runs)
-        raw = sqlite_raw_floor(f"{tmp}/raw.db", runs)
-        rows.append(
-            {
-                "bench": "durable per step, SQLite (vs Core commit)",
-                "ours": ours * 1e6,
-                "floor": floor * 1e6,
-                "ratio": ours / floor,
-                "peak_kib": peak / 1024,
-            }
-        )
-        rows.append(
-            {
-                "bench": "durable per step, SQLite (vs raw sqlite3 commit)",
-                "ours": ours * 1e6,
-                "floor": raw * 1e6,
-                "ratio": ours / raw,
-            }
-        )
-    with pg_schema() as pg:
-        if pg is not None:
-            ours, peak = ours_per_step(pg, wfs)
-            floor = core_floor(pg, runs)
-            raw = psycopg_raw_floor(pg, runs)
-            rows.append(
-                {
-                    "bench": "durable per step, PostgreSQL (vs Core commit)",
-                    "ours": ours * 1e6,
-                    "floor": floor * 1e6,
-                    "ratio": ours / floor,
-                    "peak_kib": peak / 1024,
-                }
-            )
-            rows.append(
-                {
-                    "bench": "durable per step, PostgreSQL (vs raw psycopg commit)",
-                    "ours": ours * 1e6,
-                    "floor": raw * 1e6,
-                    "ratio": ours / raw,
-                }
-            )
-    with pg_schema() as pg:
-        if pg is not None:
-            one = workers_throughput(pg, 1, drain)
-    with pg_schema() as pg:
-        if pg is not None:
-            two = workers_throughput(pg, 2, drain)
-            rows.append(
-                {
-                    "bench": "PostgreSQL steps/s: 2 workers vs 1 (floor)",
-                    "ours": two,
-                    "floor": one,
-                    "ratio": two / one,
-                    "unit": "/s",
-                }
-            )
-    print_table("durable benchmarks", rows)
+    rows: list[Row] = []
+    if args.part in ("steps", "all"):
+        rows += durable_rows(args.quick)
+    if args.part in ("workers", "all"):
+        rows += workers_rows(args.quick)
     return rows
 
 
 if __name__ == "__main__":
-    main()
+    print_table(main())

@@ -1,4 +1,5 @@
-"""Graph benchmarks: drawing a definition of 300+ statements, with and without its overlay.
+"""Graph benchmarks (extra rows, no target): drawing a definition of 300+ statements, with
+and without a workflow's overlay.
 
 Each row is set against a floor measured in the same run on a graph of the same size:
 building a plain ``networkx.DiGraph`` with as many nodes and edges (with their attributes) and
@@ -6,7 +7,8 @@ writing it as DOT with the ``graphviz`` package, with no statements, escaping or
 the Graphviz binary installed, the SVG layout of our DOT is set against the layout of that
 plain DOT.
 
-Run: ``.venv/bin/python bench/bench_graph.py [--quick] [--blocks N]``.
+Run: ``.venv/bin/python bench/bench_graph.py [--quick] [--blocks N]`` (or ``bench/run.py
+--only graph``). The SVG row's peak memory is the maximum RSS of the ``dot`` process.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import graphviz
 import networkx as nx
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import best_of, peak_memory, print_table
+from common import Row, best_of, peak_memory, print_table, run_process, skipped
 
 from engine import (
     Break,
@@ -45,6 +47,12 @@ from engine.runtime import (
     WorkflowInfo,
     WorkflowStatus,
 )
+
+ROWS = {
+    "graph.dot": (None, "graph + DOT of a definition"),
+    "graph.overlay": (None, "graph + DOT with a workflow's overlay"),
+    "graph.svg": (None, "SVG layout by Graphviz dot"),
+}
 
 
 def noop() -> None:
@@ -107,7 +115,7 @@ def plain_floor(nodes: int, edges: list[tuple[int, int]]) -> str:
     return str(dot.source)
 
 
-def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+def main(argv: list[str] | None = None) -> list[Row]:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="few runs: a smoke test")
     parser.add_argument("--blocks", type=int, default=30, help="blocks of 11 statements")
@@ -128,41 +136,25 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     def floor() -> str:
         return plain_floor(len(g.nodes), edges)
 
-    size = f"{statements} statements"
-    print(f"{size}: {len(g.nodes)} nodes, {len(g.edges)} edges")
-    rows: list[dict[str, Any]] = []
+    size = f"{statements} statements ({len(g.nodes)} nodes, {len(g.edges)} edges)"
+    rows: list[Row] = []
     f = best_of(floor, runs)
-    for name, fn in [("graph + DOT", ours), ("graph + DOT with overlay", ours_overlay)]:
-        t = best_of(fn, runs)
-        rows.append(
-            {
-                "bench": f"{name}, {size}",
-                "ours": t * 1e3,
-                "floor": f * 1e3,
-                "ratio": t / f,
-                "unit": "ms",
-                "peak_kib": peak_memory(fn) / 1024,
-            }
-        )
+    for key, fn in [("graph.dot", ours), ("graph.overlay", ours_overlay)]:
+        rows.append(Row(key, f"{ROWS[key][1]}, {size}", best_of(fn, runs) * 1e3, unit="ms",
+                        floor=f * 1e3, floor_what="networkx graph of that size as DOT",
+                        peak=peak_memory(fn)))  # fmt: skip
     if svg(graphviz.Digraph()) is None:
-        print("(SVG rows skipped: the Graphviz `dot` binary is not installed)")
-    else:
-        ours_dot = to_dot(definition_graph(definition), ov)
-        plain = graphviz.Source(floor())
-        t = best_of(lambda: svg(ours_dot), max(1, runs // 4), batches=2)
-        fl = best_of(lambda: plain.pipe(format="svg"), max(1, runs // 4), batches=2)
-        rows.append(
-            {
-                "bench": f"SVG layout by dot, {size}",
-                "ours": t * 1e3,
-                "floor": fl * 1e3,
-                "ratio": t / fl,
-                "unit": "ms",
-            }
-        )
-    print_table("graph benchmarks (floor: a plain networkx graph of the same size as DOT)", rows)
+        return rows + skipped(ROWS, "the Graphviz `dot` binary is not installed", "graph.svg")
+    ours_dot = to_dot(definition_graph(definition), ov)
+    plain = graphviz.Source(floor())
+    t = best_of(lambda: svg(ours_dot), max(1, runs // 4), batches=2)
+    fl = best_of(lambda: plain.pipe(format="svg"), max(1, runs // 4), batches=2)
+    _, rss = run_process(["dot", "-Tsvg"], ours_dot.source.encode())
+    rows.append(Row("graph.svg", f"{ROWS['graph.svg'][1]}, {size}", t * 1e3, unit="ms",
+                    floor=fl * 1e3, floor_what="dot on the plain graph", peak=rss,
+                    peak_kind="rss"))  # fmt: skip
     return rows
 
 
 if __name__ == "__main__":
-    main()
+    print_table(main(), "graph benchmarks")

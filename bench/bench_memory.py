@@ -1,17 +1,15 @@
-"""In-memory benchmarks: per-step cost, and the Go original's own loop benchmark ported.
+"""In-memory benchmarks (rows 1 and 2): per-step cost, and the Go original's loop benchmark.
 
-Run: ``.venv/bin/python bench/bench_memory.py [--quick]``. Each row prints our figure, a
-floor measured in the same run, and the ratio (see bench/README.md for what each floor is).
+Run: ``.venv/bin/python bench/bench_memory.py [--quick]`` (or ``bench/run.py --only memory``).
+Each row is set against a floor measured in the same run: what any durable engine must do for
+the same work, i.e. run the same actions and serialise the state after each step.
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
-import time
-import tracemalloc
-from collections.abc import Callable
-from typing import Any
+import sys
+from pathlib import Path
 
 from pydantic import BaseModel
 
@@ -28,6 +26,14 @@ from engine import (
     Wait,
     Workflow,
 )
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import Row, Target, best_of, peak_memory, print_table
+
+ROWS = {
+    "memory.step": (1, "in-memory, per step of a 10-step workflow"),
+    "memory.goloop": (2, "the Go original's loop benchmark, per run"),
+}
 
 
 class Empty(BaseModel):
@@ -76,24 +82,7 @@ class GoLoop(Workflow):
         pass
 
 
-def timed(fn: Callable[[], Any], runs: int) -> tuple[float, int]:
-    """Seconds per run of ``fn`` (best of three batches) and peak traced memory in bytes."""
-    fn()  # warm up
-    best = float("inf")
-    for _ in range(3):
-        gc.collect()
-        t0 = time.perf_counter()
-        for _ in range(runs):
-            fn()
-        best = min(best, (time.perf_counter() - t0) / runs)
-    tracemalloc.start()
-    fn()
-    peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
-    return best, peak
-
-
-def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+def main(argv: list[str] | None = None) -> list[Row]:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="few runs: a smoke test")
     args = parser.parse_args(argv)
@@ -128,29 +117,26 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
             model.model_dump_json()
 
     rows = []
-    for name, ours, floor, per in [
-        ("in-memory, per step (10-step workflow)", ten_steps, ten_steps_floor, 10),
-        ("Go original's loop benchmark, per run", go_loop, go_loop_floor, 1),
-    ]:
-        t, peak = timed(ours, runs)
-        f, _ = timed(floor, runs)
+    for key, ours, floor, per, target in [
+        ("memory.step", ten_steps, ten_steps_floor, 10, Target(10, on="ours")),
+        ("memory.goloop", go_loop, go_loop_floor, 1,
+         Target(170, on="ours", note="(Go: 17 µs)")),
+    ]:  # fmt: skip
+        issue, label = ROWS[key]
         rows.append(
-            {
-                "bench": name,
-                "ours_us": t / per * 1e6,
-                "floor_us": f / per * 1e6,
-                "ratio": t / f,
-                "peak_kib": peak / 1024,
-            }
-        )
-    print(f"{'benchmark':44} {'ours':>10} {'floor':>10} {'ratio':>7} {'peak mem':>10}")
-    for r in rows:
-        print(
-            f"{r['bench']:44} {r['ours_us']:8.1f}µs {r['floor_us']:8.1f}µs "
-            f"{r['ratio']:6.1f}x {r['peak_kib']:7.0f}KiB"
+            Row(
+                key,
+                label,
+                best_of(ours, runs) / per * 1e6,
+                floor=best_of(floor, runs) / per * 1e6,
+                floor_what="the actions + serialising the state per step",
+                target=target,
+                peak=peak_memory(ours),
+                issue=issue,
+            )
         )
     return rows
 
 
 if __name__ == "__main__":
-    main()
+    print_table(main())

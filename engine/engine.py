@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import builtins
 import itertools
-import json
 import logging
 import time
 import uuid
@@ -13,32 +12,28 @@ from contextlib import contextmanager, suppress
 from datetime import timedelta
 from typing import Any
 
-from engine import actions
+from engine import actions, limits
 from engine.clock import Clock, SystemClock
 from engine.compat import DONE_THREADS, MoveReport, unfinished
+from engine.drive import drive
 from engine.errors import (
     CallbackRejected,
     DefinitionError,
-    DefinitionMismatch,
     GorchError,
-    InvalidInput,
     InvalidOperation,
-    RunawayLoop,
     UnknownWorkflowType,
     WorkflowBusy,
     WorkflowExists,
 )
 from engine.handlers import CallbackManager
-from engine.interpreter import advance
 from engine.polling import Poller
 from engine.resumers import InlineResumer, Resumer
-from engine.runner import Run, build_program, jsonable, load_state
+from engine.runner import Run, build_program, jsonable, load_state, release_lease
 from engine.runtime import (
     MAIN,
     HistoryEntry,
     ThreadInfo,
     ThreadState,
-    ThreadStatus,
     WaitInfo,
     WorkflowInfo,
     WorkflowRecord,
@@ -67,8 +62,9 @@ class Engine:
         lease: how long one session may hold a workflow before others may take it over.
         busy_timeout: how long callbacks and operator actions wait for a busy workflow.
         quarantine: how long ``run_due`` leaves a workflow alone that cannot run as stored.
-        max_input_bytes: the largest callback input accepted, measured as JSON; larger input
-            is rejected with ``InvalidInput`` before anything runs.
+        max_input_bytes, max_state_bytes: the largest callback input and state, as JSON;
+            past them ``InvalidInput`` / ``StateError``, nothing written (None: no limit).
+        step_timeout: the default ``Step(timeout=...)`` (seconds or a timedelta; None: none).
     """
 
     def __init__(
@@ -85,7 +81,9 @@ class Engine:
         lease: timedelta = timedelta(minutes=5),
         busy_timeout: timedelta = timedelta(seconds=10),
         quarantine: timedelta = timedelta(minutes=1),
-        max_input_bytes: int = 1_000_000,
+        max_input_bytes: int | None = 1_000_000,
+        max_state_bytes: int | None = 1_000_000,
+        step_timeout: timedelta | float | None = None,
     ) -> None:
         self.store = store
         self.managers: dict[str, CallbackManager] = dict(managers or {})
@@ -97,7 +95,8 @@ class Engine:
         self.lease = lease
         self.busy_timeout = busy_timeout
         self.quarantine = quarantine
-        self.max_input_bytes = max_input_bytes
+        self.max_input_bytes, self.max_state_bytes = max_input_bytes, max_state_bytes
+        self.step_timeout = limits.timeout_seconds(step_timeout, "Engine(step_timeout=...)")
         self._poller = Poller(self)
         self.draining = False  # set by a worker on shutdown: stop between steps
         self.active: dict[str, str] = {}  # lease owner -> workflow id, for lease heartbeats
@@ -133,7 +132,7 @@ class Engine:
 
     @contextmanager
     def _run(self, workflow_id: str, *, wait: bool = False) -> Iterator[Run]:
-        owner = f"{self.owner}-{next(self._sessions)}"
+        owner, workflow_id = f"{self.owner}-{next(self._sessions)}", limits.known_id(workflow_id)
         deadline = time.monotonic() + self.busy_timeout.total_seconds()
         delay = 0.005
         while True:
@@ -147,6 +146,7 @@ class Engine:
                 time.sleep(delay)
                 delay = min(delay * 2, 0.2)
         self.active[owner] = workflow_id
+        run: Run | None = None
         try:
             run = Run(
                 self.store,
@@ -158,11 +158,13 @@ class Engine:
                 record,
                 self.store.load_waits(workflow_id),
                 self.workflow_class(record.type, workflow_id),
+                self.max_state_bytes,
             )
             yield run
         finally:
             self.active.pop(owner, None)
-            self.store.release(workflow_id, owner)
+            if run is None or not run.released:
+                release_lease(self.store, workflow_id, owner)
 
     def _info(self, record: WorkflowRecord, model: Workflow | None = None) -> WorkflowInfo[Any]:
         if model is None:
@@ -212,9 +214,10 @@ class Engine:
         cls = type(state)
         self.register(cls)
         wid = id if id is not None else uuid.uuid4().hex
-        if not isinstance(wid, str) or not wid or len(wid) > 200:
+        if not limits.valid_id(wid):  # PostgreSQL cannot store NUL: refused on every store
             raise InvalidOperation(
-                f"workflow id must be a non-empty string of at most 200 characters, not {wid!r:.80}"
+                "workflow id must be a non-empty string of at most 200 characters, without NUL "
+                f"or unpaired surrogates, not {wid!r:.80}"
             )
         build_program(state, wid)  # fail before storing anything
         now = self.clock.now()
@@ -222,7 +225,7 @@ class Engine:
             id=wid,
             type=cls.workflow_type(),
             status=WorkflowStatus.RUNNING,
-            state=state.model_dump(mode="json"),
+            state=limits.state_json(state, wid, self.max_state_bytes),
             threads=[ThreadState(MAIN)],
             created_at=now,
             updated_at=now,
@@ -302,55 +305,16 @@ class Engine:
             rec = run.record
             if rec.status.done:  # nothing runs, nothing is written
                 return self._info(rec, run.model)
-            try:
-                run.prepare()
-                kind, actor, reason = request
-                if actor is not None:  # written with the first checkpoint of this session
-                    run.note(kind, actor=actor, reason=reason)
-                steps = 0
-                while not rec.status.done and rec.status is not WorkflowStatus.FAILED:
-                    if self.draining:
-                        break  # shutting down: the workflow stays due for another process
-                    if steps >= limit:
-                        if runaway:
-                            run.wake_waitfors()
-                            ready = run.runnable()
-                            if ready:
-                                self._runaway(run, ready)
-                        break
-                    run.wake_waitfors()
-                    ready = run.runnable()
-                    if not ready or any(t.status is ThreadStatus.FAILED for t in rec.threads):
-                        break
-                    t = ready[0]
-                    run.take_turn(t)
-                    try:
-                        outcome = advance(run.program, t, max_iterations=self.max_iterations)
-                    except RunawayLoop as e:
-                        run.fail(t, e.statement or t.position, f"RunawayLoop: {e}")
-                        break
-                    run.apply(t, outcome)
-                    run.checkpoint()
-                    steps += 1
-                if run.pending:  # a WaitFor woke or a thread failed, with no step after it
-                    run.checkpoint()
-            except (DefinitionMismatch, DefinitionError) as e:
-                e.workflow_id = e.workflow_id or workflow_id
-                raise
+            run.prepare()
+            kind, actor, reason = request
+            if actor is not None:  # written with the first checkpoint of this session
+                run.note(kind, actor=actor, reason=reason)
+            drive(self, run, limit, runaway=runaway)
             info, later = self._info(rec, run.model), run.next_due()
-        if later is not None and later > self.clock.now():
-            self.resumer.schedule(self, workflow_id, at=later)  # a retry back-off or a timer
+        if later is not None and (later > self.clock.now() or run.abandoned):
+            # a retry back-off or a timer; or a step timed out: go on in a fresh session
+            self.resumer.schedule(self, workflow_id, at=later)
         return info
-
-    def _runaway(self, run: Run, ready: builtins.list[ThreadState]) -> None:
-        for t in ready:
-            run.fail(
-                t,
-                t.position,
-                f"RunawayLoop: {self.max_steps} steps in one execute() "
-                "without every thread blocking; raise Engine(max_steps=...) if intended",
-            )
-        run.checkpoint()
 
     # -- callbacks --------------------------------------------------------------------------
 
@@ -380,14 +344,7 @@ class Engine:
                 thread, invalid input (``InvalidInput``) or a failing handler; nothing changed.
             DefinitionMismatch: the wait or its case is gone from the code; nothing changed.
         """
-        size = len(json.dumps(jsonable(input), default=repr))
-        if size > self.max_input_bytes:
-            raise InvalidInput(
-                f"callback input of {size} bytes is over the limit of {self.max_input_bytes} "
-                "(Engine(max_input_bytes=...)); store large data elsewhere and send a reference",
-                workflow_id=workflow_id,
-                event=event,
-            )
+        limits.check_input(input, self.max_input_bytes, workflow_id, event, actor)
         return self._callback(
             workflow_id, event, input, actor=actor, thread=thread, pc=pc, wait=True
         )
@@ -403,11 +360,21 @@ class Engine:
         pc: int | None,
         wait: bool,
     ) -> Any:
+        inline = isinstance(self.resumer, InlineResumer)
         with self._run(workflow_id, wait=wait) as run:
             if not run.record.status.done:
                 run.prepare()
             output = actions.deliver(run, event, input, actor=actor, thread=thread, pc=pc)
-        self.resumer.schedule(self, workflow_id)
+            if inline:  # go on in this session, as InlineResumer would in a new one
+                try:
+                    drive(self, run, self.max_steps, runaway=True)
+                except GorchError as e:  # the callback is recorded: report, don't raise
+                    log.warning("workflow %s: %s: %s", workflow_id, type(e).__name__, e)
+                later = run.next_due()
+        if not inline:
+            self.resumer.schedule(self, workflow_id)
+        elif later is not None and (later > self.clock.now() or run.abandoned):
+            self.resumer.schedule(self, workflow_id, at=later)
         return output
 
     def run_due(self, limit: int | None = None, *, stop: Callable[[], bool] | None = None) -> int:
@@ -447,7 +414,7 @@ class Engine:
 
     def get(self, workflow_id: str) -> WorkflowInfo[Any]:
         """The workflow as it stands. Raises ``WorkflowNotFound``."""
-        return self._info(self.store.load(workflow_id))
+        return self._info(self.store.load(limits.known_id(workflow_id)))
 
     def list(
         self,
@@ -459,6 +426,7 @@ class Engine:
         offset: int = 0,
     ) -> Sequence[WorkflowInfo[Any]]:
         """Workflows, newest first, filtered by status, type and id substring."""
+        limits.check_text(search=search, type=type)  # InvalidOperation: no store could match it
         try:
             st = WorkflowStatus(status) if status is not None else None
         except ValueError:
@@ -477,12 +445,12 @@ class Engine:
     ) -> builtins.list[WaitInfo]:
         """Open waits (what could be delivered by ``on_callback``), newest first."""
         if workflow_id is not None:
-            self.store.load(workflow_id)  # WorkflowNotFound for an unknown id
+            self.store.load(limits.known_id(workflow_id))  # WorkflowNotFound for an unknown id
         return self.store.list_waits(workflow_id=workflow_id, type=type)
 
     def history(self, workflow_id: str) -> builtins.list[HistoryEntry]:
         """Everything that happened to the workflow, oldest first."""
-        return self.store.history(workflow_id)
+        return self.store.history(limits.known_id(workflow_id))
 
     # -- operator actions -------------------------------------------------------------------
 

@@ -15,6 +15,7 @@
     ├── LeaseLost             another process took the workflow over; nothing was written
     │   └── WorkflowBusy      another process holds the workflow's lease right now
     ├── RunawayLoop           a thread looped past the engine's limit without blocking
+    ├── StepTimeout           a step did not return within its timeout (it was abandoned)
     └── StoreError            the database failed in a way gorch could not recover from
 
 Every error carries structured fields (``workflow_id``, ``thread``, ``statement`` and more)
@@ -164,6 +165,32 @@ class WorkflowBusy(LeaseLost):
 
 class RunawayLoop(GorchError):
     """A thread ran past the engine's step or iteration limit without blocking."""
+
+
+class StepTimeout(GorchError):
+    """A step did not return within its timeout; it counts as a failed attempt.
+
+    Python cannot stop a thread, so the step was abandoned on its helper thread and may still
+    be running; the session that ran it ended without writing anything the step could change.
+
+    Attributes:
+        timeout: the timeout in seconds.
+        where: ``file:line in function`` where the step was when it was abandoned.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        timeout: float,
+        where: str | None = None,
+        workflow_id: str | None = None,
+        thread: str | None = None,
+        statement: str | None = None,
+    ) -> None:
+        self.timeout = timeout
+        self.where = where
+        super().__init__(message, workflow_id=workflow_id, thread=thread, statement=statement)
 
 
 class StoreError(GorchError):

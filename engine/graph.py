@@ -512,7 +512,8 @@ def _legend(dot: graphviz.Digraph, info: WorkflowInfo[Any]) -> None:
 def _url_quote(name: str) -> str:
     from urllib.parse import quote
 
-    return quote(name, safe="")
+    # A lone surrogate cannot be encoded: it goes as its ``\udxxx`` text, as in the labels.
+    return quote(name, safe="", errors="backslashreplace")
 
 
 def _emit_clusters(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import inspect
 from collections.abc import Callable, Coroutine, Sequence
 from contextvars import ContextVar, copy_context
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.errors import DefinitionMismatch, RunawayLoop
+from engine.limits import call_with_timeout, timeout_seconds
 from engine.runtime import Phase, ThreadState, ThreadStatus, WaitInfo
 from engine.statements import (
     Break,
@@ -167,12 +169,21 @@ def start_frames(program: Program, thread: ThreadState) -> list[list[Any]]:
     return frames
 
 
-def advance(program: Program, thread: ThreadState, *, max_iterations: int = 10_000) -> Outcome:
+def advance(
+    program: Program,
+    thread: ThreadState,
+    *,
+    max_iterations: int = 10_000,
+    before_step: Callable[[], None] | None = None,
+    step_timeout: float | None = None,
+) -> Outcome:
     """Run ``thread`` from its position to its next checkpoint and say what happened.
 
     Control flow (If, Switch, For conditions, Break, Continue, a WaitFor that holds) runs
     freely; a step's action, a ``Go``, a blocking wait, ``Return`` or the end of the thread
-    stops it. ``thread`` itself is not changed.
+    stops it. ``thread`` itself is not changed. ``before_step`` is called right before a
+    step's action runs (the engine writes what came before it). ``step_timeout`` (seconds)
+    applies to steps that set no ``timeout`` of their own.
 
     Raises:
         DefinitionMismatch: the position is gone from the code.
@@ -190,7 +201,9 @@ def advance(program: Program, thread: ThreadState, *, max_iterations: int = 10_0
             continue  # a finished loop body leaves its owner on the For: check it again
         st = stmts[i]
         if isinstance(st, Step):
-            return _run_step(st, thread)
+            if before_step is not None:
+                before_step()
+            return _run_step(st, thread, step_timeout)
         if isinstance(st, Section):
             frames.append([st.stmts, 0, FrameKind.SEQ])
         elif isinstance(st, (If, Switch)):
@@ -252,12 +265,17 @@ def advance(program: Program, thread: ThreadState, *, max_iterations: int = 10_0
     return Ended()
 
 
-def _run_step(step: Step, thread: ThreadState) -> StepRan | StepRaised:
+def _run_step(step: Step, thread: ThreadState, timeout: float | None) -> StepRan | StepRaised:
     retrying = thread.position == step.name and thread.phase is Phase.AT
     token = _current_thread.set(thread.id)
     attempt = _current_attempt.set(thread.attempts + 1 if retrying else 1)
     try:
-        return StepRan(step, run_callable(step.action))
+        if step.timeout is not None:
+            timeout = timeout_seconds(step.timeout, f"Step {step.name!r}: timeout")
+        if timeout is None:  # no helper thread, no cost, unless a timeout applies
+            return StepRan(step, run_callable(step.action))
+        call = functools.partial(run_callable, step.action)
+        return StepRan(step, call_with_timeout(call, timeout, step=step.name, thread=thread.id))
     except Exception as e:
         return StepRaised(step, e)
     finally:

@@ -15,6 +15,7 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from engine.errors import (
+    CallbackRejected,
     DefinitionError,
     DefinitionMismatch,
     GorchError,
@@ -32,6 +33,10 @@ log = logging.getLogger("gorch")
 
 BLOCKING = (DefinitionMismatch, DefinitionError, StateError, UnknownWorkflowType)
 """Errors that mean a workflow cannot run as stored until code or an operator changes."""
+
+TAKEN = ("no_wait", "stale_pc", "finished")
+"""Why a due timer is rejected when another process handled its wait (or another case of it)
+first, between reading the due timers and firing this one."""
 
 
 class Poller:
@@ -66,6 +71,11 @@ class Poller:
             return True
         except WorkflowBusy:
             return False  # someone else's work right now
+        except CallbackRejected as e:
+            if e.reason not in TAKEN:
+                self.skip(workflow_id, e)
+            else:  # a timer another process fired first: the race went as it should
+                log.debug("workflow %s: %s", workflow_id, e)
         except GorchError as e:
             self.skip(workflow_id, e)
         except Exception as e:  # a bug in user code must not stop the poller

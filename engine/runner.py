@@ -16,10 +16,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
-from pydantic_core import PydanticSerializationError, to_jsonable_python
+from pydantic_core import to_jsonable_python
 
 from engine.clock import Clock
-from engine.errors import DefinitionError, GorchError, StateError
+from engine.errors import DefinitionError, GorchError, StateError, StepTimeout
 from engine.handlers import CallbackManager
 from engine.interpreter import (
     Blocked,
@@ -33,6 +33,7 @@ from engine.interpreter import (
     StepRan,
     position_problems,
 )
+from engine.limits import check_text, printable, state_json, undeclared_fields, validate_copy
 from engine.runtime import (
     MAIN,
     HistoryEntry,
@@ -63,20 +64,44 @@ def jsonable(value: Any) -> Any:
 
 
 def describe_error(e: BaseException) -> str:
-    """``Type: message`` for a user exception, as stored on threads and in history."""
-    return f"{type(e).__name__}: {e}"
+    """``Type: message`` for a user exception, as stored on threads and in history (with NUL
+    and unpaired surrogates, which a store cannot hold, written as escapes)."""
+    try:
+        text = f"{type(e).__name__}: {e}"
+    except Exception:  # an exception whose __str__ raises
+        text = f"{type(e).__name__}: <str() failed>"
+    return printable(text)
 
 
 def load_state(cls: type[Workflow], record: WorkflowRecord) -> Workflow:
-    """The workflow model from its stored JSON. Raises ``StateError`` if it no longer fits."""
+    """The workflow model from its stored JSON. Raises ``StateError`` if it no longer fits.
+
+    Validated from a copy, so the model shares no object with ``record.state``: a step that
+    changes nested data in place and then fails leaves the stored state as it was.
+    """
     try:
-        return cls.model_validate(record.state)
+        model = validate_copy(cls, record.state)
     except ValidationError as e:
         raise StateError(
             f"stored state of workflow {record.id!r} does not fit {cls.__name__}: "
             + "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors()),
             workflow_id=record.id,
         ) from None
+    except RecursionError:
+        raise StateError(
+            f"stored state of workflow {record.id!r} is nested too deeply to load",
+            workflow_id=record.id,
+        ) from None
+    unknown = undeclared_fields(cls, record.state)
+    if unknown:  # a field removed or renamed in the code: its stored value would be lost
+        raise StateError(
+            f"stored state of workflow {record.id!r} has {', '.join(map(repr, unknown))}, which "
+            f"{cls.__name__} no longer declares: declare it again, migrate it in a "
+            "model_validator(mode='before'), or set model_config = ConfigDict(extra='ignore') "
+            "to drop it",
+            workflow_id=record.id,
+        )
+    return model
 
 
 def build_program(
@@ -106,6 +131,15 @@ def build_program(
         raise
 
 
+def release_lease(store: Store, workflow_id: str, owner: str) -> None:
+    """Give a session's lease up; if the store fails, log it: the lease expires by itself,
+    and what the session wrote is durable, so its caller must not hear of a failure."""
+    try:
+        store.release(workflow_id, owner)
+    except GorchError as e:
+        log.warning("workflow %s: lease not released, it expires by itself: %s", workflow_id, e)
+
+
 def derive_status(record: WorkflowRecord) -> WorkflowStatus:
     """The workflow's status as its threads say."""
     if record.status.done:
@@ -133,16 +167,23 @@ class Run:
     record: WorkflowRecord
     waits: list[WaitInfo]
     cls: type[Workflow]
+    max_state_bytes: int | None = None  # see ``state_json``
     model: Workflow = field(init=False)
     pending: list[HistoryEntry] = field(default_factory=list)
     waits_changed: bool = False  # the set of waits changed since the last checkpoint
+    dirty: bool = False  # apply() changed the record since the last checkpoint
+    released: bool = False  # the last checkpoint gave the lease up
+    abandoned: bool = False  # a step timed out and may still run: the session must end
     _program: Program | None = field(default=None, init=False)
     _last: Program | None = field(default=None, init=False)  # the program before the change
     # The state as JSON when apply() has just serialised it, for the checkpoint to reuse.
     _dumped: dict[str, Any] | None = field(default=None, init=False)
+    # The state (as JSON) that the current program was built from.
+    _built_from: dict[str, Any] | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self.model = load_state(self.cls, self.record)
+        self._built_from = self.record.state
 
     @property
     def program(self) -> Program:
@@ -151,6 +192,12 @@ class Run:
             self._program = build_program(self.model, self.record.id, self._last)
             self._last = self._program
         return self._program
+
+    def _state_is(self, state: dict[str, Any]) -> None:
+        """The state is now ``state``: if it changed, ``definition()`` is built again, so its
+        bool conditions see it (a pure function of an unchanged state needs no rebuild)."""
+        if state != self._built_from:
+            self._program, self._built_from = None, state
 
     # -- bookkeeping ------------------------------------------------------------------------
 
@@ -164,6 +211,8 @@ class Run:
         **detail: Any,
     ) -> None:
         """Add a history line to the next checkpoint."""
+        if actor is not None:  # a caller's or an operator's name, and their reason
+            check_text(actor=actor, reason=detail.get("reason"))
         self.pending.append(
             HistoryEntry(
                 self.record.id,
@@ -178,22 +227,43 @@ class Run:
         )
 
     def dump_state(self) -> dict[str, Any]:
-        """The state as JSON. Raises ``StateError`` if a field holds what JSON cannot."""
-        try:
-            return self.model.model_dump(mode="json")
-        except PydanticSerializationError as e:
-            raise StateError(
-                f"the state of workflow {self.record.id!r} cannot be stored as JSON: {e}",
-                workflow_id=self.record.id,
-            ) from None
+        """The state as JSON. Raises ``StateError`` if a store cannot hold it, or it is too big."""
+        return state_json(self.model, self.record.id, self.max_state_bytes)
 
     def restore_state(self) -> None:
         """Forget in-memory changes to the state since the last checkpoint."""
         self.model = load_state(self.cls, self.record)
         self._program = self._last = self._dumped = None
+        self._built_from = self.record.state
 
-    def checkpoint(self) -> None:
-        """Write the state, threads, waits and pending history atomically, then serve waits."""
+    @property
+    def unwritten(self) -> bool:
+        """Whether anything changed since the last checkpoint."""
+        return self.dirty or self.waits_changed or bool(self.pending)
+
+    def before_step(self) -> None:
+        """Write the outcomes applied since the last checkpoint, before a step runs: a step
+        never runs while an earlier step's result is unwritten. (Notes alone, such as a
+        woken ``WaitFor``, go with the step's own checkpoint.)"""
+        if self.dirty:
+            self.checkpoint()
+
+    def flush(self, *, last: bool = False) -> None:
+        """Checkpoint what changed, if anything did.
+
+        ``last``: the session ends after this write, which then also gives the lease up
+        (unless set-ups or tear-downs are due: they run first, under the lease).
+        """
+        if not self.unwritten:
+            return
+        release = last and not any(w.retry_at is not None for w in self.waits)
+        self.checkpoint(release=release)
+
+    def checkpoint(self, *, release: bool = False) -> None:
+        """Write the state, threads, waits and pending history atomically, then serve waits.
+
+        ``release``: give the lease up in the same write (the session's last).
+        """
         rec = self.record
         # Serialised before anything changes (a failure writes nothing), or already by apply().
         state, self._dumped = self._dumped or self.dump_state(), None
@@ -213,10 +283,12 @@ class Run:
             owner=self.owner,
             waits=self.waits if self.waits_changed else None,
             history=self.pending,
+            release=release,
         )
-        self.waits_changed = False
+        self.released = release
+        self.waits_changed = self.dirty = False
         self.pending = []
-        self._program = None  # the state changed: conditions must be evaluated again
+        self._state_is(state)  # a changed state: conditions must be evaluated again
         self.serve_waits()
 
     def next_due(self) -> datetime | None:
@@ -304,19 +376,22 @@ class Run:
 
     def fail(self, t: ThreadState, statement: str, e: BaseException | str) -> None:
         t.status = ThreadStatus.FAILED
-        t.error = e if isinstance(e, str) else describe_error(e)
+        t.error = printable(e) if isinstance(e, str) else describe_error(e)
         t.retry_at = None
         tb = None if isinstance(e, str) else "".join(traceback.format_exception(e))[-4000:]
+        tb = tb if tb is None else printable(tb)
         self.note("thread_failed", thread=t.id, statement=statement, error=t.error, traceback=tb)
 
     def apply(self, t: ThreadState, outcome: Outcome) -> None:
         """Record what the interpreter did with thread ``t``; the caller checkpoints."""
-        now = self.clock.now()
+        self.dirty = True
         if isinstance(outcome, StepRan):
             try:
                 self._dumped = self.dump_state()  # the checkpoint reuses it
             except StateError as e:  # the step set something JSON cannot hold: it failed
                 outcome = StepRaised(outcome.step, e)
+            else:
+                self._state_is(self._dumped)
         if isinstance(outcome, StepRan):
             t.position, t.phase, t.attempts, t.error, t.retry_at = (
                 outcome.step.name,
@@ -333,8 +408,9 @@ class Run:
             t.position, t.phase = step.name, Phase.AT
             t.attempts += 1
             t.error = describe_error(outcome.error)
+            self.abandoned = isinstance(outcome.error, StepTimeout)
             if t.attempts < policy.max_attempts:
-                t.retry_at = now + policy.delay(t.attempts)
+                t.retry_at = self.clock.now() + policy.delay(t.attempts)
                 self.note(
                     "step_error",
                     thread=t.id,
@@ -467,25 +543,38 @@ class Run:
                     w.error = describe_error(e)
                     w.status = WaitStatus.TEARDOWN_ERROR if tearing else WaitStatus.SETUP_ERROR
                     w.retry_at = now + self.retry.delay(min(w.attempts, 30))
-                    self.store.update_wait(w)
-                    self.store.append_history(
-                        [
-                            HistoryEntry(
-                                self.record.id,
-                                now,
-                                "teardown_error" if tearing else "setup_error",
-                                w.thread_id,
-                                w.wait,
-                                None,
-                                self.record.pc,
-                                {"event": w.event, "error": w.error, "attempt": w.attempts},
-                            )
-                        ]
-                    )
+                    try:
+                        self.store.update_wait(w)
+                        self.store.append_history(
+                            [
+                                HistoryEntry(
+                                    self.record.id,
+                                    now,
+                                    "teardown_error" if tearing else "setup_error",
+                                    w.thread_id,
+                                    w.wait,
+                                    None,
+                                    self.record.pc,
+                                    {"event": w.event, "error": w.error, "attempt": w.attempts},
+                                )
+                            ]
+                        )
+                    except GorchError as store_error:
+                        self._unsaved(w, store_error)
                     continue
-            if tearing:
-                self.waits.remove(w)
-                self.store.delete_wait(w.id)
-            else:
-                w.status, w.retry_at, w.error = WaitStatus.SET_UP, None, None
-                self.store.update_wait(w)
+            try:
+                if tearing:
+                    self.waits.remove(w)
+                    self.store.delete_wait(w.id)
+                else:
+                    w.status, w.retry_at, w.error = WaitStatus.SET_UP, None, None
+                    self.store.update_wait(w)
+            except GorchError as store_error:
+                self._unsaved(w, store_error)
+
+    def _unsaved(self, w: WaitInfo, e: GorchError) -> None:
+        # What the checkpoint wrote is durable, so the session's caller must not hear of a
+        # failure; the wait is still due in the store, and ``run_due`` serves it again.
+        what = "teardown" if not w.status.open else "setup"
+        log.warning("workflow %s: %s of wait %s not stored, to be retried: %s",
+                    self.record.id, what, w.id, e)  # fmt: skip

@@ -66,14 +66,21 @@ class Stmt:
         return None
 
 
-def _section(stmts: tuple[Any, ...], where: str) -> tuple[Stmt, ...]:
+def _section(stmts: tuple[Any, ...], where: str, name: Any = None) -> tuple[Stmt, ...]:
+    for s in stmts:  # the common case, kept cheap: definitions are rebuilt at every step
+        if not isinstance(s, Stmt):
+            break
+    else:
+        return stmts
+    if name is not None:
+        where = f"{where}({name!r})"
     for i, s in enumerate(stmts):
         if not isinstance(s, Stmt):
             raise DefinitionError(
                 f"{where}: item {i} is {type(s).__name__} {s!r:.60}, not a statement "
                 "(did you forget to wrap an action in Step(name, action)?)"
             )
-    return stmts
+    return stmts  # pragma: no cover - the first loop found a non-statement
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,11 +115,18 @@ class Step(Stmt):
 
     At-least-once: a step interrupted before its checkpoint runs again; a checkpointed step
     never runs again. On an exception it is retried per ``retry`` (default: the engine's policy).
+
+    ``timeout`` (a ``timedelta`` or seconds; default: ``Engine(step_timeout=...)``) runs the
+    action on a helper thread and stops waiting for it after that long: the attempt fails with
+    ``StepTimeout`` and is retried per ``retry``. Python cannot stop a thread, so the abandoned
+    action may still be running in the background; the session that ran it ends, and the
+    workflow goes on from the stored state, never from what the abandoned action changes.
     """
 
     name: str
     action: Action
     retry: RetryPolicy | None = field(default=None, kw_only=True)
+    timeout: timedelta | float | None = field(default=None, kw_only=True)
     kind = "step"
 
     @property
@@ -156,7 +170,7 @@ class On:
     def __init__(self, event: str, handler: Handler, *stmts: Stmt) -> None:
         object.__setattr__(self, "event", event)
         object.__setattr__(self, "handler", handler)
-        object.__setattr__(self, "body", Section(_section(stmts, f"On({event!r})")))
+        object.__setattr__(self, "body", Section(_section(stmts, "On", event)))
 
 
 @dataclass(frozen=True, slots=True, init=False)
@@ -335,7 +349,7 @@ class For(Stmt):
     def __init__(self, name: str, cond: Cond, *stmts: Stmt) -> None:
         object.__setattr__(self, "name", name)
         object.__setattr__(self, "cond", cond)
-        object.__setattr__(self, "body", Section(_section(stmts, f"For({name!r})")))
+        object.__setattr__(self, "body", Section(_section(stmts, "For", name)))
 
     @property
     def label(self) -> str:

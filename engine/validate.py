@@ -11,6 +11,7 @@ from enum import Enum
 from typing import Any, NamedTuple
 
 from engine.errors import DefinitionError
+from engine.limits import timeout_seconds
 from engine.statements import (
     Break,
     Continue,
@@ -227,6 +228,8 @@ class _Compiler:
                 if type(name) is str and name not in index and callable(st.action) and name.strip():
                     index[name] = Entry(st, (*path, (stmts, i, kind)), thread)
                     tokens.append(name)
+                    if st.timeout is not None:
+                        self.timeout(st)
                     continue
             tokens.append(f"{st.kind}:{st.label or ''}")
             here = (*path, (stmts, i, kind))
@@ -275,6 +278,8 @@ class _Compiler:
             self.name(st, st.name, here, thread)
             if not callable(st.action):
                 self.problem(f"Step {st.name!r}: action {st.action!r} is not callable", st.name)
+            if st.timeout is not None:
+                self.timeout(st)
         elif isinstance(st, Go):
             self.name(st, st.name, here, thread)
             if st.id is not None and not (isinstance(st.id, str) or callable(st.id)):
@@ -332,6 +337,12 @@ class _Compiler:
                 self.problem(f"Return(error=...) must be a string, not {type(st.error).__name__}")
         else:
             self.problem(f"unknown statement {st!r:.60}")
+
+    def timeout(self, st: Step) -> None:
+        try:
+            timeout_seconds(st.timeout, f"Step {st.name!r}: timeout")
+        except DefinitionError as e:
+            self.problem(e.message, st.name)
 
     def cond(self, cond: Any, where: str, name: str | None) -> None:
         if not (isinstance(cond, bool) or callable(cond)):

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from types import FrameType
 
 from engine.engine import Engine
-from engine.errors import GorchError
+from engine.errors import GorchError, LeaseLost
 
 log = logging.getLogger("gorch.worker")
 
@@ -82,6 +82,12 @@ def renewing_leases(engine: Engine) -> Iterator[None]:
             for owner, workflow_id in list(engine.active.items()):
                 try:
                     engine.store.renew(workflow_id, owner, until=engine.clock.now() + engine.lease)
+                except LeaseLost as e:
+                    # Given back by its session, which ended since the snapshot: all is well.
+                    # Held by another process: the session will fail at its next checkpoint.
+                    taken = e.owner is not None and engine.active.get(owner) == workflow_id
+                    log.log(logging.WARNING if taken else logging.DEBUG,
+                            "lease of %s: %s", workflow_id, e)  # fmt: skip
                 except GorchError as e:
                     log.warning("lease of %s: %s", workflow_id, e)
 

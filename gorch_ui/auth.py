@@ -8,6 +8,7 @@ import streamlit as st
 
 from gorch_ui import access
 from gorch_ui.access import AuthConfig, Operator, Role
+from gorch_ui.escape import md
 
 
 def _oidc_configured() -> bool:
@@ -87,7 +88,7 @@ def _anonymous() -> Operator:
 
 def _sidebar(cfg: AuthConfig, op: Operator) -> None:
     if cfg.mode != "none":
-        st.sidebar.caption(f"Signed in as **{op.name}** ({op.role.value}, {op.via})")
+        st.sidebar.caption(f"Signed in as **{md(op.name)}** ({op.role.value}, {op.via})")
         if cfg.mode == "oidc":
             st.sidebar.button("Log out", key="logout", on_click=st.logout)
         else:

@@ -39,6 +39,7 @@ from engine import (
 )
 from engine import graph as gorch_graph
 from engine.config import DEFAULT_APP, db_url, load_app, open_store
+from engine.limits import storable_text
 from engine.workflow import Workflow
 from gorch_ui.access import Operator, actor
 
@@ -121,6 +122,10 @@ def list_workflows(
     except ValueError:
         raise InvalidOperation(f"unknown status {status!r}") from None
     page = max(0, page)
+    if not all(storable_text(x) for x in (search or "", type or "")):
+        # No store holds NUL or a lone surrogate (engine.limits), so nothing matches; and
+        # PostgreSQL would refuse the query itself.
+        return WorkflowPage([], page, page_size, False, None if search else 0)
     records = engine.store.list_workflows(
         status=st,
         type=type or None,
@@ -166,12 +171,17 @@ class WorkflowView:
 
 def inbox_link(workflow_id: str, wait: str = "{name}") -> str:
     """The inbox URL that opens the resolve form of ``wait`` (a ``to_dot`` link template)."""
-    return f"inbox?workflow={quote(workflow_id, safe='')}&wait={wait}"
+    return f"inbox?workflow={_quote(workflow_id)}&wait={wait}"
+
+
+def _quote(text: str) -> str:
+    # A lone surrogate (possible in a name from code) cannot be encoded: sent as its escape.
+    return quote(text, safe="", errors="backslashreplace")
 
 
 def goto_link(workflow_id: str, statement: str) -> str:
     """The workflow page URL that offers to move a thread onto ``statement``."""
-    return f"workflow?id={quote(workflow_id, safe='')}&goto={quote(statement, safe='')}"
+    return f"workflow?id={_quote(workflow_id)}&goto={_quote(statement)}"
 
 
 def node_links(
@@ -182,7 +192,7 @@ def node_links(
 
     def link(name: str, kind: str) -> str | None:
         if name in waiting:
-            return inbox_link(workflow_id, quote(name, safe=""))
+            return inbox_link(workflow_id, _quote(name))
         if movable and kind in POSITIONABLE_KINDS:
             return goto_link(workflow_id, name)
         return None
@@ -364,6 +374,8 @@ def inbox(
     limit: int = 200,
 ) -> list[WaitInfo]:
     """Open waits across workflows, newest first; optionally of one workflow's statement."""
+    if not all(storable_text(x) for x in (workflow_id or "", type or "")):
+        return []  # nothing stored holds NUL or a lone surrogate: see list_workflows
     found = engine.store.list_waits(workflow_id=workflow_id, type=type or None, limit=limit)
     return [w for w in found if wait is None or w.wait == wait]
 

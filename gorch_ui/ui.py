@@ -13,6 +13,7 @@ from engine import Engine, GorchError, WorkflowStatus
 from engine.config import DEFAULT_APP, db_url
 from gorch_ui import services
 from gorch_ui.access import Operator, Role
+from gorch_ui.escape import md
 from gorch_ui.schema import FormField, collect, initial
 from gorch_ui.services import StaleAction
 
@@ -73,7 +74,7 @@ def flash(kind: str, text: str) -> None:
 
 def show_flash() -> None:
     for kind, text in st.session_state.pop("gorch_flash", []):
-        getattr(st, kind)(text)
+        getattr(st, kind)(md(text))  # messages quote ids, names and reasons: never Markdown
 
 
 def _run(label: str, fn: Callable[..., str], args: tuple[Any, ...]) -> None:

@@ -4,7 +4,9 @@
 #      extras;
 #   2. start external services when running in CI (see start_services);
 #   3. lint with ruff and type-check with mypy;
-#   4. run pytest, passing along any arguments given to this script.
+#   4. run pytest, passing along any arguments given to this script;
+#   5. run the benchmarks' smoke run (bench/run.py --quick): it must complete and print its
+#      whole table; it asserts no timings.
 # Usage: bash scripts/test.sh [pytest args...]
 set -euo pipefail
 
@@ -63,3 +65,7 @@ if [[ -d engine ]]; then
 fi
 
 .venv/bin/python -m pytest "$@"
+
+# The benchmarks' smoke run: fails only if a bench crashes or a row is missing from the table
+# (and, with CI=true, if PostgreSQL is unreachable). See docs/benchmarks.md.
+.venv/bin/python bench/run.py --quick

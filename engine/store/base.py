@@ -55,17 +55,24 @@ class Store(Protocol):
         owner: str,
         waits: Sequence[WaitInfo] | None,
         history: Sequence[HistoryEntry],
+        release: bool = False,
     ) -> None:
         """Atomically write ``record``, replace its waits (unless None), append ``history``.
 
         Succeeds only if ``owner`` holds the lease and the stored version equals
         ``record.version``; then ``record.version`` is incremented. Raises ``LeaseLost`` otherwise.
-        A ``record.lease_until`` that is set extends ``owner``'s lease to it.
+        A ``record.lease_until`` that is set extends ``owner``'s lease to it; ``release`` gives
+        the lease up in the same write (a session's last checkpoint).
         """
         ...
 
     def update_wait(self, wait: WaitInfo) -> None:
-        """Write a wait's set-up/tear-down status (no-op if the wait is gone)."""
+        """Write a wait's set-up/tear-down status.
+
+        A no-op if the wait is gone, or if the write would reopen a wait that is closed
+        (torn down or awaiting tear-down): a set-up that outlived its session's lease must
+        not undo the callback another session handled meanwhile.
+        """
         ...
 
     def delete_wait(self, wait_id: str) -> None:

@@ -76,9 +76,9 @@ def create_store_engine(
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         try:
-            cursor.execute(f"PRAGMA busy_timeout = {busy_ms}")
+            cursor.execute(f"PRAGMA busy_timeout = {busy_ms}")  # safe-sql: an int
             _enable_wal(cursor, sqlite_busy_timeout)
-            cursor.execute(f"PRAGMA synchronous = {level}")
+            cursor.execute(f"PRAGMA synchronous = {level}")  # safe-sql: one of _SYNCHRONOUS
             cursor.execute("PRAGMA foreign_keys = ON")
         finally:
             cursor.close()

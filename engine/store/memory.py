@@ -94,6 +94,7 @@ class MemoryStore:
         owner: str,
         waits: Sequence[WaitInfo] | None,
         history: Sequence[HistoryEntry],
+        release: bool = False,
     ) -> None:
         with self._lock:
             stored = self._get(record.id)
@@ -108,6 +109,8 @@ class MemoryStore:
             new = record.copy()
             new.lease_owner = stored.lease_owner
             new.lease_until = record.lease_until or stored.lease_until
+            if release:
+                new.lease_owner = new.lease_until = None
             self._workflows[record.id] = new
             if waits is not None:
                 for old in self._waits.get(record.id, {}):
@@ -119,7 +122,8 @@ class MemoryStore:
     def update_wait(self, wait: WaitInfo) -> None:
         with self._lock:
             waits = self._waits.get(wait.workflow_id, {})
-            if wait.id in waits:
+            stored = waits.get(wait.id)
+            if stored is not None and (stored.status.open or not wait.status.open):
                 waits[wait.id] = wait.copy()
 
     def delete_wait(self, wait_id: str) -> None:

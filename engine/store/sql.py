@@ -28,7 +28,6 @@ from typing import Any
 from sqlalchemy import (
     Connection,
     Engine,
-    Row,
     bindparam,
     delete,
     func,
@@ -45,7 +44,6 @@ from sqlalchemy.sql.elements import ColumnElement
 from engine.errors import LeaseLost, StoreError, WorkflowBusy, WorkflowNotFound
 from engine.runtime import (
     HistoryEntry,
-    ThreadState,
     WaitInfo,
     WaitStatus,
     WorkflowRecord,
@@ -59,6 +57,8 @@ from engine.store.database import (
     database_url,
     upgrade,
 )
+from engine.store.fast import DriverStatement, run_all
+from engine.store.rows import history_values, record_of, wait_of, wait_values, workflow_values
 from engine.store.tables import history, waits, workflows
 
 _OPEN = [s.value for s in WaitStatus if s.open]
@@ -103,10 +103,13 @@ _DROP_WAITS = delete(waits).where(
 _UPDATE_WAIT = update(waits).where(
     _C.id == _ID, _C.workflow_id == bindparam("k_workflow", type_=_C.workflow_id.type)
 )
+# A late set-up result (its session's lease ran out meanwhile) never reopens a closed wait.
+_UPDATE_OPEN_WAIT = _UPDATE_WAIT.where(_C.status.in_(_OPEN))
 _DELETE_WAIT = delete(waits).where(_C.id == _ID)
 _HISTORY = select(history).where(_H.workflow_id == _ID).order_by(_H.id)
 _INSERT_ENTRY = insert(history).returning(_H.id)
 _INSERT_HISTORY = insert(history).returning(_H.id, sort_by_parameter_order=True)
+_PROBE_ENTRY = HistoryEntry("", datetime.min, "")  # names the columns of a history row
 
 
 class SQLModelStore:
@@ -157,6 +160,13 @@ class SQLModelStore:
                 index_elements=[_C.id],
                 set_={c.name: ins.excluded[c.name] for c in waits.c if c.name != "id"},
             )
+        # The checkpoint's statements run on the driver's cursor (``engine.store.fast``).
+        self._fast = dialect.name in ("sqlite", "postgresql") and self._insert_returning
+        self._compiled: dict[tuple[int, tuple[str, ...]], DriverStatement] = {}
+        if self._fast:
+            self._fast_entry = DriverStatement(
+                _INSERT_ENTRY, dialect, list(history_values(_PROBE_ENTRY))
+            )
         if migrate:
             upgrade(self.engine)
 
@@ -195,7 +205,7 @@ class SQLModelStore:
             "version": record.version,
             "lease_owner": record.lease_owner,
             "lease_until": record.lease_until,
-            **_workflow_values(record),
+            **workflow_values(record),
         }
         try:
             with self._write("create", record.id) as conn:
@@ -217,13 +227,13 @@ class SQLModelStore:
             row = conn.execute(_SELECT, {"k_id": workflow_id}).first()
         if row is None:
             raise WorkflowNotFound(workflow_id)
-        return _record(row)
+        return record_of(row)
 
     def load_waits(self, workflow_id: str) -> list[WaitInfo]:
         with self._read("load_waits", workflow_id) as conn:
             self._must_exist(conn, workflow_id)
             rows = conn.execute(_LOAD_WAITS, {"k_id": workflow_id}).all()
-        return [_wait(r) for r in rows]
+        return [wait_of(r) for r in rows]
 
     def acquire(
         self, workflow_id: str, owner: str, *, now: datetime, until: datetime
@@ -238,7 +248,7 @@ class SQLModelStore:
             if row is None:
                 holder = conn.execute(_HOLDER, params).first()
         if row is not None:
-            return _record(row)
+            return record_of(row)
         if holder is None:
             raise WorkflowNotFound(workflow_id)
         until_text = holder.lease_until.isoformat() if holder.lease_until else "?"
@@ -273,16 +283,26 @@ class SQLModelStore:
         owner: str,
         waits: Sequence[WaitInfo] | None,
         history: Sequence[HistoryEntry],
+        release: bool = False,
     ) -> None:
-        params = _workflow_values(record)
+        params = workflow_values(record)
         # The type and creation time never change: leaving them out of the SET spares the
         # indexes that hold them a rewrite on every checkpoint.
         del params["type"], params["created_at"]
-        if record.lease_until is not None:  # the checkpoint extends the writer's lease
+        if release:  # the session's last checkpoint gives the lease up in the same write
+            params["lease_owner"] = params["lease_until"] = None
+        elif record.lease_until is not None:  # the checkpoint extends the writer's lease
             params["lease_until"] = record.lease_until
         params.update(k_id=record.id, k_version=record.version, k_owner=owner)
         with self._write("checkpoint", record.id) as conn:
-            if conn.execute(_CHECKPOINT, params).rowcount != 1:
+            if self._fast:
+                update_stmt = self._driver_statement(_CHECKPOINT, tuple(params))
+                entries = [history_values(e) for e in history]
+                cursors = run_all(conn, [(update_stmt, [params]), (self._fast_entry, entries)])
+                updated = cursors[0].rowcount
+            else:
+                updated = conn.execute(_CHECKPOINT, params).rowcount
+            if updated != 1:
                 stored = conn.execute(_HOLDER, params).first()
                 if stored is None:
                     raise WorkflowNotFound(record.id)
@@ -294,17 +314,31 @@ class SQLModelStore:
                 )
             if waits is not None:
                 self._replace_waits(conn, record.id, waits)
-            seqs = self._insert_history(conn, history)
+            if self._fast:
+                seqs = [int(cur.fetchone()[0]) for cur in cursors[1:]]
+            else:
+                seqs = self._insert_history(conn, history)
         record.version += 1
         _set_seqs(history, seqs)
 
+    def _driver_statement(self, stmt: Any, keys: tuple[str, ...]) -> DriverStatement:
+        """``stmt`` compiled once per set of parameter names, for the driver's cursor."""
+        found = self._compiled.get((id(stmt), keys))
+        if found is None:
+            columns = [k for k in keys if not k.startswith("k_")]
+            found = self._compiled[(id(stmt), keys)] = DriverStatement(
+                stmt, self.engine.dialect, columns
+            )
+        return found
+
     def update_wait(self, wait: WaitInfo) -> None:
-        params = _wait_values(wait)
+        params = wait_values(wait)
         for key in ("id", "workflow_id", "position"):
             del params[key]
         params.update(k_id=wait.id, k_workflow=wait.workflow_id)
+        stmt = _UPDATE_OPEN_WAIT if wait.status.open else _UPDATE_WAIT
         with self._write("update_wait", wait.workflow_id) as conn:
-            conn.execute(_UPDATE_WAIT, params)
+            conn.execute(stmt, params)
 
     def delete_wait(self, wait_id: str) -> None:
         with self._write("delete_wait") as conn:
@@ -337,7 +371,7 @@ class SQLModelStore:
         stmt = stmt.order_by(w.created_at.desc(), w.id.desc()).limit(limit).offset(offset)
         with self._read("list_workflows") as conn:
             rows = conn.execute(stmt).all()
-        return [_record(r) for r in rows]
+        return [record_of(r) for r in rows]
 
     def count_workflows(self, *, type: str | None = None) -> dict[WorkflowStatus, int]:
         w = workflows.c
@@ -363,7 +397,7 @@ class SQLModelStore:
         stmt = stmt.order_by(c.created_at.desc(), c.id.desc()).limit(limit)
         with self._read("list_waits", workflow_id) as conn:
             rows = conn.execute(stmt).all()
-        return [_wait(r) for r in rows]
+        return [wait_of(r) for r in rows]
 
     def history(self, workflow_id: str) -> list[HistoryEntry]:
         with self._read("history", workflow_id) as conn:
@@ -413,7 +447,7 @@ class SQLModelStore:
         )
         with self._read("due_waits") as conn:
             rows = conn.execute(stmt).all()
-        return [_wait(r) for r in rows]
+        return [wait_of(r) for r in rows]
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -442,7 +476,7 @@ class SQLModelStore:
         conn.execute(_DROP_WAITS, {"k_id": workflow_id, "k_keep": keep})
         if not new:
             return
-        rows = [_wait_values(x, position=i) for i, x in enumerate(new)]
+        rows = [wait_values(x, position=i) for i, x in enumerate(new)]
         if self._upsert:
             conn.execute(self._upsert_waits, rows)
         else:
@@ -452,19 +486,7 @@ class SQLModelStore:
     def _insert_history(self, conn: Connection, entries: Sequence[HistoryEntry]) -> list[int]:
         if not entries:
             return []
-        rows = [
-            {
-                "workflow_id": e.workflow_id,
-                "at": e.at,
-                "kind": e.kind,
-                "thread": e.thread,
-                "statement": e.statement,
-                "actor": e.actor,
-                "pc": e.pc,
-                "detail": e.detail,
-            }
-            for e in entries
-        ]
+        rows = [history_values(e) for e in entries]
         if len(rows) == 1 and self._insert_returning:  # the common case, and the cheapest
             return [int(conn.execute(_INSERT_ENTRY, rows[0]).scalar_one())]
         if self._bulk_returning:
@@ -489,90 +511,6 @@ def _store_error(what: str, workflow_id: str | None, e: SQLAlchemyError) -> Stor
 def _set_seqs(entries: Sequence[HistoryEntry], seqs: Sequence[int]) -> None:
     for e, seq in zip(entries, seqs, strict=True):
         e.seq = seq
-
-
-def _workflow_values(r: WorkflowRecord) -> dict[str, Any]:
-    """The columns a checkpoint writes (all but the id, the version and the lease)."""
-    return {
-        "type": r.type,
-        "status": WorkflowStatus(r.status).value,
-        "state": r.state,
-        "threads": [t.to_json() for t in r.threads],
-        "pc": r.pc,
-        "turn": r.turn,
-        "result": r.result,
-        "error": r.error,
-        "next_run_at": r.next_run_at,
-        "format": r.format,
-        "fingerprint": r.fingerprint,
-        "created_at": r.created_at,
-        "updated_at": r.updated_at,
-    }
-
-
-def _record(row: Row[Any]) -> WorkflowRecord:
-    m = row._mapping
-    return WorkflowRecord(
-        id=m["id"],
-        type=m["type"],
-        status=WorkflowStatus(m["status"]),
-        state=m["state"],
-        threads=[ThreadState.from_json(t) for t in m["threads"]],
-        created_at=m["created_at"],
-        updated_at=m["updated_at"],
-        pc=m["pc"],
-        version=m["version"],
-        turn=m["turn"],
-        result=m["result"],
-        error=m["error"],
-        next_run_at=m["next_run_at"],
-        lease_owner=m["lease_owner"],
-        lease_until=m["lease_until"],
-        format=m["format"],
-        fingerprint=m["fingerprint"],
-    )
-
-
-def _wait_values(w: WaitInfo, position: int = 0) -> dict[str, Any]:
-    return {
-        "id": w.id,
-        "workflow_id": w.workflow_id,
-        "thread_id": w.thread_id,
-        "wait": w.wait,
-        "event": w.event,
-        "type": w.type,
-        "pc": w.pc,
-        "created_at": w.created_at,
-        "status": WaitStatus(w.status).value,
-        "due_at": w.due_at,
-        "data": w.data,
-        "attempts": w.attempts,
-        "retry_at": w.retry_at,
-        "error": w.error,
-        "handled": w.handled,
-        "position": position,
-    }
-
-
-def _wait(row: Row[Any]) -> WaitInfo:
-    m = row._mapping
-    return WaitInfo(
-        id=m["id"],
-        workflow_id=m["workflow_id"],
-        thread_id=m["thread_id"],
-        wait=m["wait"],
-        event=m["event"],
-        type=m["type"],
-        pc=m["pc"],
-        created_at=m["created_at"],
-        status=WaitStatus(m["status"]),
-        due_at=m["due_at"],
-        data=m["data"],
-        attempts=m["attempts"],
-        retry_at=m["retry_at"],
-        error=m["error"],
-        handled=bool(m["handled"]),
-    )
 
 
 __all__ = [

@@ -3,6 +3,7 @@
 import streamlit as st
 
 from gorch_ui import services, ui
+from gorch_ui.escape import md
 from gorch_ui.ui import Field
 
 engine = ui.engine()
@@ -23,7 +24,7 @@ for tab, type_ in zip(st.tabs(types), types, strict=True):
         if view.dot:
             st.graphviz_chart(view.dot, width="content")
         else:
-            st.warning(f"Cannot draw {type_}: {view.error}")
+            st.warning(md(f"Cannot draw {type_}: {view.error}"))
         if view.threads_at:
             rows = [{"statement": k, "live threads": n} for k, n in sorted(view.threads_at.items())]
             st.dataframe(rows, hide_index=True)
@@ -41,7 +42,7 @@ for tab, type_ in zip(st.tabs(types), types, strict=True):
                 "From",
                 sorted(set(view.threads_at)),
                 key=f"move_from_{type_}",
-                help=f"not in the code now: {', '.join(stranded)}" if stranded else None,
+                help=md(f"not in the code now: {', '.join(stranded)}") if stranded else None,
             )
             c[1].selectbox("To", view.statements, key=f"move_to_{type_}")
             st.text_input("Reason", key=f"move_reason_{type_}")

@@ -4,6 +4,7 @@ import streamlit as st
 
 from engine import WaitInfo
 from gorch_ui import services, ui
+from gorch_ui.escape import code, md
 from gorch_ui.schema import form_fields
 from gorch_ui.ui import Field, FormValues
 
@@ -13,7 +14,8 @@ st.title("Inbox")
 wanted_workflow = st.query_params.get("workflow")
 wanted_wait = st.query_params.get("wait")
 if wanted_workflow:
-    st.info(f"Showing **{wanted_wait or 'every wait'}** of workflow `{wanted_workflow}`.")
+    # Query parameters come from a link anyone may have written: shown, never as Markdown.
+    st.info(f"Showing **{md(wanted_wait or 'every wait')}** of workflow {code(wanted_workflow)}.")
     if st.button("Show the whole inbox", key="inbox_all"):
         st.query_params.clear()
         st.rerun()
@@ -25,10 +27,10 @@ type_ = st.selectbox(
 def wait_card(w: WaitInfo) -> None:
     with st.container(border=True):
         top = st.columns([3, 2])
-        top[0].markdown(f"**{w.wait}** · `{w.event}` · {w.type}")
+        top[0].markdown(f"**{md(w.wait)}** · {code(w.event)} · {md(w.type)}")
         top[0].page_link(
             "views/workflow.py",
-            label=f"{w.workflow_id} (thread {w.thread_id})",
+            label=md(f"{w.workflow_id} (thread {w.thread_id})"),
             query_params={"id": w.workflow_id},
         )
         top[1].caption(f"waiting since {w.created_at:%Y-%m-%d %H:%M:%S} · pc {w.pc}")
@@ -84,8 +86,10 @@ def waits() -> None:
         st.success(
             "Nothing is waiting."
             if not wanted_workflow
-            else f"No pending wait {wanted_wait or ''} in workflow {wanted_workflow}: "
-            "it may have been resolved already."
+            else md(
+                f"No pending wait {wanted_wait or ''} in workflow {wanted_workflow}: "
+                "it may have been resolved already."
+            )
         )
     for w in found:
         wait_card(w)

@@ -5,6 +5,7 @@ import streamlit as st
 from engine import Engine
 from gorch_ui import services, ui
 from gorch_ui.access import Operator
+from gorch_ui.escape import md
 from gorch_ui.schema import form_fields
 from gorch_ui.ui import Field, FormValues
 
@@ -50,7 +51,7 @@ created = st.session_state.get("start_created")
 if created:
     st.page_link(
         "views/workflow.py",
-        label=f"Open {created}",
+        label=md(f"Open {created}"),
         icon=":material/account_tree:",
         query_params={"id": created},
     )

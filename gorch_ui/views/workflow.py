@@ -4,6 +4,7 @@ import streamlit as st
 
 from engine import GorchError, WorkflowNotFound
 from gorch_ui import services, ui
+from gorch_ui.escape import md
 from gorch_ui.ui import Field
 
 engine = ui.engine()
@@ -17,10 +18,10 @@ if not wid:
 try:
     view = services.workflow_view(engine, wid)  # the actions below act on what is stored now
 except WorkflowNotFound:
-    st.error(f"No workflow {wid!r}.")
+    st.error(f"No workflow {md(repr(wid))}.")  # the id comes from the URL
     st.stop()
 except GorchError as e:  # state that no longer fits the model, a type not registered, ...
-    st.error(f"Cannot show workflow {wid!r}: {e}")
+    st.error(md(f"Cannot show workflow {wid!r}: {e}"))
     st.stop()
 info = view.info
 
@@ -31,16 +32,16 @@ ui.show_flash()
 def live() -> None:
     view = services.workflow_view(engine, wid)
     info = view.info
-    st.title(f"{info.type} · {info.id}")
+    st.title(md(f"{info.type} · {info.id}"))
     cols = st.columns(4)
     cols[0].markdown(f"**{ui.status(info.status)}**")
     cols[1].caption(f"created {info.created_at:%Y-%m-%d %H:%M:%S}")
     code = f" · code {info.fingerprint}" if info.fingerprint else ""
     cols[2].caption(f"updated {info.updated_at:%Y-%m-%d %H:%M:%S} · pc {info.pc}{code}")
     if info.error:
-        cols[3].error(info.error)
+        cols[3].error(md(info.error))
     elif info.result is not None:
-        cols[3].success(f"result: {info.result}")
+        cols[3].success(md(f"result: {info.result}"))
     if view.dot:
         st.graphviz_chart(view.dot, width="content")
         if view.waits:
@@ -49,7 +50,7 @@ def live() -> None:
                 "to move a thread there."
             )
     else:
-        st.warning(f"The definition cannot be drawn: {view.graph_error}")
+        st.warning(md(f"The definition cannot be drawn: {view.graph_error}"))
     st.subheader("Threads")
     st.dataframe(services.thread_rows(info), hide_index=True)
     if view.waits:
@@ -57,8 +58,10 @@ def live() -> None:
         for w in view.waits:
             st.page_link(
                 "views/inbox.py",
-                label=f"{w.wait} · {w.event} ({w.type}) on thread {w.thread_id} since "
-                f"{w.created_at:%Y-%m-%d %H:%M:%S}: resolve in the inbox",
+                label=md(
+                    f"{w.wait} · {w.event} ({w.type}) on thread {w.thread_id} since "
+                    f"{w.created_at:%Y-%m-%d %H:%M:%S}: resolve in the inbox"
+                ),
                 icon=":material/inbox:",
                 query_params={"workflow": wid, "wait": w.wait},
             )
@@ -93,13 +96,16 @@ clicked = st.query_params.get("goto")  # a click on a statement of the graph
 if clicked and not info.status.done:
     owners = [t for t, names in view.targets.items() if clicked in names]
     if not owners:
-        st.warning(f"No thread of this workflow can be moved to {clicked!r}.")
+        st.warning(f"No thread of this workflow can be moved to {md(repr(clicked))}.")
     else:
         if st.session_state.get("goto_clicked") != clicked:  # preselect once, then let be
             st.session_state["goto_clicked"] = clicked
             st.session_state["goto_thread"] = owners[0]
             st.session_state["goto_statement"] = clicked
-        st.info(f"Move thread {owners[0]!r} to {clicked!r}? Give a reason and press **Go to**.")
+        st.info(
+            f"Move thread {md(repr(owners[0]))} to {md(repr(clicked))}? "
+            "Give a reason and press **Go to**."
+        )
 
 g = st.columns([2, 3, 1])
 thread = g[0].selectbox("Thread", list(view.targets), key="goto_thread")

@@ -338,6 +338,22 @@ def test_update_wait_writes_its_status(store: Store) -> None:
     assert store.load_waits("wf-1") == [w]
 
 
+def test_update_wait_never_reopens_a_closed_wait(store: Store) -> None:
+    """A set-up that outlived its lease reports back after another session closed the wait."""
+    rec = leased(store)
+    closed = wait(status=WaitStatus.TEARDOWN_ERROR, retry_at=T0)
+    store.checkpoint(rec, owner="w-1", waits=[closed], history=[])
+    late = wait(status=WaitStatus.SET_UP)
+    store.update_wait(late)
+    assert store.load_waits("wf-1") == [closed]
+    late.status = WaitStatus.SETUP_ERROR
+    store.update_wait(late)
+    assert store.load_waits("wf-1") == [closed]
+    closed.status, closed.attempts = WaitStatus.PENDING_TEARDOWN, 2  # closed to closed: written
+    store.update_wait(closed)
+    assert store.load_waits("wf-1") == [closed]
+
+
 def test_update_of_a_gone_wait_is_a_no_op(store: Store) -> None:
     leased(store)
     store.update_wait(wait(wait_id="ghost"))

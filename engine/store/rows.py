@@ -1,0 +1,113 @@
+"""Rows of ``SQLModelStore``: runtime records to column values and back."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Row
+
+from engine.runtime import (
+    HistoryEntry,
+    ThreadState,
+    WaitInfo,
+    WaitStatus,
+    WorkflowRecord,
+    WorkflowStatus,
+)
+
+
+def history_values(e: HistoryEntry) -> dict[str, Any]:
+    return {
+        "workflow_id": e.workflow_id,
+        "at": e.at,
+        "kind": e.kind,
+        "thread": e.thread,
+        "statement": e.statement,
+        "actor": e.actor,
+        "pc": e.pc,
+        "detail": e.detail,
+    }
+
+
+def workflow_values(r: WorkflowRecord) -> dict[str, Any]:
+    """The columns a checkpoint writes (all but the id, the version and the lease)."""
+    return {
+        "type": r.type,
+        "status": WorkflowStatus(r.status).value,
+        "state": r.state,
+        "threads": [t.to_json() for t in r.threads],
+        "pc": r.pc,
+        "turn": r.turn,
+        "result": r.result,
+        "error": r.error,
+        "next_run_at": r.next_run_at,
+        "format": r.format,
+        "fingerprint": r.fingerprint,
+        "created_at": r.created_at,
+        "updated_at": r.updated_at,
+    }
+
+
+def record_of(row: Row[Any]) -> WorkflowRecord:
+    m = row._mapping
+    return WorkflowRecord(
+        id=m["id"],
+        type=m["type"],
+        status=WorkflowStatus(m["status"]),
+        state=m["state"],
+        threads=[ThreadState.from_json(t) for t in m["threads"]],
+        created_at=m["created_at"],
+        updated_at=m["updated_at"],
+        pc=m["pc"],
+        version=m["version"],
+        turn=m["turn"],
+        result=m["result"],
+        error=m["error"],
+        next_run_at=m["next_run_at"],
+        lease_owner=m["lease_owner"],
+        lease_until=m["lease_until"],
+        format=m["format"],
+        fingerprint=m["fingerprint"],
+    )
+
+
+def wait_values(w: WaitInfo, position: int = 0) -> dict[str, Any]:
+    return {
+        "id": w.id,
+        "workflow_id": w.workflow_id,
+        "thread_id": w.thread_id,
+        "wait": w.wait,
+        "event": w.event,
+        "type": w.type,
+        "pc": w.pc,
+        "created_at": w.created_at,
+        "status": WaitStatus(w.status).value,
+        "due_at": w.due_at,
+        "data": w.data,
+        "attempts": w.attempts,
+        "retry_at": w.retry_at,
+        "error": w.error,
+        "handled": w.handled,
+        "position": position,
+    }
+
+
+def wait_of(row: Row[Any]) -> WaitInfo:
+    m = row._mapping
+    return WaitInfo(
+        id=m["id"],
+        workflow_id=m["workflow_id"],
+        thread_id=m["thread_id"],
+        wait=m["wait"],
+        event=m["event"],
+        type=m["type"],
+        pc=m["pc"],
+        created_at=m["created_at"],
+        status=WaitStatus(m["status"]),
+        due_at=m["due_at"],
+        data=m["data"],
+        attempts=m["attempts"],
+        retry_at=m["retry_at"],
+        error=m["error"],
+        handled=bool(m["handled"]),
+    )
