@@ -15,6 +15,7 @@ mode was tried for PostgreSQL: for two statements it cost more than it saved.)
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -65,13 +66,10 @@ class DriverStatement:
         return converted
 
 
-def run_all(
-    conn: Connection, batch: Sequence[tuple[DriverStatement, Sequence[dict[str, Any]]]]
-) -> list[Any]:
-    """Run each statement on each of its value sets, in order, inside ``conn``'s transaction.
+def run_all(conn: Connection, statements: Sequence[tuple[str, Any]]) -> list[Any]:
+    """Run each ``(sql, parameters)`` in order, inside ``conn``'s transaction.
 
-    Returns one cursor per statement and value set: read ``rowcount`` or fetch ``RETURNING``
-    rows from them.
+    Returns one cursor per statement: read ``rowcount`` or fetch ``RETURNING`` rows from them.
     """
     driver: Any = conn.connection.driver_connection
     dialect = conn.dialect
@@ -81,18 +79,55 @@ def run_all(
     cursors: list[Any] = []
     sql = ""
     try:
-        for stmt, value_sets in batch:
-            for values in value_sets:
-                sql, params, cur = stmt.sql, stmt.parameters(values), driver.cursor()
-                if hooked:
-                    before(conn, cur, sql, params, None, False)
-                cur.execute(sql, params)
-                if hooked:
-                    after(conn, cur, sql, params, None, False)
-                cursors.append(cur)
+        for sql, params in statements:
+            cur = driver.cursor()
+            if hooked:
+                before(conn, cur, sql, params, None, False)
+            cur.execute(sql, params)
+            if hooked:
+                after(conn, cur, sql, params, None, False)
+            cursors.append(cur)
         return cursors
     except dialect.loaded_dbapi.Error as e:
         # As SQLAlchemy would: its own exception type, and a dead connection leaves the pool.
         if dialect.is_disconnect(e, driver, None):
             conn.invalidate(e)
         raise DBAPIError.instance(sql, None, e, dialect.loaded_dbapi.Error) from e
+
+
+class CheckpointWithHistory:
+    """PostgreSQL: a checkpoint's UPDATE and its history INSERT as one statement.
+
+    A data-modifying ``WITH`` runs both in one round trip; the history rows are written only
+    if the UPDATE matched (the lease and version held). The result is one row: how many
+    workflows were updated (0 or 1) and the new history ids, in order.
+    """
+
+    def __init__(self, update: DriverStatement, entry: DriverStatement, rows: int) -> None:
+        if update.positional or entry.positional:
+            raise ValueError("CheckpointWithHistory needs a named parameter style (psycopg)")
+        head, _, rest = entry.sql.partition(" VALUES ")
+        values, _, _ = rest.partition(" RETURNING ")
+        columns = head[head.index("(") :]
+        tuples = ", ".join(
+            re.sub(r"%\((\w+)\)s", rf"%(h{i}_\1)s", values) for i in range(rows)
+        )
+        self.sql = (
+            f"WITH u AS ({update.sql} RETURNING workflows.id), "
+            f"h AS ({head} SELECT * FROM (VALUES {tuples}) AS v{columns} "
+            "WHERE EXISTS (SELECT 1 FROM u) RETURNING history.id) "
+            "SELECT (SELECT count(*) FROM u), ARRAY(SELECT id FROM h ORDER BY id)"
+        )
+        self.update, self.entry = update, entry
+
+    def run(
+        self, conn: Connection, values: dict[str, Any], entries: Sequence[dict[str, Any]]
+    ) -> tuple[int, list[int]]:
+        """Run it in ``conn``'s transaction: (rows updated, history ids)."""
+        params = dict(self.update.parameters(values))
+        for i, row in enumerate(entries):
+            for name, value in self.entry.parameters(row).items():
+                params[f"h{i}_{name}"] = value
+        (cur,) = run_all(conn, [(self.sql, params)])
+        updated, ids = cur.fetchone()
+        return int(updated), [int(x) for x in ids]

@@ -57,7 +57,7 @@ from engine.store.database import (
     database_url,
     upgrade,
 )
-from engine.store.fast import DriverStatement, run_all
+from engine.store.fast import CheckpointWithHistory, DriverStatement, run_all
 from engine.store.rows import history_values, record_of, wait_of, wait_values, workflow_values
 from engine.store.tables import history, waits, workflows
 
@@ -163,6 +163,7 @@ class SQLModelStore:
         # The checkpoint's statements run on the driver's cursor (``engine.store.fast``).
         self._fast = dialect.name in ("sqlite", "postgresql") and self._insert_returning
         self._compiled: dict[tuple[int, tuple[str, ...]], DriverStatement] = {}
+        self._combined: dict[tuple[int, int], CheckpointWithHistory] = {}
         if self._fast:
             self._fast_entry = DriverStatement(
                 _INSERT_ENTRY, dialect, list(history_values(_PROBE_ENTRY))
@@ -295,11 +296,22 @@ class SQLModelStore:
             params["lease_until"] = record.lease_until
         params.update(k_id=record.id, k_version=record.version, k_owner=owner)
         with self._write("checkpoint", record.id) as conn:
+            seqs: list[int] = []
             if self._fast:
                 update_stmt = self._driver_statement(_CHECKPOINT, tuple(params))
                 entries = [history_values(e) for e in history]
-                cursors = run_all(conn, [(update_stmt, [params]), (self._fast_entry, entries)])
-                updated = cursors[0].rowcount
+                if self._dialect == "postgresql" and entries:  # one round trip for both
+                    updated, seqs = self._with_history(update_stmt, len(entries)).run(
+                        conn, params, entries
+                    )
+                else:
+                    cursors = run_all(
+                        conn,
+                        [(update_stmt.sql, update_stmt.parameters(params))]
+                        + [(self._fast_entry.sql, self._fast_entry.parameters(e)) for e in entries],
+                    )
+                    updated = cursors[0].rowcount
+                    seqs = [int(cur.fetchone()[0]) for cur in cursors[1:]]
             else:
                 updated = conn.execute(_CHECKPOINT, params).rowcount
             if updated != 1:
@@ -314,12 +326,18 @@ class SQLModelStore:
                 )
             if waits is not None:
                 self._replace_waits(conn, record.id, waits)
-            if self._fast:
-                seqs = [int(cur.fetchone()[0]) for cur in cursors[1:]]
-            else:
+            if not self._fast:
                 seqs = self._insert_history(conn, history)
         record.version += 1
         _set_seqs(history, seqs)
+
+    def _with_history(self, update: DriverStatement, rows: int) -> CheckpointWithHistory:
+        """The PostgreSQL checkpoint statement for ``update`` and ``rows`` history rows."""
+        key = (id(update), rows)
+        found = self._combined.get(key)
+        if found is None:
+            found = self._combined[key] = CheckpointWithHistory(update, self._fast_entry, rows)
+        return found
 
     def _driver_statement(self, stmt: Any, keys: tuple[str, ...]) -> DriverStatement:
         """``stmt`` compiled once per set of parameter names, for the driver's cursor."""
