@@ -112,13 +112,17 @@ def test_sigkill_workers_at_random_moments(db_url: str, tmp_path: Path) -> None:
             assert info.state.timed_out and callbacks[0].actor == "timer"
     # A step ran more than once only when a killed process ran it before its checkpoint:
     # every execution but the last of a key belongs to a killed worker, one per kill at most.
-    dupes = 0
+    dupes = duplicates = 0
     for (w, k), n in per_key.items():
         if n > 1:
             pids = [pid for wid, key, pid in runs if (wid, key) == (w, k)]
-            assert set(pids[:-1]) <= killed, (w, k, pids, killed)
+            duplicates += sum(pid not in killed for pid in pids[:-1])
             dupes += n - 1
-    print(f"kills={kills} executions={len(runs)} re-runs={dupes}")
+    # The counts docs/reliability.md quotes (see them with -rP); lost=0 was asserted above:
+    # every workflow finished with all its steps and its one callback.
+    print(f"sigkill {store.engine.dialect.name}: kills={kills} workflows={len(ids)} "
+          f"executions={len(runs)} reruns={dupes} duplicates={duplicates} lost=0")  # fmt: skip
+    assert duplicates == 0, per_key
     assert dupes <= kills
     store.close()
 
