@@ -2,6 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
 from streamlit.testing.v1 import AppTest
 
 from engine import Engine, WaitInfo
@@ -20,3 +31,53 @@ def keys(at: AppTest) -> set[str]:
     """The keys of every widget on the page."""
     return {str(w.key) for kind in ("button", "text_input", "selectbox") for w in at.get(kind)
             if getattr(w, "key", None)}  # fmt: skip
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1) as r:
+            return bool(r.status == 200)
+    except OSError:
+        return False
+
+
+@contextmanager
+def streamlit_server(tmp_path: Path, env: dict[str, str], unset: tuple[str, ...]) -> Iterator[str]:
+    """``streamlit run gorch_ui`` from the repository root with ``env`` (minus ``unset``) on
+    top of this process's environment; yields its URL once it answers, stops it afterwards."""
+    port = free_port()
+    full = {**os.environ, **env}
+    for var in unset:
+        full.pop(var, None)
+    log = (tmp_path / "streamlit.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "gorch_ui", "--server.headless", "true",
+         "--server.port", str(port), "--server.address", "127.0.0.1",
+         "--browser.gatherUsageStats", "false"],
+        cwd=ROOT, env=full, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while not healthy(url):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"streamlit did not start:\n{(tmp_path / 'streamlit.log').read_text()}")
+            time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()

@@ -13,11 +13,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +20,7 @@ import pytest
 
 from engine import Engine, PollingResumer, SQLModelStore, WorkflowStatus
 from engine.examples import WORKFLOWS
+from tests.ui.helpers import streamlit_server
 
 pytestmark = pytest.mark.browser
 
@@ -60,49 +56,14 @@ def playwright_api() -> object:
     return sync_api
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[tuple[str, str]]:
     """``streamlit run gorch_ui`` from the repository root on a fresh SQLite file."""
     db = f"sqlite:///{tmp_path / 'gorch.db'}"
-    port = _free_port()
-    env = {**os.environ, "GORCH_DB_URL": db, "GORCH_UI_EXECUTE": "inline"}
-    for var in ("GORCH_UI_PASSWORD", "GORCH_UI_VIEWER_PASSWORD", "GORCH_APP"):
-        env.pop(var, None)
-    log = (tmp_path / "streamlit.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "gorch_ui", "--server.headless", "true",
-         "--server.port", str(port), "--server.address", "127.0.0.1",
-         "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"streamlit did not start:\n{(tmp_path / 'streamlit.log').read_text()}")
-            time.sleep(0.2)
+    env = {"GORCH_DB_URL": db, "GORCH_UI_EXECUTE": "inline"}
+    unset = ("GORCH_UI_PASSWORD", "GORCH_UI_VIEWER_PASSWORD", "GORCH_APP")
+    with streamlit_server(tmp_path, env, unset) as url:
         yield url, db
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 def _screenshot(page: object, tmp_path: Path, name: str) -> Path:

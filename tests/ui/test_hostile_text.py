@@ -7,12 +7,7 @@ engine's side (DOT, SVG, notebook HTML) is ``tests/engine/test_hostile.py``.
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,11 +22,10 @@ from engine import Engine, PollingResumer, SQLModelStore, WorkflowStatus
 from gorch_ui.escape import WORD_JOINER, code, md
 from tests.apps import hostile_app
 from tests.engine.dot_parse import parse
-from tests.ui.helpers import user_wait
+from tests.ui.helpers import streamlit_server, user_wait
 from tests.ui.test_browser import (  # noqa: F401  (playwright_api is a fixture)
     CHROMIUM,
     CHROMIUM_ARGS,
-    _free_port,
     playwright_api,
 )
 
@@ -142,42 +136,11 @@ def hostile_server(tmp_path: Path) -> Iterator[str]:
     store = SQLModelStore(db)
     hostile_app.seed(Engine(store, hostile_app.WORKFLOWS, resumer=PollingResumer()))
     store.close()
-    port = _free_port()
-    env = {**os.environ, "GORCH_DB_URL": db, "GORCH_APP": "tests.apps.hostile_app",
+    env = {"GORCH_DB_URL": db, "GORCH_APP": "tests.apps.hostile_app",
            "GORCH_UI_EXECUTE": "worker", "PYTHONPATH": str(ROOT)}  # fmt: skip
-    for var in ("GORCH_UI_PASSWORD", "GORCH_UI_VIEWER_PASSWORD", "GORCH_UI_OPERATORS"):
-        env.pop(var, None)
-    log = (tmp_path / "streamlit.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "gorch_ui", "--server.headless", "true",
-         "--server.port", str(port), "--server.address", "127.0.0.1",
-         "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while not _healthy(url):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"streamlit did not start:\n{(tmp_path / 'streamlit.log').read_text()}")
-            time.sleep(0.2)
+    unset = ("GORCH_UI_PASSWORD", "GORCH_UI_VIEWER_PASSWORD", "GORCH_UI_OPERATORS")
+    with streamlit_server(tmp_path, env, unset) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
-
-
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1) as r:
-            return bool(r.status == 200)
-    except OSError:
-        return False
 
 
 def assert_nothing_rendered(page: Any) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ from click.testing import CliRunner
 
 from engine import cli
 from gorch_ui import APP_FILE
+from tests.ui.helpers import free_port
 
 
 def test_ui_command_runs_streamlit_on_the_packaged_app() -> None:
@@ -61,14 +61,8 @@ def test_gorch_ui_says_to_install_the_ui_extra_without_streamlit(
     assert "pip install 'gorch[ui]'" in result.output
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_python_m_gorch_ui_serves_the_app(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "GORCH_DB_URL": f"sqlite:///{tmp_path / 'g.db'}"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "gorch_ui", "--headless", "--port", str(port),
