@@ -13,8 +13,8 @@ from engine.statements import Section
 class Workflow(BaseModel):
     """Subclass this; declare the state as fields and return the steps from ``definition()``.
 
-    ``definition()`` is rebuilt from the current state at every resume, so a plain bool
-    condition such as ``If(self.approved, ...)`` always sees the state of the last checkpoint.
+    ``definition()`` is rebuilt from the current state whenever that changed, so a plain bool
+    condition such as ``If(self.approved, ...)`` always sees the latest state.
 
     ``type_name`` is the name stored with each workflow (default: the class name); keep it
     when you rename the class so stored workflows still find their code.
