@@ -222,7 +222,7 @@ class Run:
                 statement,
                 actor,
                 0,
-                {k: jsonable(v) for k, v in detail.items() if v is not None},
+                {k: jsonable(v) for k, v in detail.items() if v is not None} if detail else {},
             )
         )
 
@@ -308,9 +308,13 @@ class Run:
 
     def runnable(self) -> list[ThreadState]:
         """Threads that can run now, in turn order (round-robin from ``record.turn``)."""
-        now = self.clock.now()
         threads = self.record.threads
         n = len(threads)
+        if n == 1:  # the common case: the main thread alone
+            t = threads[0]
+            ready = t.status is ThreadStatus.RUNNING
+            return [t] if ready and (t.retry_at is None or t.retry_at <= self.clock.now()) else []
+        now = self.clock.now()
         order = [threads[(self.record.turn + k) % n] for k in range(n)] if n else []
         return [
             t

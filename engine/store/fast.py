@@ -55,15 +55,15 @@ class DriverStatement:
 
     def parameters(self, values: dict[str, Any]) -> Any:
         """The DBAPI parameters for ``values``: a tuple (positional styles) or a dict."""
-        merged = {**self.fixed, **values}
-        procs = self.processors
-        converted = {
-            name: procs[name](merged[name]) if name in procs else merged[name]
-            for name in self.names
-        }
+        fixed, procs = self.fixed, self.processors
+        converted = []
+        for name in self.names:
+            value = values[name] if name in values else fixed[name]
+            processor = procs.get(name)
+            converted.append(value if processor is None else processor(value))
         if self.positional:
-            return tuple(converted[name] for name in self.names)
-        return converted
+            return tuple(converted)
+        return dict(zip(self.names, converted, strict=True))
 
 
 def run_all(conn: Connection, statements: Sequence[tuple[str, Any]]) -> list[Any]:
