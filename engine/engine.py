@@ -248,7 +248,9 @@ class Engine:
     def execute(
         self, workflow_id: str, *, actor: str | None = None, reason: str | None = None
     ) -> WorkflowInfo[Any]:
-        """Run the workflow until every thread blocks or ends; checkpoint after each step.
+        """Run the workflow until every thread blocks or ends; each step's result is written
+        before the next step runs (with the control flow that follows it), and the last write
+        gives the lease up.
 
         Args:
             actor: who asked (an operator's button, say): recorded as ``execute_requested``

@@ -388,6 +388,12 @@ class Run:
 
     def apply(self, t: ThreadState, outcome: Outcome) -> None:
         """Record what the interpreter did with thread ``t``; the caller checkpoints."""
+        if self.dirty and isinstance(outcome, (StepRaised, Crashed)):
+            # The state is about to be restored: first write what earlier outcomes of this
+            # session did (a step's result), or the restore would take it back.
+            if self._dumped is None:  # no step ran since the last checkpoint
+                self._dumped = self.record.state
+            self.checkpoint()
         self.dirty = True
         if isinstance(outcome, StepRan):
             try:

@@ -67,7 +67,7 @@ class Stmt:
 
 
 def _section(stmts: tuple[Any, ...], where: str, name: Any = None) -> tuple[Stmt, ...]:
-    for s in stmts:  # the common case, kept cheap: definitions are rebuilt at every step
+    for s in stmts:  # kept cheap: a definition is rebuilt whenever the state changes
         if not isinstance(s, Stmt):
             break
     else:
@@ -111,7 +111,7 @@ def S(*stmts: Stmt, renamed: Mapping[str, str] | None = None) -> Section:
 
 @dataclass(frozen=True, slots=True)
 class Step(Stmt):
-    """Run ``action()`` (sync or async); checkpoint after it.
+    """Run ``action()`` (sync or async); its result is written before any other step runs.
 
     At-least-once: a step interrupted before its checkpoint runs again; a checkpointed step
     never runs again. On an exception it is retried per ``retry`` (default: the engine's policy).

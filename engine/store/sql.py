@@ -110,6 +110,7 @@ _HISTORY = select(history).where(_H.workflow_id == _ID).order_by(_H.id)
 _INSERT_ENTRY = insert(history).returning(_H.id)
 _INSERT_HISTORY = insert(history).returning(_H.id, sort_by_parameter_order=True)
 _PROBE_ENTRY = HistoryEntry("", datetime.min, "")  # names the columns of a history row
+_FAST_ROWS = 64  # at most this many history rows go with a checkpoint's driver statements
 
 
 class SQLModelStore:
@@ -296,8 +297,11 @@ class SQLModelStore:
             params["lease_until"] = record.lease_until
         params.update(k_id=record.id, k_version=record.version, k_owner=owner)
         with self._write("checkpoint", record.id) as conn:
-            seqs: list[int] = []
-            if self._fast:
+            seqs: list[int] | None = None
+            # The common checkpoint (a step: one or a few history lines) runs on the driver's
+            # cursor; a large batch (thousands of goroutines starting at once) goes through
+            # SQLAlchemy's executemany, which also keeps under PostgreSQL's parameter limit.
+            if self._fast and len(history) <= _FAST_ROWS:
                 update_stmt = self._driver_statement(_CHECKPOINT, tuple(params))
                 entries = [history_values(e) for e in history]
                 if self._dialect == "postgresql" and entries:  # one round trip for both
@@ -326,7 +330,7 @@ class SQLModelStore:
                 )
             if waits is not None:
                 self._replace_waits(conn, record.id, waits)
-            if not self._fast:
+            if seqs is None:
                 seqs = self._insert_history(conn, history)
         record.version += 1
         _set_seqs(history, seqs)

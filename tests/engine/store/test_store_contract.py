@@ -281,6 +281,20 @@ def test_checkpoint_by_a_lost_owner_writes_nothing(store: Store) -> None:
     assert history_kinds(store) == []
 
 
+@pytest.mark.parametrize("rows", [1, 3, 64, 65, 9_000])
+def test_checkpoint_writes_any_number_of_history_rows_in_order(store: Store, rows: int) -> None:
+    # 9,000 rows of 8 values pass PostgreSQL's 65,535 parameters per statement: a workflow
+    # starting thousands of goroutines in one session writes that many lines at once.
+    rec = leased(store)
+    entries = [entry(kind=f"k{i}") for i in range(rows)]
+    store.checkpoint(rec, owner="w-1", waits=None, history=entries)
+    assert history_kinds(store) == [f"k{i}" for i in range(rows)]
+    seqs = [e.seq for e in entries]
+    assert seqs == sorted(seqs) and len(set(seqs)) == rows and seqs[0] > 0
+    assert [e.seq for e in store.history("wf-1")] == seqs
+    assert store.load("wf-1").version == 1
+
+
 def test_checkpoint_replaces_waits_only_when_given(store: Store) -> None:
     rec = leased(store)
     w1, w2 = wait(wait_id="w1", event="approve"), wait(wait_id="w2", event="timeout")

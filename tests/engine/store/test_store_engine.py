@@ -12,6 +12,7 @@ import pytest
 from engine import (
     CallbackRejected,
     Engine,
+    Go,
     If,
     ManualClock,
     On,
@@ -221,3 +222,76 @@ def test_racing_callbacks_have_one_winner(
         callbacks = [e for e in engines[1].history(wid) if e.kind == "callback"]
         assert len(callbacks) == 1
         assert callbacks[0].actor == f"engine-{results.index('approved')}"
+
+
+# -- a session's writes: a step's result is never taken back ------------------------------------
+
+
+class ChargeThenCheck(Workflow):
+    """A step, then a condition that calls a service which may be down."""
+
+    charged: int = 0
+    charges: int = 0
+
+    def definition(self) -> Section:
+        return S(
+            Step("charge", self.charge),
+            If(lambda: self.charged > limit(), Return("too much"), name="check"),
+            Return("done"),
+        )
+
+    def charge(self) -> None:
+        self.charges += 1
+        self.charged = 42
+
+
+class PayAndSide(Workflow):
+    """The main thread pays; a goroutine's condition fails right after."""
+
+    paid: bool = False
+
+    def definition(self) -> Section:
+        return S(
+            Go("side", S(If(lambda: limit() > 0, Return(), name="bad"))),
+            Step("pay", self.pay),
+            Return("paid"),
+        )
+
+    def pay(self) -> None:
+        self.paid = True
+
+
+SERVICE = {"down": True}
+
+
+def limit() -> int:
+    if SERVICE["down"]:
+        raise ConnectionError("config service down")
+    return 100
+
+
+@pytest.mark.parametrize("cls", [ChargeThenCheck, PayAndSide])
+def test_a_failing_condition_after_a_step_keeps_the_steps_result(
+    store: Store, cls: type[Workflow]
+) -> None:
+    # The step's result is written with the next checkpoint; a condition failing before that
+    # restores the state, which must not take the step back (it ran and is recorded as done).
+    SERVICE["down"] = True
+    engine = Engine(store, [cls])
+    wid = engine.new_workflow(cls())
+    info = engine.get(wid)
+    assert info.status is WorkflowStatus.FAILED
+    if cls is ChargeThenCheck:
+        assert (info.state.charged, info.state.charges) == (42, 1)
+    else:
+        assert info.state.paid is True
+    steps = [h.statement for h in engine.history(wid) if h.kind == "step"]
+    assert steps == ["charge" if cls is ChargeThenCheck else "pay"]
+    SERVICE["down"] = False
+    engine.retry(wid, actor="ops")
+    info = engine.get(wid)
+    assert info.status is WorkflowStatus.FINISHED
+    if cls is ChargeThenCheck:
+        assert (info.state.charged, info.state.charges, info.result) == (42, 1, "done")
+    else:
+        assert (info.state.paid, info.result) == (True, "paid")
