@@ -300,7 +300,7 @@ def test_open_engine_seeds_an_empty_examples_database_once(tmp_path: Any) -> Non
 
 
 def test_open_engine_does_not_seed_a_custom_app() -> None:
-    engine = services.open_engine("memory://", "tests.apps.race_app")
+    engine = services.open_engine("memory://", "tests.apps.hostile_app")
     assert not any(engine.store.count_workflows().values())
 
 
