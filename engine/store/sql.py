@@ -147,6 +147,14 @@ class SQLModelStore:
         except SQLAlchemyError as e:
             raise StoreError(f"invalid database URL or engine options: {e}") from e
         self._writer = self.engine.execution_options(**{WRITE: True})
+        # PostgreSQL reads go through a second pool in autocommit: one round trip instead of
+        # BEGIN, SELECT, ROLLBACK. Nothing is lost: at READ COMMITTED every statement takes
+        # its own snapshot anyway. (So a store holds up to twice the pool's connections.)
+        self._reader: Engine = self.engine
+        if self.engine.dialect.name == "postgresql":
+            self._reader = create_store_engine(
+                url, engine_kwargs={**(engine_kwargs or {}), "isolation_level": "AUTOCOMMIT"}
+            )
         self._dialect = self.engine.dialect.name
         dialect = self.engine.dialect
         self._upsert = dialect.name in ("sqlite", "postgresql")
@@ -178,6 +186,8 @@ class SQLModelStore:
     def close(self) -> None:
         """Close the pooled connections (the store can still be used; it reconnects)."""
         self.engine.dispose()
+        if self._reader is not self.engine:
+            self._reader.dispose()
 
     # -- transactions -----------------------------------------------------------------------
 
@@ -192,9 +202,9 @@ class SQLModelStore:
 
     @contextmanager
     def _read(self, what: str, workflow_id: str | None = None) -> Iterator[Connection]:
-        """One short read transaction; database errors become ``StoreError``."""
+        """One short read; database errors become ``StoreError``."""
         try:
-            with self.engine.connect() as conn:
+            with self._reader.connect() as conn:
                 yield conn
         except SQLAlchemyError as e:
             raise _store_error(what, workflow_id, e) from e
