@@ -88,14 +88,8 @@ class Counts:
 
 
 def counts(engine: Engine) -> Counts:
-    stored = engine.store.count_by_type()  # one GROUP BY type, status
-    total = dict.fromkeys(WorkflowStatus, 0)
-    for per_status in stored.values():
-        for status, n in per_status.items():
-            total[status] += n
-    zero = dict.fromkeys(WorkflowStatus, 0)
-    by_type = {t: dict(stored.get(t, zero)) for t in sorted(engine.workflows)}
-    return Counts(total, by_type)
+    by_type = {t: engine.store.count_workflows(type=t) for t in sorted(engine.workflows)}
+    return Counts(engine.store.count_workflows(), by_type)
 
 
 @dataclass(frozen=True)

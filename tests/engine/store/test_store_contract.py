@@ -281,20 +281,6 @@ def test_checkpoint_by_a_lost_owner_writes_nothing(store: Store) -> None:
     assert history_kinds(store) == []
 
 
-def test_count_by_type_groups_by_type_and_status(store: Store) -> None:
-    assert store.count_by_type() == {}
-    store.create(record("a1", type="A"), [])
-    store.create(record("a2", type="A", status=WorkflowStatus.FINISHED), [])
-    store.create(record("b1", type="B", status=WorkflowStatus.FAILED), [])
-    counts = store.count_by_type()
-    assert set(counts) == {"A", "B"}
-    assert counts["A"] == {**dict.fromkeys(WorkflowStatus, 0), WorkflowStatus.RUNNING: 1,
-                           WorkflowStatus.FINISHED: 1}  # fmt: skip
-    assert counts["B"][WorkflowStatus.FAILED] == 1 and sum(counts["B"].values()) == 1
-    for t in ("A", "B"):
-        assert counts[t] == store.count_workflows(type=t)
-
-
 @pytest.mark.parametrize("rows", [1, 3, 64, 65, 9_000])
 def test_checkpoint_writes_any_number_of_history_rows_in_order(store: Store, rows: int) -> None:
     # 9,000 rows of 8 values pass PostgreSQL's 65,535 parameters per statement: a workflow
