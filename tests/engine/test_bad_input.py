@@ -675,13 +675,13 @@ def test_step_timeout_carries_the_step_the_limit_and_where_it_hung(gate: threadi
     assert (e.statement, e.thread, e.timeout) == ("fetch", "main", 0.05)
     assert e.where is not None and "in wait()" in e.where  # nothing of the user's below it
     assert "may still be running in the background" in e.message
-    assert call_with_timeout(lambda: 42, 1, step="quick", thread="main") == 42
+    assert call_with_timeout(lambda: 42, 10, step="quick", thread="main") == 42
 
     def missing() -> None:
         raise KeyError("k")
 
     with pytest.raises(KeyError):  # the step's own exception, as without a timeout
-        call_with_timeout(missing, 1, step="raises", thread="main")
+        call_with_timeout(missing, 10, step="raises", thread="main")
 
 
 @pytest.mark.parametrize("bad", [0, -1, float("inf"), float("nan"), "5", True, timedelta(0)])

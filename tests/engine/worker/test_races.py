@@ -113,6 +113,10 @@ def side_runs(side_db: Path) -> list[tuple[str, str, int]]:
     con = sqlite3.connect(side_db, timeout=30)
     try:
         return list(con.execute("SELECT workflow, key, pid FROM runs ORDER BY rowid"))
+    except sqlite3.OperationalError as e:  # a step has created the file, not yet its table
+        if "no such table" not in str(e):
+            raise
+        return []
     finally:
         con.close()
 
