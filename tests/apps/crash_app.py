@@ -11,6 +11,7 @@ import random
 import sqlite3
 import time
 from datetime import timedelta
+from pathlib import Path
 
 from engine import (
     For,
@@ -32,6 +33,21 @@ def record(workflow: str, key: str) -> None:
     try:
         con.execute("CREATE TABLE IF NOT EXISTS runs (workflow TEXT, key TEXT, pid INTEGER)")
         con.execute("INSERT INTO runs VALUES (?, ?, ?)", (workflow, key, os.getpid()))
+    finally:
+        con.close()
+
+
+def side_runs(side_db: Path) -> list[tuple[str, str, int]]:
+    """Every execution ``record`` wrote, in order; none before the first one."""
+    if not side_db.exists():
+        return []
+    con = sqlite3.connect(side_db, timeout=30)
+    try:
+        return list(con.execute("SELECT workflow, key, pid FROM runs ORDER BY rowid"))
+    except sqlite3.OperationalError as e:  # a step has created the file, not yet its table
+        if "no such table" not in str(e):
+            raise
+        return []
     finally:
         con.close()
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import random
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -29,7 +28,7 @@ from engine import (
 
 APPS = Path(__file__).resolve().parents[2] / "apps"
 sys.path.insert(0, str(APPS))
-from crash_app import Crashy, Slow  # noqa: E402
+from crash_app import Crashy, Slow, side_runs  # noqa: E402
 
 KILLS = 26  # per backend: at least 50 in the suite (SQLite and PostgreSQL)
 WORKFLOWS = 16
@@ -42,18 +41,6 @@ def start_worker(url: str, side_db: Path, log: Path) -> subprocess.Popen[bytes]:
          "--poll", "0.05", "--lease", "1.5"],
         env=env, stdout=subprocess.DEVNULL, stderr=log.open("ab"),
     )  # fmt: skip
-
-
-def side_runs(side_db: Path) -> list[tuple[str, str, int]]:
-    con = sqlite3.connect(side_db, timeout=30)
-    try:
-        return list(con.execute("SELECT workflow, key, pid FROM runs ORDER BY rowid"))
-    except sqlite3.OperationalError as e:  # a step has created the file, not yet its table
-        if "no such table" not in str(e):
-            raise
-        return []
-    finally:
-        con.close()
 
 
 def test_sigkill_workers_at_random_moments(db_url: str, tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ from engine import (
 from engine.worker import renewing_leases
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "apps"))
-from crash_app import Crashy
+from crash_app import Crashy, side_runs
 from race_app import (
     WORKFLOWS,
     Approval,
@@ -105,20 +105,6 @@ def test_run_due_from_many_machines_at_once_runs_each_step_once(
     assert len(runs) == 12 * 6  # work:0-2, side work, note timeout, final
     assert sum(int(o.split()[0]) for o in outputs) >= 12 * 2  # every workflow and timer
     store.close()
-
-
-def side_runs(side_db: Path) -> list[tuple[str, str, int]]:
-    if not side_db.exists():
-        return []
-    con = sqlite3.connect(side_db, timeout=30)
-    try:
-        return list(con.execute("SELECT workflow, key, pid FROM runs ORDER BY rowid"))
-    except sqlite3.OperationalError as e:  # a step has created the file, not yet its table
-        if "no such table" not in str(e):
-            raise
-        return []
-    finally:
-        con.close()
 
 
 def assert_settled(engine: Engine, wid: str) -> None:
