@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_core import to_jsonable_python
 
+from engine import reads as reads_of
 from engine.clock import Clock
 from engine.errors import DefinitionError, GorchError, StateError, StepTimeout
 from engine.handlers import CallbackManager
@@ -112,8 +113,19 @@ def build_program(
     With ``prev`` (the program before the last step) the new tree is bound to ``prev``'s
     paths instead of compiled again: the tree was validated when the session began.
     """
+    return build_traced(model, workflow_id, prev, trace=False)[0]
+
+
+def build_traced(
+    model: Workflow, workflow_id: str | None, prev: Program | None, *, trace: bool = True
+) -> tuple[Program, frozenset[str]]:
+    """``build_program``, and the state fields ``definition()`` read (``engine.reads``)."""
+    reads = frozenset({reads_of.EVERYTHING})
     try:
-        definition = model.definition()
+        if trace:
+            definition, reads = reads_of.traced(model, model.definition)
+        else:
+            definition = model.definition()
     except GorchError as e:
         e.workflow_id = e.workflow_id or workflow_id
         raise
@@ -124,8 +136,8 @@ def build_program(
         ) from e
     try:
         if prev is not None and isinstance(definition, Section):
-            return prev.rebind(definition)
-        return compile_definition(definition)
+            return prev.rebind(definition), reads
+        return compile_definition(definition), reads
     except DefinitionError as e:
         e.workflow_id = workflow_id
         raise
@@ -178,8 +190,9 @@ class Run:
     _last: Program | None = field(default=None, init=False)  # the program before the change
     # The state as JSON when apply() has just serialised it, for the checkpoint to reuse.
     _dumped: dict[str, Any] | None = field(default=None, init=False)
-    # The state (as JSON) that the current program was built from.
+    # The state (as JSON) that the current program was built from, and the fields it read.
     _built_from: dict[str, Any] | None = field(default=None, init=False)
+    _reads: frozenset[str] = field(default=frozenset({reads_of.EVERYTHING}), init=False)
 
     def __post_init__(self) -> None:
         self.model = load_state(self.cls, self.record)
@@ -189,15 +202,17 @@ class Run:
     def program(self) -> Program:
         """The definition compiled from the current state (rebuilt after each change)."""
         if self._program is None:
-            self._program = build_program(self.model, self.record.id, self._last)
+            self._program, self._reads = build_traced(self.model, self.record.id, self._last)
             self._last = self._program
         return self._program
 
     def _state_is(self, state: dict[str, Any]) -> None:
-        """The state is now ``state``: if it changed, ``definition()`` is built again, so its
-        bool conditions see it (a pure function of an unchanged state needs no rebuild)."""
-        if state != self._built_from:
-            self._program, self._built_from = None, state
+        """The state is now ``state``: if a field that ``definition()`` read changed, it is
+        built again, so its bool conditions see it (a pure function of the fields it read
+        needs no rebuild while they stay the same)."""
+        if reads_of.changed(self._reads, self._built_from, state):
+            self._program = None
+        self._built_from = state
 
     # -- bookkeeping ------------------------------------------------------------------------
 

@@ -109,9 +109,7 @@ class CheckpointWithHistory:
         head, _, rest = entry.sql.partition(" VALUES ")
         values, _, _ = rest.partition(" RETURNING ")
         columns = head[head.index("(") :]
-        tuples = ", ".join(
-            re.sub(r"%\((\w+)\)s", rf"%(h{i}_\1)s", values) for i in range(rows)
-        )
+        tuples = ", ".join(re.sub(r"%\((\w+)\)s", rf"%(h{i}_\1)s", values) for i in range(rows))
         self.sql = (
             f"WITH u AS ({update.sql} RETURNING workflows.id), "
             f"h AS ({head} SELECT * FROM (VALUES {tuples}) AS v{columns} "
