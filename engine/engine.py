@@ -156,7 +156,8 @@ class Engine:
                 self.retry_policy,
                 self.lease,
                 record,
-                self.store.load_waits(workflow_id),
+                # pc 0: never checkpointed, so no wait can exist yet (a round trip spared).
+                self.store.load_waits(workflow_id) if record.pc else [],
                 self.workflow_class(record.type, workflow_id),
                 self.max_state_bytes,
             )

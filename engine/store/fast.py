@@ -95,17 +95,19 @@ def run_all(conn: Connection, statements: Sequence[tuple[str, Any]]) -> list[Any
         raise DBAPIError.instance(sql, None, e, dialect.loaded_dbapi.Error) from e
 
 
-class CheckpointWithHistory:
-    """PostgreSQL: a checkpoint's UPDATE and its history INSERT as one statement.
+class WithHistory:
+    """PostgreSQL: a write of a workflow row and its history INSERT as one statement.
 
-    A data-modifying ``WITH`` runs both in one round trip; the history rows are written only
-    if the UPDATE matched (the lease and version held). The result is one row: how many
-    workflows were updated (0 or 1) and the new history ids, in order.
+    The write is a checkpoint's UPDATE or ``create``'s INSERT ... ON CONFLICT DO NOTHING. A
+    data-modifying ``WITH`` runs both in one round trip; the history rows are written only
+    if the write touched the row (the lease and version held; the id was new). The result is
+    one row: how many workflow rows were written (0 or 1) and the new history ids, in order.
+    Run in autocommit, the statement is a whole transaction by itself.
     """
 
     def __init__(self, update: DriverStatement, entry: DriverStatement, rows: int) -> None:
         if update.positional or entry.positional:
-            raise ValueError("CheckpointWithHistory needs a named parameter style (psycopg)")
+            raise ValueError("WithHistory needs a named parameter style (psycopg)")
         head, _, rest = entry.sql.partition(" VALUES ")
         values, _, _ = rest.partition(" RETURNING ")
         columns = head[head.index("(") :]
@@ -121,7 +123,7 @@ class CheckpointWithHistory:
     def run(
         self, conn: Connection, values: dict[str, Any], entries: Sequence[dict[str, Any]]
     ) -> tuple[int, list[int]]:
-        """Run it in ``conn``'s transaction: (rows updated, history ids)."""
+        """Run it on ``conn``: (workflow rows written, history ids)."""
         params = dict(self.update.parameters(values))
         for i, row in enumerate(entries):
             for name, value in self.entry.parameters(row).items():

@@ -57,7 +57,7 @@ from engine.store.database import (
     database_url,
     upgrade,
 )
-from engine.store.fast import CheckpointWithHistory, DriverStatement, run_all
+from engine.store.fast import WithHistory, DriverStatement, run_all
 from engine.store.rows import history_values, record_of, wait_of, wait_values, workflow_values
 from engine.store.tables import history, waits, workflows
 
@@ -164,6 +164,7 @@ class SQLModelStore:
         if self._upsert:
             ins = self._insert(workflows)
             self._create = ins.on_conflict_do_nothing().returning(_W.id)
+            self._create_alone = ins.on_conflict_do_nothing()
             ins = self._insert(waits)
             self._upsert_waits = ins.on_conflict_do_update(
                 index_elements=[_C.id],
@@ -172,7 +173,7 @@ class SQLModelStore:
         # The checkpoint's statements run on the driver's cursor (``engine.store.fast``).
         self._fast = dialect.name in ("sqlite", "postgresql") and self._insert_returning
         self._compiled: dict[tuple[int, tuple[str, ...]], DriverStatement] = {}
-        self._combined: dict[tuple[int, int], CheckpointWithHistory] = {}
+        self._combined: dict[tuple[int, int], WithHistory] = {}
         if self._fast:
             self._fast_entry = DriverStatement(
                 _INSERT_ENTRY, dialect, list(history_values(_PROBE_ENTRY))
@@ -201,6 +202,17 @@ class SQLModelStore:
             raise _store_error(what, workflow_id, e) from e
 
     @contextmanager
+    def _alone(self, what: str, workflow_id: str | None = None) -> Iterator[Connection]:
+        """A write that is one statement: on PostgreSQL it runs in autocommit, atomic by
+        itself, in one round trip (no COMMIT after it); elsewhere in a write transaction."""
+        if self._reader is self.engine:
+            with self._write(what, workflow_id) as conn:
+                yield conn
+            return
+        with self._read(what, workflow_id) as conn:
+            yield conn
+
+    @contextmanager
     def _read(self, what: str, workflow_id: str | None = None) -> Iterator[Connection]:
         """One short read; database errors become ``StoreError``."""
         try:
@@ -219,6 +231,16 @@ class SQLModelStore:
             "lease_until": record.lease_until,
             **workflow_values(record),
         }
+        if self._dialect == "postgresql" and self._fast and 0 < len(history) <= _FAST_ROWS:
+            # The row and its history in one statement, in autocommit: one round trip.
+            first = self._driver_statement(self._create_alone, tuple(row))
+            entries = [history_values(e) for e in history]
+            with self._alone("create", record.id) as conn:
+                written, seqs = self._with_history(first, len(entries)).run(conn, row, entries)
+            if not written:
+                return False
+            _set_seqs(history, seqs)
+            return True
         try:
             with self._write("create", record.id) as conn:
                 if self._upsert:
@@ -251,7 +273,7 @@ class SQLModelStore:
         self, workflow_id: str, owner: str, *, now: datetime, until: datetime
     ) -> WorkflowRecord:
         params = {"k_id": workflow_id, "k_owner": owner, "k_now": now, "k_until": until}
-        with self._write("acquire", workflow_id) as conn:
+        with self._alone("acquire", workflow_id) as conn:
             if self._returning:
                 row = conn.execute(_ACQUIRE_RETURNING, params).first()
             else:
@@ -285,7 +307,7 @@ class SQLModelStore:
         )
 
     def release(self, workflow_id: str, owner: str) -> None:
-        with self._write("release", workflow_id) as conn:
+        with self._alone("release", workflow_id) as conn:
             conn.execute(_RELEASE, {"k_id": workflow_id, "k_owner": owner})
 
     def checkpoint(
@@ -306,51 +328,67 @@ class SQLModelStore:
         elif record.lease_until is not None:  # the checkpoint extends the writer's lease
             params["lease_until"] = record.lease_until
         params.update(k_id=record.id, k_version=record.version, k_owner=owner)
-        with self._write("checkpoint", record.id) as conn:
-            seqs: list[int] | None = None
-            # The common checkpoint (a step: one or a few history lines) runs on the driver's
-            # cursor; a large batch (thousands of goroutines starting at once) goes through
-            # SQLAlchemy's executemany, which also keeps under PostgreSQL's parameter limit.
-            if self._fast and len(history) <= _FAST_ROWS:
-                update_stmt = self._driver_statement(_CHECKPOINT, tuple(params))
-                entries = [history_values(e) for e in history]
-                if self._dialect == "postgresql" and entries:  # one round trip for both
-                    updated, seqs = self._with_history(update_stmt, len(entries)).run(
-                        conn, params, entries
-                    )
+        # The common checkpoint (a step: one or a few history lines) runs on the driver's
+        # cursor; a large batch (thousands of goroutines starting at once) goes through
+        # SQLAlchemy's executemany, which also keeps under PostgreSQL's parameter limit.
+        fast = self._fast and len(history) <= _FAST_ROWS
+        if fast and waits is None and self._dialect == "postgresql":
+            # The workflow row and its history in one statement (``WithHistory``),
+            # in autocommit: atomic by itself, one round trip for the whole checkpoint.
+            with self._alone("checkpoint", record.id) as conn:
+                updated, seqs = self._fast_checkpoint(conn, params, history)
+                if updated != 1:
+                    self._lost(conn, record, params)
+        else:
+            with self._write("checkpoint", record.id) as conn:
+                if fast:
+                    updated, seqs = self._fast_checkpoint(conn, params, history)
                 else:
-                    cursors = run_all(
-                        conn,
-                        [(update_stmt.sql, update_stmt.parameters(params))]
-                        + [(self._fast_entry.sql, self._fast_entry.parameters(e)) for e in entries],
-                    )
-                    updated = cursors[0].rowcount
-                    seqs = [int(cur.fetchone()[0]) for cur in cursors[1:]]
-            else:
-                updated = conn.execute(_CHECKPOINT, params).rowcount
-            if updated != 1:
-                stored = conn.execute(_HOLDER, params).first()
-                if stored is None:
-                    raise WorkflowNotFound(record.id)
-                raise LeaseLost(
-                    f"workflow {record.id!r} was taken over by {stored.lease_owner!r} "
-                    f"(version {stored.version}, expected {record.version})",
-                    workflow_id=record.id,
-                    owner=stored.lease_owner,
-                )
-            if waits is not None:
-                self._replace_waits(conn, record.id, waits)
-            if seqs is None:
-                seqs = self._insert_history(conn, history)
+                    updated = conn.execute(_CHECKPOINT, params).rowcount
+                if updated != 1:
+                    self._lost(conn, record, params)
+                if waits is not None:
+                    self._replace_waits(conn, record.id, waits)
+                if not fast:
+                    seqs = self._insert_history(conn, history)
         record.version += 1
         _set_seqs(history, seqs)
 
-    def _with_history(self, update: DriverStatement, rows: int) -> CheckpointWithHistory:
-        """The PostgreSQL checkpoint statement for ``update`` and ``rows`` history rows."""
+    def _fast_checkpoint(
+        self, conn: Connection, params: dict[str, Any], history: Sequence[HistoryEntry]
+    ) -> tuple[int, list[int]]:
+        """The checkpoint's UPDATE and history INSERTs on the driver's cursor: (rows updated,
+        history ids). On PostgreSQL one statement does both."""
+        update_stmt = self._driver_statement(_CHECKPOINT, tuple(params))
+        entries = [history_values(e) for e in history]
+        if self._dialect == "postgresql" and entries:
+            return self._with_history(update_stmt, len(entries)).run(conn, params, entries)
+        cursors = run_all(
+            conn,
+            [(update_stmt.sql, update_stmt.parameters(params))]
+            + [(self._fast_entry.sql, self._fast_entry.parameters(e)) for e in entries],
+        )
+        return cursors[0].rowcount, [int(cur.fetchone()[0]) for cur in cursors[1:]]
+
+    def _lost(self, conn: Connection, record: WorkflowRecord, params: dict[str, Any]) -> None:
+        """Raise why a checkpoint's compare-and-set matched no row."""
+        stored = conn.execute(_HOLDER, params).first()
+        if stored is None:
+            raise WorkflowNotFound(record.id)
+        raise LeaseLost(
+            f"workflow {record.id!r} was taken over by {stored.lease_owner!r} "
+            f"(version {stored.version}, expected {record.version})",
+            workflow_id=record.id,
+            owner=stored.lease_owner,
+        )
+
+    def _with_history(self, update: DriverStatement, rows: int) -> WithHistory:
+        """The PostgreSQL statement that runs ``update`` (a checkpoint's UPDATE or create's
+        INSERT) and writes ``rows`` history rows."""
         key = (id(update), rows)
         found = self._combined.get(key)
         if found is None:
-            found = self._combined[key] = CheckpointWithHistory(update, self._fast_entry, rows)
+            found = self._combined[key] = WithHistory(update, self._fast_entry, rows)
         return found
 
     def _driver_statement(self, stmt: Any, keys: tuple[str, ...]) -> DriverStatement:

@@ -11,6 +11,11 @@ driver's ``OperationalError``, wrapped by SQLAlchemy, turned into ``StoreError``
 - ``after_commit``: ``COMMIT`` succeeded but the client hears a failure (a lost
   acknowledgement); the write is durable although the caller sees an error.
 
+A write that is one statement runs in autocommit on PostgreSQL (``acquire``, ``release``,
+``create``, a checkpoint that changes no wait): its statement is its commit, so
+``before_write`` and ``on_commit`` fail the statement (nothing written), and ``after_write``
+and ``after_commit`` strike after it committed (durable, the caller hears an error).
+
 A fault may also ``drop`` the connection (close it before raising), as when a database
 server goes away; the scenario does that on PostgreSQL only.
 
@@ -77,6 +82,12 @@ class Fault:
     drop: bool = False  # the connection is closed too, as when the server goes away
     fired: bool = False
     raised: type[BaseException] | None = None
+    autocommitted: bool = False  # the statement it followed committed by itself
+
+    @property
+    def durable(self) -> bool:
+        """Whether the write it hit is durable although the caller heard an error."""
+        return self.fired and (self.point.commits or self.autocommitted)
 
 
 @dataclass
@@ -134,8 +145,11 @@ class FaultyStore:
         self._statements = 0
         sa_engine = inner.engine
         self._error: type[Exception] = sa_engine.dialect.loaded_dbapi.OperationalError
-        event.listen(sa_engine, "before_cursor_execute", self._before_statement)
-        event.listen(sa_engine, "after_cursor_execute", self._after_statement)
+        # The store's second (autocommit) pool on PostgreSQL: a write that is one statement
+        # runs there, committed as soon as it ran.
+        for pool in {sa_engine, inner._reader}:
+            event.listen(pool, "before_cursor_execute", self._before_statement)
+            event.listen(pool, "after_cursor_execute", self._after_statement)
         dialect = sa_engine.dialect
         real_commit: Callable[[Any], None] = dialect.do_commit
 
@@ -166,23 +180,27 @@ class FaultyStore:
     def _before_statement(self, conn: Any, *args: Any) -> None:
         fault = self._armed
         self._statements += 1
-        if (
-            fault is not None
-            and not fault.fired
-            and fault.point is Point.BEFORE_WRITE
-            and self._statements == 1
-        ):
-            self._fire(fault, conn.connection.driver_connection)
+        if fault is None or fault.fired or self._statements != 1:
+            return
+        driver = conn.connection.driver_connection
+        # In autocommit the statement is its own COMMIT: failing "at commit" fails it.
+        points = (
+            (Point.BEFORE_WRITE, Point.ON_COMMIT) if _autocommit(driver) else (Point.BEFORE_WRITE,)
+        )
+        if fault.point in points:
+            self._fire(fault, driver)
 
     def _after_statement(self, conn: Any, *args: Any) -> None:
         fault = self._armed
-        if (
-            fault is not None
-            and not fault.fired
-            and fault.point is Point.AFTER_WRITE
-            and self._statements == 1
-        ):
-            self._fire(fault, conn.connection.driver_connection)
+        if fault is None or fault.fired or self._statements != 1:
+            return
+        driver = conn.connection.driver_connection
+        if _autocommit(driver):  # committed already: a failure now is a lost acknowledgement
+            if fault.point in (Point.AFTER_WRITE, Point.AFTER_COMMIT):
+                fault.autocommitted = True
+                self._fire(fault, driver)
+        elif fault.point is Point.AFTER_WRITE:
+            self._fire(fault, driver)
 
     @contextmanager
     def _write(self, op: str, workflow_id: str | None) -> Iterator[Fault | None]:
@@ -216,7 +234,7 @@ class FaultyStore:
             try:
                 self.inner.checkpoint(record, **kw)
             except BaseException:
-                durable = fault is not None and fault.fired and fault.point.commits
+                durable = fault is not None and fault.durable
                 self._settle(record.id, history, committed=durable)
                 raise
             self._settle(record.id, history, committed=True)
@@ -254,6 +272,12 @@ class FaultyStore:
     def unreported(self) -> list[Fault]:
         """Faults that did not reach the store's caller as a ``StoreError``."""
         return [f for f in self.faults if f.raised is None or not issubclass(f.raised, StoreError)]
+
+
+def _autocommit(driver: Any) -> bool:
+    """Whether a driver connection commits each statement by itself (psycopg's flag; the
+    store's SQLite connections run their own BEGIN and are never in autocommit here)."""
+    return isinstance(getattr(driver, "autocommit", None), bool) and bool(driver.autocommit)
 
 
 @dataclass
