@@ -57,7 +57,7 @@ from engine.store.database import (
     database_url,
     upgrade,
 )
-from engine.store.fast import WithHistory, DriverStatement, run_all
+from engine.store.fast import DriverStatement, WithHistory, run_all
 from engine.store.rows import history_values, record_of, wait_of, wait_values, workflow_values
 from engine.store.tables import history, waits, workflows
 
