@@ -22,6 +22,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from pydantic_core import to_json
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
@@ -45,6 +46,10 @@ def database_url(url: str | URL) -> URL:
     return u
 
 
+def _json_text(value: Any) -> str:
+    return to_json(value).decode()
+
+
 def create_store_engine(
     url: str | URL,
     *,
@@ -59,6 +64,9 @@ def create_store_engine(
     """
     u = database_url(url)
     kwargs = dict(engine_kwargs or {})
+    # pydantic-core writes JSON several times faster than the json module (every checkpoint
+    # writes the state and the threads as JSON); the values are JSON data already.
+    kwargs.setdefault("json_serializer", _json_text)
     if u.get_backend_name() != "sqlite":
         return create_engine(u, **kwargs)
     level = sqlite_synchronous.upper()

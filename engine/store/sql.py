@@ -5,6 +5,11 @@ body ever runs inside one. Exclusivity comes from the lease columns: ``acquire``
 conditional ``UPDATE ... RETURNING``, and ``checkpoint`` a compare-and-set on
 ``(version, lease_owner)`` followed by the waits and history writes, in one transaction.
 
+The hot path: on PostgreSQL a write that is one statement (``acquire``, ``release``,
+``create`` and a checkpoint that changes no wait, each with its history rows in the same
+statement) runs in autocommit, one round trip; on SQLite such a checkpoint runs its
+transaction on the driver (``engine.store.fast``).
+
 SQLite (the default, ``sqlite:///gorch.db``) runs in WAL mode with ``synchronous=NORMAL``:
 a commit survives a killed process, not necessarily a power loss; ``sqlite_synchronous="FULL"``
 survives both (see ``engine.store.database`` for why). Write transactions begin with
@@ -57,7 +62,7 @@ from engine.store.database import (
     database_url,
     upgrade,
 )
-from engine.store.fast import DriverStatement, WithHistory, run_all
+from engine.store.fast import DriverStatement, WithHistory, driver_transaction, run_all
 from engine.store.rows import history_values, record_of, wait_of, wait_values, workflow_values
 from engine.store.tables import history, waits, workflows
 
@@ -338,6 +343,18 @@ class SQLModelStore:
             with self._alone("checkpoint", record.id) as conn:
                 updated, seqs = self._fast_checkpoint(conn, params, history)
                 if updated != 1:
+                    self._lost(conn, record, params)
+        elif fast and waits is None and self._dialect == "sqlite":
+            # The transaction itself on the driver too (``driver_transaction``).
+            try:
+                with driver_transaction(self._writer) as tx:
+                    updated, seqs = self._fast_checkpoint(tx.conn, params, history)
+                    if updated != 1:
+                        tx.rollback()
+            except SQLAlchemyError as e:
+                raise _store_error("checkpoint", record.id, e) from e
+            if updated != 1:
+                with self._read("checkpoint", record.id) as conn:
                     self._lost(conn, record, params)
         else:
             with self._write("checkpoint", record.id) as conn:

@@ -281,6 +281,25 @@ def test_checkpoint_by_a_lost_owner_writes_nothing(store: Store) -> None:
     assert history_kinds(store) == []
 
 
+@pytest.mark.parametrize("rows", [0, 1, 3])
+def test_a_lost_checkpoint_that_changes_no_wait_writes_nothing(store: Store, rows: int) -> None:
+    """The common checkpoint (a step) is one statement or a transaction on the driver: a lost
+    lease leaves no trace of it either, history included."""
+    rec = leased(store, owner="w-1")
+    later = T0 + timedelta(minutes=6)
+    store.acquire("wf-1", "w-2", now=later, until=later + timedelta(minutes=5))
+    rec.state = {"mine": True}
+    entries = [entry(kind=f"late{i}") for i in range(rows)]
+    with pytest.raises(LeaseLost) as e:
+        store.checkpoint(rec, owner="w-1", waits=None, history=entries)
+    assert e.value.owner == "w-2"
+    assert rec.version == 0 and all(h.seq == 0 for h in entries)
+    assert store.load("wf-1").state["amount"] == 5
+    assert history_kinds(store) == []
+    store.checkpoint(store.load("wf-1"), owner="w-2", waits=None, history=[entry(kind="next")])
+    assert history_kinds(store) == ["next"]  # the connection is fine for the next writer
+
+
 @pytest.mark.parametrize("rows", [1, 3, 64, 65, 9_000])
 def test_checkpoint_writes_any_number_of_history_rows_in_order(store: Store, rows: int) -> None:
     # 9,000 rows of 8 values pass PostgreSQL's 65,535 parameters per statement: a workflow
