@@ -43,6 +43,8 @@ from common import Row, Target, best_of, peak_memory, print_table
 ROWS = {
     "growth.memory": (5, "per step, 1,000 statements vs 20, in memory"),
     "growth.sqlite": (5, "per step, 1,000 statements vs 20, SQLite"),
+    "growth.memory.callable": (5, "the same with a callable condition, in memory"),
+    "growth.sqlite.callable": (5, "the same with a callable condition, SQLite"),
     "growth.definition": (5, "definition() alone, 1,000 statements vs 20"),
 }
 
@@ -78,23 +80,34 @@ def never() -> bool:
     return False
 
 
-def sized(statements: int) -> type[Workflow]:
-    """A workflow class of ``statements`` statements that runs ``STEPS`` steps."""
+def sized(statements: int, *, callable_condition: bool = False) -> type[Workflow]:
+    """A workflow class of ``statements`` statements that runs ``STEPS`` steps.
+
+    Its one condition reads ``n``, which every step changes. As a bool (``If(self.n > 10,
+    ...)``) it is evaluated when ``definition()`` is built, so the definition is built again
+    after every step; as a callable (``If(lambda: self.n > 10, ...)``) the definition reads
+    no field and is built once per session (``engine.reads``).
+    """
 
     class Sized(Workflow):
         n: int = 0
         payload: str = "x" * 200
 
         def definition(self) -> Section:
+            cond = self.beyond if callable_condition else self.n > STEPS
             return S(
                 *(Step(f"step {i}", self.bump) for i in range(STEPS)),
-                If(self.n > STEPS, *filler(statements - STEPS - 1)),  # never taken
+                If(cond, *filler(statements - STEPS - 1)),  # never taken
             )
+
+        def beyond(self) -> bool:
+            return self.n > STEPS
 
         def bump(self) -> None:
             self.n += 1
 
-    Sized.__name__ = Sized.__qualname__ = f"Sized{statements}"
+    kind = "Callable" if callable_condition else ""
+    Sized.__name__ = Sized.__qualname__ = f"Sized{kind}{statements}"
     return Sized
 
 
@@ -112,28 +125,33 @@ def main(argv: list[str] | None = None) -> list[Row]:
     parser.add_argument("--quick", action="store_true", help="few runs: a smoke test")
     args = parser.parse_args(argv)
     runs = 5 if args.quick else 100
-    small, large = sized(SMALL), sized(LARGE)
     rows: list[Row] = []
+    for suffix, callable_condition in [("", False), (".callable", True)]:
+        small = sized(SMALL, callable_condition=callable_condition)
+        large = sized(LARGE, callable_condition=callable_condition)
+        engine = Engine(MemoryStore(), [small, large], clock=ManualClock(),
+                        resumer=PollingResumer())  # fmt: skip
+        ours, peak = per_step(engine, large, runs)
+        floor, _ = per_step(engine, small, runs)
+        key = f"growth.memory{suffix}"
+        rows.append(Row(key, ROWS[key][1], ours * 1e6, floor=floor * 1e6,
+                        floor_what="the same with 20 statements", target=Target(3), peak=peak,
+                        issue=5))  # fmt: skip
 
-    engine = Engine(MemoryStore(), [small, large], clock=ManualClock(), resumer=PollingResumer())
-    ours, peak = per_step(engine, large, runs)
-    floor, _ = per_step(engine, small, runs)
-    rows.append(Row("growth.memory", ROWS["growth.memory"][1], ours * 1e6, floor=floor * 1e6,
-                    floor_what="the same with 20 statements", target=Target(3), peak=peak,
-                    issue=5))  # fmt: skip
+        with tempfile.TemporaryDirectory() as tmp:
+            store = SQLModelStore(f"sqlite:///{tmp}/growth.db")
+            engine = Engine(store, [small, large], resumer=PollingResumer())
+            try:
+                ours, peak = per_step(engine, large, max(2, runs // 2))
+                floor, _ = per_step(engine, small, max(2, runs // 2))
+            finally:
+                store.close()
+        key = f"growth.sqlite{suffix}"
+        rows.append(Row(key, ROWS[key][1], ours * 1e6, floor=floor * 1e6,
+                        floor_what="the same with 20 statements", target=Target(3), peak=peak,
+                        issue=5))  # fmt: skip
 
-    with tempfile.TemporaryDirectory() as tmp:
-        store = SQLModelStore(f"sqlite:///{tmp}/growth.db")
-        engine = Engine(store, [small, large], resumer=PollingResumer())
-        try:
-            ours, peak = per_step(engine, large, max(2, runs // 2))
-            floor, _ = per_step(engine, small, max(2, runs // 2))
-        finally:
-            store.close()
-    rows.append(Row("growth.sqlite", ROWS["growth.sqlite"][1], ours * 1e6, floor=floor * 1e6,
-                    floor_what="the same with 20 statements", target=Target(3), peak=peak,
-                    issue=5))  # fmt: skip
-
+    small, large = sized(SMALL), sized(LARGE)
     big, little = large(), small()
     ours = best_of(big.definition, runs * 10)
     floor = best_of(little.definition, runs * 10)

@@ -41,6 +41,7 @@ from engine.runtime import (
 )
 from engine.statements import RetryPolicy
 from engine.store.base import Store
+from engine.validate import RecentPrograms
 from engine.workflow import Workflow
 
 log = logging.getLogger("gorch")
@@ -102,6 +103,7 @@ class Engine:
         self.active: dict[str, str] = {}  # lease owner -> workflow id, for lease heartbeats
         self.owner = f"engine-{uuid.uuid4().hex[:12]}"
         self._sessions = itertools.count(1)  # each session holds the lease under its own name
+        self._created = RecentPrograms()  # compiled by new_workflow, for the first session
         self.workflows: dict[str, type[Workflow]] = {}
         for cls in workflows:
             self.register(cls)
@@ -161,6 +163,9 @@ class Engine:
                 self.workflow_class(record.type, workflow_id),
                 self.max_state_bytes,
             )
+            created = self._created.take(workflow_id)
+            if created is not None and record.pc == 0:  # the state it was compiled from
+                run.start_from(created)
             yield run
         finally:
             self.active.pop(owner, None)
@@ -220,7 +225,7 @@ class Engine:
                 "workflow id must be a non-empty string of at most 200 characters, without NUL "
                 f"or unpaired surrogates, not {wid!r:.80}"
             )
-        build_program(state, wid)  # fail before storing anything
+        program = build_program(state, wid)  # fail before storing anything
         now = self.clock.now()
         record = WorkflowRecord(
             id=wid,
@@ -243,6 +248,7 @@ class Engine:
                     workflow_id=wid,
                 )
             return wid
+        self._created.put(wid, program)
         self.resumer.schedule(self, wid)
         return wid
 

@@ -206,6 +206,12 @@ class Run:
             self._last = self._program
         return self._program
 
+    def start_from(self, program: Program) -> None:
+        """``program`` was compiled from this same stored state (by ``new_workflow``): the
+        first build binds to its paths instead of compiling again."""
+        if self._program is None:
+            self._last = program
+
     def _state_is(self, state: dict[str, Any]) -> None:
         """The state is now ``state``: if a field that ``definition()`` read changed, it is
         built again, so its bool conditions see it (a pure function of the fields it read

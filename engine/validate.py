@@ -7,6 +7,7 @@ returns a ``Program``: the index the interpreter uses to find a thread's positio
 from __future__ import annotations
 
 import hashlib
+import threading
 from enum import Enum
 from typing import Any, NamedTuple
 
@@ -400,3 +401,28 @@ def compile_definition(definition: Any) -> Program:
 def validate(definition: Any) -> None:
     """Raise ``DefinitionError`` naming every structural problem of ``definition``."""
     compile_definition(definition)
+
+
+class RecentPrograms:
+    """The programs ``new_workflow`` compiled, by workflow id, until a session takes them.
+
+    A new workflow's definition is compiled once to check it before anything is stored; the
+    first session of the workflow builds it again from the same state, and binds that tree to
+    these paths (``Program.rebind``) instead of compiling it a second time. Bounded: a
+    workflow run by another process leaves its entry to be pushed out.
+    """
+
+    def __init__(self, size: int = 256) -> None:
+        self._size = size
+        self._programs: dict[str, Program] = {}
+        self._lock = threading.Lock()
+
+    def put(self, workflow_id: str, program: Program) -> None:
+        with self._lock:
+            self._programs[workflow_id] = program
+            if len(self._programs) > self._size:
+                del self._programs[next(iter(self._programs))]
+
+    def take(self, workflow_id: str) -> Program | None:
+        with self._lock:
+            return self._programs.pop(workflow_id, None)
