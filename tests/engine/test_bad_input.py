@@ -400,11 +400,14 @@ def test_a_stored_field_of_any_value_loads_exactly_when_the_model_accepts_it(
     engine = make(store, Ledger)
     wid = engine.new_workflow(Ledger(amount=5))
     state = {"amount": 5, "currency": "EUR", "notes": [], field: value}
+    tamper(store, wid, state)
+    # As the store hands it back: PostgreSQL's jsonb writes 9.223372036854776e+18 back as the
+    # integer 9223372036854776000, which an int field takes.
+    stored = store.load(wid).state
     try:
-        fits = bool(Ledger.model_validate_json(json.dumps(state)))
+        fits = bool(Ledger.model_validate_json(json.dumps(stored)))
     except ValidationError:
         fits = False
-    tamper(store, wid, state)
     before = snapshot(engine, wid)
     try:
         engine.execute(wid)
