@@ -289,7 +289,7 @@ def run_callable(fn: Callable[..., Any], *args: Any) -> Any:
     Works inside a running event loop too (Jupyter), by running the coroutine on a helper thread.
     """
     result = fn(*args)
-    if inspect.isawaitable(result):
+    if result is not None and inspect.isawaitable(result):
         return _await(result)
     return result
 
