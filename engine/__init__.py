@@ -27,6 +27,7 @@ from engine.errors import (
     UnknownWorkflowType,
     WorkflowBusy,
     WorkflowExists,
+    WorkflowNotDue,
     WorkflowNotFound,
 )
 from engine.handlers import (
@@ -130,6 +131,7 @@ __all__ = [
     "WorkflowBusy",
     "WorkflowExists",
     "WorkflowInfo",
+    "WorkflowNotDue",
     "WorkflowNotFound",
     "WorkflowStatus",
     "check_compatibility",

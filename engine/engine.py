@@ -133,14 +133,16 @@ class Engine:
     # -- sessions ---------------------------------------------------------------------------
 
     @contextmanager
-    def _run(self, workflow_id: str, *, wait: bool = False) -> Iterator[Run]:
+    def _run(self, workflow_id: str, *, wait: bool = False, due: bool = False) -> Iterator[Run]:
         owner, workflow_id = f"{self.owner}-{next(self._sessions)}", limits.known_id(workflow_id)
         deadline = time.monotonic() + self.busy_timeout.total_seconds()
         delay = 0.005
         while True:
             now = self.clock.now()
             try:
-                record = self.store.acquire(workflow_id, owner, now=now, until=now + self.lease)
+                record = self.store.acquire(
+                    workflow_id, owner, now=now, until=now + self.lease, due=due
+                )
                 break
             except WorkflowBusy:
                 if not wait or time.monotonic() >= deadline:
@@ -309,8 +311,9 @@ class Engine:
         *,
         runaway: bool,
         request: tuple[str, str | None, str | None] = ("", None, None),
+        due: bool = False,
     ) -> WorkflowInfo[Any]:
-        with self._run(workflow_id) as run:
+        with self._run(workflow_id, due=due) as run:
             rec = run.record
             if rec.status.done:  # nothing runs, nothing is written
                 return self._info(rec, run.model)

@@ -163,6 +163,10 @@ class WorkflowBusy(LeaseLost):
     """Another process holds the workflow's lease right now; try again later."""
 
 
+class WorkflowNotDue(WorkflowBusy):
+    """A poller reached for a workflow that is no longer due: another process ran it first."""
+
+
 class RunawayLoop(GorchError):
     """A thread ran past the engine's step or iteration limit without blocking."""
 

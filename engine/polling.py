@@ -61,7 +61,9 @@ class Poller:
         for wid in due:
             if stop():
                 return done
-            if not self.quarantined(wid) and self._try(wid, partial(engine.execute, wid)):
+            # Only while it is still due: another poller may have run it since the query.
+            run = partial(engine._advance, wid, engine.max_steps, runaway=True, due=True)
+            if not self.quarantined(wid) and self._try(wid, run):
                 done += 1
         return done
 

@@ -30,13 +30,18 @@ class Store(Protocol):
         ...
 
     def acquire(
-        self, workflow_id: str, owner: str, *, now: datetime, until: datetime
+        self, workflow_id: str, owner: str, *, now: datetime, until: datetime, due: bool = False
     ) -> WorkflowRecord:
         """Take the workflow's lease for ``owner`` until ``until``.
 
+        ``due``: only if the workflow is due now (running, ``next_run_at <= now``), as a
+        poller wants it; two pollers often reach for the same due workflow, and the loser
+        learns it from this one statement.
+
         Raises:
-            WorkflowNotFound: no such workflow.
+            WorkflowNotFound: no such workflow (not raised with ``due``).
             WorkflowBusy: another owner holds an unexpired lease.
+            WorkflowNotDue: with ``due``, the workflow is not due (or not there) any more.
         """
         ...
 

@@ -10,7 +10,7 @@ import threading
 from collections.abc import Sequence
 from datetime import datetime
 
-from engine.errors import LeaseLost, WorkflowBusy, WorkflowNotFound
+from engine.errors import LeaseLost, WorkflowBusy, WorkflowNotDue, WorkflowNotFound
 from engine.runtime import HistoryEntry, WaitInfo, WorkflowRecord, WorkflowStatus
 
 
@@ -56,9 +56,15 @@ class MemoryStore:
             return [w.copy() for w in self._waits.get(workflow_id, {}).values()]
 
     def acquire(
-        self, workflow_id: str, owner: str, *, now: datetime, until: datetime
+        self, workflow_id: str, owner: str, *, now: datetime, until: datetime, due: bool = False
     ) -> WorkflowRecord:
         with self._lock:
+            if due:
+                found = self._workflows.get(workflow_id)
+                if found is None or not _is_due(found, now):
+                    raise WorkflowNotDue(
+                        f"workflow {workflow_id!r} is not due", workflow_id=workflow_id
+                    )
             rec = self._get(workflow_id)
             if rec.lease_owner not in (None, owner) and rec.lease_until and rec.lease_until > now:
                 raise WorkflowBusy(
@@ -206,3 +212,11 @@ class MemoryStore:
             ]
             due.sort(key=lambda w: (w.due_at or w.retry_at or now, w.id))
             return [w.copy() for w in due[:limit]]
+
+
+def _is_due(rec: WorkflowRecord, now: datetime) -> bool:
+    return (
+        rec.status is WorkflowStatus.RUNNING
+        and rec.next_run_at is not None
+        and rec.next_run_at <= now
+    )

@@ -46,7 +46,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.sql.elements import ColumnElement
 
-from engine.errors import LeaseLost, StoreError, WorkflowBusy, WorkflowNotFound
+from engine.errors import LeaseLost, StoreError, WorkflowBusy, WorkflowNotDue, WorkflowNotFound
 from engine.runtime import (
     HistoryEntry,
     WaitInfo,
@@ -86,6 +86,9 @@ _ACQUIRE = (
     .values(lease_owner=_OWNER, lease_until=_UNTIL)
 )
 _ACQUIRE_RETURNING = _ACQUIRE.returning(*workflows.c)
+_DUE = (_W.status == WorkflowStatus.RUNNING.value, _W.next_run_at <= _NOW)
+_ACQUIRE_DUE = _ACQUIRE.where(*_DUE)
+_ACQUIRE_DUE_RETURNING = _ACQUIRE_DUE.returning(*workflows.c)
 _RENEW = update(workflows).where(_W.id == _ID, _W.lease_owner == _OWNER).values(lease_until=_UNTIL)
 _RELEASE = (
     update(workflows)
@@ -275,19 +278,25 @@ class SQLModelStore:
         return [wait_of(r) for r in rows]
 
     def acquire(
-        self, workflow_id: str, owner: str, *, now: datetime, until: datetime
+        self, workflow_id: str, owner: str, *, now: datetime, until: datetime, due: bool = False
     ) -> WorkflowRecord:
         params = {"k_id": workflow_id, "k_owner": owner, "k_now": now, "k_until": until}
         with self._alone("acquire", workflow_id) as conn:
             if self._returning:
-                row = conn.execute(_ACQUIRE_RETURNING, params).first()
+                stmt = _ACQUIRE_DUE_RETURNING if due else _ACQUIRE_RETURNING
+                row = conn.execute(stmt, params).first()
             else:
-                taken = conn.execute(_ACQUIRE, params).rowcount == 1
+                taken = conn.execute(_ACQUIRE_DUE if due else _ACQUIRE, params).rowcount == 1
                 row = conn.execute(_SELECT, params).first() if taken else None
-            if row is None:
+            if row is None and not due:
                 holder = conn.execute(_HOLDER, params).first()
         if row is not None:
             return record_of(row)
+        if due:  # a poller's race lost, most likely: no second query to say which
+            raise WorkflowNotDue(
+                f"workflow {workflow_id!r} is not due, or leased by another process",
+                workflow_id=workflow_id,
+            )
         if holder is None:
             raise WorkflowNotFound(workflow_id)
         until_text = holder.lease_until.isoformat() if holder.lease_until else "?"

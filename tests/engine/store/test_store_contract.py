@@ -14,6 +14,7 @@ from engine import (
     WaitInfo,
     WaitStatus,
     WorkflowBusy,
+    WorkflowNotDue,
     WorkflowNotFound,
     WorkflowStatus,
 )
@@ -192,6 +193,33 @@ def test_acquire_of_a_held_lease_is_busy(store: Store) -> None:
     assert e.value.owner == "w-1"
     assert e.value.workflow_id == "wf-1"
     assert store.load("wf-1").lease_owner == "w-1"
+
+
+@pytest.mark.parametrize(
+    ("status", "next_run_at", "taken"),
+    [
+        (WorkflowStatus.RUNNING, T0, True),  # due exactly now
+        (WorkflowStatus.RUNNING, T0 + timedelta(seconds=1), False),  # a back-off not over yet
+        (WorkflowStatus.RUNNING, None, False),
+        (WorkflowStatus.WAITING, T0, False),
+        (WorkflowStatus.FINISHED, T0, False),  # another poller ran it to its end
+    ],
+)
+def test_acquire_for_a_poller_takes_only_a_due_workflow(
+    store: Store, status: WorkflowStatus, next_run_at: datetime | None, taken: bool
+) -> None:
+    store.create(record(status=status, next_run_at=next_run_at), [])
+    until = T0 + timedelta(minutes=5)
+    if taken:
+        assert store.acquire("wf-1", "w-1", now=T0, until=until, due=True).lease_owner == "w-1"
+        with pytest.raises(WorkflowBusy):  # leased now: not for another poller
+            store.acquire("wf-1", "w-2", now=T0, until=until, due=True)
+        return
+    with pytest.raises(WorkflowNotDue):
+        store.acquire("wf-1", "w-1", now=T0, until=until, due=True)
+    assert store.load("wf-1").lease_owner is None  # nothing changed
+    with pytest.raises(WorkflowNotDue):  # an unknown id is simply not due
+        store.acquire("nope", "w-1", now=T0, until=until, due=True)
 
 
 def test_acquire_takes_over_an_expired_lease(store: Store) -> None:
