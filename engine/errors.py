@@ -14,6 +14,7 @@
     ├── StateError            stored state no longer validates against the workflow model
     ├── LeaseLost             another process took the workflow over; nothing was written
     │   └── WorkflowBusy      another process holds the workflow's lease right now
+    │       └── WorkflowNotDue  a poller reached for a workflow another process ran first
     ├── RunawayLoop           a thread looped past the engine's limit without blocking
     ├── StepTimeout           a step did not return within its timeout (it was abandoned)
     └── StoreError            the database failed in a way gorch could not recover from
