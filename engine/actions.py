@@ -20,7 +20,8 @@ from engine.errors import (
     StateError,
 )
 from engine.interpreter import _current_thread, run_callable
-from engine.runner import LIVE, Run, describe_error
+from engine.limits import describe_error
+from engine.runner import LIVE, Run
 from engine.runtime import Phase, ThreadStatus, WorkflowStatus
 from engine.statements import Wait
 from engine.validate import POSITIONABLE

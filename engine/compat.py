@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 
 from engine.errors import DefinitionError, GorchError, StateError
 from engine.interpreter import position_problems
-from engine.runner import build_program, load_state
+from engine.runner import load_state
 from engine.runtime import ThreadStatus, WorkflowRecord, WorkflowStatus
 from engine.statements import Section
 from engine.store.base import Store
-from engine.validate import Program, compile_definition
+from engine.validate import Program, build_program, compile_definition
 from engine.workflow import Workflow
 
 UNFINISHED = (WorkflowStatus.RUNNING, WorkflowStatus.WAITING, WorkflowStatus.FAILED)

@@ -28,7 +28,7 @@ from engine.errors import (
 from engine.handlers import CallbackManager
 from engine.polling import Poller
 from engine.resumers import InlineResumer, Resumer
-from engine.runner import Run, build_program, jsonable, load_state, release_lease
+from engine.runner import Run, jsonable, load_state, release_lease
 from engine.runtime import (
     MAIN,
     HistoryEntry,
@@ -41,7 +41,7 @@ from engine.runtime import (
 )
 from engine.statements import RetryPolicy
 from engine.store.base import Store
-from engine.validate import RecentPrograms
+from engine.validate import RecentPrograms, build_program
 from engine.workflow import Workflow
 
 log = logging.getLogger("gorch")

@@ -291,3 +291,13 @@ def _where(helper: threading.Thread) -> str | None:
     skip = (sysconfig.get_paths()["stdlib"], os.path.dirname(__file__))
     last = next((f for f in reversed(stack) if not f.filename.startswith(skip)), stack[-1])
     return f"{last.filename}:{last.lineno} in {last.name}()"
+
+
+def describe_error(e: BaseException) -> str:
+    """``Type: message`` for a user exception, as stored on threads and in history (with NUL
+    and unpaired surrogates, which a store cannot hold, written as escapes)."""
+    try:
+        text = f"{type(e).__name__}: {e}"
+    except Exception:  # an exception whose __str__ raises
+        text = f"{type(e).__name__}: <str() failed>"
+    return printable(text)

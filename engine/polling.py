@@ -23,7 +23,7 @@ from engine.errors import (
     UnknownWorkflowType,
     WorkflowBusy,
 )
-from engine.runner import describe_error
+from engine.limits import describe_error
 from engine.runtime import HistoryEntry
 
 if TYPE_CHECKING:

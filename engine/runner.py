@@ -20,7 +20,7 @@ from pydantic_core import to_jsonable_python
 
 from engine import reads as reads_of
 from engine.clock import Clock
-from engine.errors import DefinitionError, GorchError, StateError, StepTimeout
+from engine.errors import GorchError, StateError, StepTimeout
 from engine.handlers import CallbackManager
 from engine.interpreter import (
     Blocked,
@@ -34,7 +34,14 @@ from engine.interpreter import (
     StepRan,
     position_problems,
 )
-from engine.limits import check_text, printable, state_json, undeclared_fields, validate_copy
+from engine.limits import (
+    check_text,
+    describe_error,
+    printable,
+    state_json,
+    undeclared_fields,
+    validate_copy,
+)
 from engine.runtime import (
     MAIN,
     HistoryEntry,
@@ -46,9 +53,9 @@ from engine.runtime import (
     WorkflowRecord,
     WorkflowStatus,
 )
-from engine.statements import RetryPolicy, Section, Wait, WaitFor, evaluate
+from engine.statements import RetryPolicy, Wait, WaitFor, evaluate
 from engine.store.base import Store
-from engine.validate import Program, compile_definition
+from engine.validate import Program, build_traced
 from engine.workflow import Workflow
 
 log = logging.getLogger("gorch")
@@ -62,16 +69,6 @@ def jsonable(value: Any) -> Any:
         return to_jsonable_python(value)
     except Exception:
         return repr(value)
-
-
-def describe_error(e: BaseException) -> str:
-    """``Type: message`` for a user exception, as stored on threads and in history (with NUL
-    and unpaired surrogates, which a store cannot hold, written as escapes)."""
-    try:
-        text = f"{type(e).__name__}: {e}"
-    except Exception:  # an exception whose __str__ raises
-        text = f"{type(e).__name__}: <str() failed>"
-    return printable(text)
 
 
 def load_state(cls: type[Workflow], record: WorkflowRecord) -> Workflow:
@@ -103,44 +100,6 @@ def load_state(cls: type[Workflow], record: WorkflowRecord) -> Workflow:
             workflow_id=record.id,
         )
     return model
-
-
-def build_program(
-    model: Workflow, workflow_id: str | None = None, prev: Program | None = None
-) -> Program:
-    """Call ``definition()`` on ``model`` and compile it; every failure is a ``DefinitionError``.
-
-    With ``prev`` (the program before the last step) the new tree is bound to ``prev``'s
-    paths instead of compiled again: the tree was validated when the session began.
-    """
-    return build_traced(model, workflow_id, prev, trace=False)[0]
-
-
-def build_traced(
-    model: Workflow, workflow_id: str | None, prev: Program | None, *, trace: bool = True
-) -> tuple[Program, frozenset[str]]:
-    """``build_program``, and the state fields ``definition()`` read (``engine.reads``)."""
-    reads = frozenset({reads_of.EVERYTHING})
-    try:
-        if trace:
-            definition, reads = reads_of.traced(model, model.definition)
-        else:
-            definition = model.definition()
-    except GorchError as e:
-        e.workflow_id = e.workflow_id or workflow_id
-        raise
-    except Exception as e:
-        raise DefinitionError(
-            f"{type(model).__name__}.definition() raised {describe_error(e)}",
-            workflow_id=workflow_id,
-        ) from e
-    try:
-        if prev is not None and isinstance(definition, Section):
-            return prev.rebind(definition), reads
-        return compile_definition(definition), reads
-    except DefinitionError as e:
-        e.workflow_id = workflow_id
-        raise
 
 
 def release_lease(store: Store, workflow_id: str, owner: str) -> None:

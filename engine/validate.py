@@ -9,10 +9,11 @@ from __future__ import annotations
 import hashlib
 import threading
 from enum import Enum
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from engine.errors import DefinitionError
-from engine.limits import timeout_seconds
+from engine import reads as reads_of
+from engine.errors import DefinitionError, GorchError
+from engine.limits import describe_error, timeout_seconds
 from engine.statements import (
     Break,
     Continue,
@@ -27,6 +28,9 @@ from engine.statements import (
     Wait,
     WaitFor,
 )
+
+if TYPE_CHECKING:
+    from engine.workflow import Workflow
 
 
 class FrameKind(Enum):
@@ -426,3 +430,41 @@ class RecentPrograms:
     def take(self, workflow_id: str) -> Program | None:
         with self._lock:
             return self._programs.pop(workflow_id, None)
+
+
+def build_program(
+    model: Workflow, workflow_id: str | None = None, prev: Program | None = None
+) -> Program:
+    """Call ``definition()`` on ``model`` and compile it; every failure is a ``DefinitionError``.
+
+    With ``prev`` (the program before the last step) the new tree is bound to ``prev``'s
+    paths instead of compiled again: the tree was validated when the session began.
+    """
+    return build_traced(model, workflow_id, prev, trace=False)[0]
+
+
+def build_traced(
+    model: Workflow, workflow_id: str | None, prev: Program | None, *, trace: bool = True
+) -> tuple[Program, frozenset[str]]:
+    """``build_program``, and the state fields ``definition()`` read (``engine.reads``)."""
+    reads = frozenset({reads_of.EVERYTHING})
+    try:
+        if trace:
+            definition, reads = reads_of.traced(model, model.definition)
+        else:
+            definition = model.definition()
+    except GorchError as e:
+        e.workflow_id = e.workflow_id or workflow_id
+        raise
+    except Exception as e:
+        raise DefinitionError(
+            f"{type(model).__name__}.definition() raised {describe_error(e)}",
+            workflow_id=workflow_id,
+        ) from e
+    try:
+        if prev is not None and isinstance(definition, Section):
+            return prev.rebind(definition), reads
+        return compile_definition(definition), reads
+    except DefinitionError as e:
+        e.workflow_id = workflow_id
+        raise

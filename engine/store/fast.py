@@ -182,3 +182,31 @@ class WithHistory:
         (cur,) = run_all(conn, [(self.sql, params)])
         updated, ids = cur.fetchone()
         return int(updated), [int(x) for x in ids]
+
+
+class Statements:
+    """The store's driver statements, each compiled once: per statement and set of parameter
+    names (``compiled``), and per statement and number of history rows (``with_history``)."""
+
+    def __init__(self, dialect: Dialect, entry: DriverStatement) -> None:
+        self.dialect, self.entry = dialect, entry
+        self._compiled: dict[tuple[int, tuple[str, ...]], DriverStatement] = {}
+        self._combined: dict[tuple[int, int], WithHistory] = {}
+
+    def compiled(self, stmt: ClauseElement, keys: tuple[str, ...]) -> DriverStatement:
+        """``stmt`` for values named ``keys`` (``k_*``: WHERE parameters, the rest: columns)."""
+        found = self._compiled.get((id(stmt), keys))
+        if found is None:
+            columns = [k for k in keys if not k.startswith("k_")]
+            found = DriverStatement(stmt, self.dialect, columns)
+            self._compiled[(id(stmt), keys)] = found
+        return found
+
+    def with_history(self, first: DriverStatement, rows: int) -> WithHistory:
+        """PostgreSQL: ``first`` (a checkpoint's UPDATE or create's INSERT) and ``rows``
+        history rows in one statement."""
+        key = (id(first), rows)
+        found = self._combined.get(key)
+        if found is None:
+            found = self._combined[key] = WithHistory(first, self.entry, rows)
+        return found

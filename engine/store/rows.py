@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Row
+from sqlalchemy.exc import SQLAlchemyError
 
+from engine.errors import StoreError
 from engine.runtime import (
     HistoryEntry,
     ThreadState,
@@ -111,3 +114,18 @@ def wait_of(row: Row[Any]) -> WaitInfo:
         error=m["error"],
         handled=bool(m["handled"]),
     )
+
+
+def store_error(what: str, workflow_id: str | None, e: SQLAlchemyError) -> StoreError:
+    """``e`` (from the store's ``what``) as a ``StoreError`` saying what failed and why."""
+    where = f" of workflow {workflow_id!r}" if workflow_id else ""
+    reason = str(getattr(e, "orig", None) or e).strip().splitlines()[0]
+    return StoreError(
+        f"{what}{where} failed: {type(e).__name__}: {reason}", workflow_id=workflow_id
+    )
+
+
+def set_seqs(entries: Sequence[HistoryEntry], seqs: Sequence[int]) -> None:
+    """Give written history entries the ids the database gave them."""
+    for e, seq in zip(entries, seqs, strict=True):
+        e.seq = seq

@@ -62,8 +62,16 @@ from engine.store.database import (
     database_url,
     upgrade,
 )
-from engine.store.fast import DriverStatement, WithHistory, driver_transaction, run_all
-from engine.store.rows import history_values, record_of, wait_of, wait_values, workflow_values
+from engine.store.fast import DriverStatement, Statements, driver_transaction, run_all
+from engine.store.rows import (
+    history_values,
+    record_of,
+    set_seqs,
+    store_error,
+    wait_of,
+    wait_values,
+    workflow_values,
+)
 from engine.store.tables import history, waits, workflows
 
 _OPEN = [s.value for s in WaitStatus if s.open]
@@ -180,12 +188,11 @@ class SQLModelStore:
             )
         # The checkpoint's statements run on the driver's cursor (``engine.store.fast``).
         self._fast = dialect.name in ("sqlite", "postgresql") and self._insert_returning
-        self._compiled: dict[tuple[int, tuple[str, ...]], DriverStatement] = {}
-        self._combined: dict[tuple[int, int], WithHistory] = {}
         if self._fast:
             self._fast_entry = DriverStatement(
                 _INSERT_ENTRY, dialect, list(history_values(_PROBE_ENTRY))
             )
+            self._statements = Statements(dialect, self._fast_entry)
         if migrate:
             upgrade(self.engine)
 
@@ -207,7 +214,7 @@ class SQLModelStore:
             with self._writer.begin() as conn:
                 yield conn
         except SQLAlchemyError as e:
-            raise _store_error(what, workflow_id, e) from e
+            raise store_error(what, workflow_id, e) from e
 
     @contextmanager
     def _alone(self, what: str, workflow_id: str | None = None) -> Iterator[Connection]:
@@ -227,7 +234,7 @@ class SQLModelStore:
             with self._reader.connect() as conn:
                 yield conn
         except SQLAlchemyError as e:
-            raise _store_error(what, workflow_id, e) from e
+            raise store_error(what, workflow_id, e) from e
 
     # -- Store protocol -----------------------------------------------------------------------
 
@@ -241,13 +248,15 @@ class SQLModelStore:
         }
         if self._dialect == "postgresql" and self._fast and 0 < len(history) <= _FAST_ROWS:
             # The row and its history in one statement, in autocommit: one round trip.
-            first = self._driver_statement(self._create_alone, tuple(row))
+            first = self._statements.compiled(self._create_alone, tuple(row))
             entries = [history_values(e) for e in history]
             with self._alone("create", record.id) as conn:
-                written, seqs = self._with_history(first, len(entries)).run(conn, row, entries)
+                written, seqs = self._statements.with_history(first, len(entries)).run(
+                    conn, row, entries
+                )
             if not written:
                 return False
-            _set_seqs(history, seqs)
+            set_seqs(history, seqs)
             return True
         try:
             with self._write("create", record.id) as conn:
@@ -261,7 +270,7 @@ class SQLModelStore:
             if isinstance(e.__cause__, IntegrityError) and self._exists(record.id):
                 return False
             raise
-        _set_seqs(history, seqs)
+        set_seqs(history, seqs)
         return True
 
     def load(self, workflow_id: str) -> WorkflowRecord:
@@ -361,7 +370,7 @@ class SQLModelStore:
                     if updated != 1:
                         tx.rollback()
             except SQLAlchemyError as e:
-                raise _store_error("checkpoint", record.id, e) from e
+                raise store_error("checkpoint", record.id, e) from e
             if updated != 1:
                 with self._read("checkpoint", record.id) as conn:
                     self._lost(conn, record, params)
@@ -378,17 +387,19 @@ class SQLModelStore:
                 if not fast:
                     seqs = self._insert_history(conn, history)
         record.version += 1
-        _set_seqs(history, seqs)
+        set_seqs(history, seqs)
 
     def _fast_checkpoint(
         self, conn: Connection, params: dict[str, Any], history: Sequence[HistoryEntry]
     ) -> tuple[int, list[int]]:
         """The checkpoint's UPDATE and history INSERTs on the driver's cursor: (rows updated,
         history ids). On PostgreSQL one statement does both."""
-        update_stmt = self._driver_statement(_CHECKPOINT, tuple(params))
+        update_stmt = self._statements.compiled(_CHECKPOINT, tuple(params))
         entries = [history_values(e) for e in history]
         if self._dialect == "postgresql" and entries:
-            return self._with_history(update_stmt, len(entries)).run(conn, params, entries)
+            return self._statements.with_history(update_stmt, len(entries)).run(
+                conn, params, entries
+            )
         cursors = run_all(
             conn,
             [(update_stmt.sql, update_stmt.parameters(params))]
@@ -408,25 +419,6 @@ class SQLModelStore:
             owner=stored.lease_owner,
         )
 
-    def _with_history(self, update: DriverStatement, rows: int) -> WithHistory:
-        """The PostgreSQL statement that runs ``update`` (a checkpoint's UPDATE or create's
-        INSERT) and writes ``rows`` history rows."""
-        key = (id(update), rows)
-        found = self._combined.get(key)
-        if found is None:
-            found = self._combined[key] = WithHistory(update, self._fast_entry, rows)
-        return found
-
-    def _driver_statement(self, stmt: Any, keys: tuple[str, ...]) -> DriverStatement:
-        """``stmt`` compiled once per set of parameter names, for the driver's cursor."""
-        found = self._compiled.get((id(stmt), keys))
-        if found is None:
-            columns = [k for k in keys if not k.startswith("k_")]
-            found = self._compiled[(id(stmt), keys)] = DriverStatement(
-                stmt, self.engine.dialect, columns
-            )
-        return found
-
     def update_wait(self, wait: WaitInfo) -> None:
         params = wait_values(wait)
         for key in ("id", "workflow_id", "position"):
@@ -445,7 +437,7 @@ class SQLModelStore:
             return
         with self._write("append_history", entries[0].workflow_id) as conn:
             seqs = self._insert_history(conn, entries)
-        _set_seqs(entries, seqs)
+        set_seqs(entries, seqs)
 
     def list_workflows(
         self,
@@ -594,19 +586,6 @@ class SQLModelStore:
                 raise StoreError("the database returned no id for a history row")
             seqs.append(int(key[0]))
         return seqs
-
-
-def _store_error(what: str, workflow_id: str | None, e: SQLAlchemyError) -> StoreError:
-    where = f" of workflow {workflow_id!r}" if workflow_id else ""
-    reason = str(getattr(e, "orig", None) or e).strip().splitlines()[0]
-    return StoreError(
-        f"{what}{where} failed: {type(e).__name__}: {reason}", workflow_id=workflow_id
-    )
-
-
-def _set_seqs(entries: Sequence[HistoryEntry], seqs: Sequence[int]) -> None:
-    for e, seq in zip(entries, seqs, strict=True):
-        e.seq = seq
 
 
 __all__ = [
