@@ -282,7 +282,11 @@ class Run:
         if self.record.status is not WorkflowStatus.RUNNING:
             return None
         times = [t.retry_at or now for t in self.record.threads if t.status is ThreadStatus.RUNNING]
-        return min(times) if times else None
+        due = min(times) if times else None
+        was = self.record.next_run_at
+        if due is not None and due <= now and was is not None and was <= due:
+            return was  # due already, and still: the same time spares its index a rewrite
+        return due
 
     # -- threads ----------------------------------------------------------------------------
 

@@ -237,6 +237,11 @@ class WorkflowRecord:
     lease_until: datetime | None = None
     format: int = FORMAT_VERSION
     fingerprint: str | None = None  # the shape of the code that last ran it
+    # (status, next_run_at) as the store last read or wrote them: a store may leave these
+    # indexed columns out of a checkpoint's UPDATE while they stay the same.
+    indexed: tuple[WorkflowStatus, datetime | None] | None = field(
+        default=None, compare=False, repr=False
+    )
 
     def copy(self) -> WorkflowRecord:
         """A copy sharing nothing mutable at the top level (state is replaced, not mutated)."""
@@ -258,6 +263,7 @@ class WorkflowRecord:
             self.lease_until,
             self.format,
             self.fingerprint,
+            self.indexed,
         )
 
     def thread(self, thread_id: str) -> ThreadState | None:

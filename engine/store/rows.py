@@ -71,6 +71,7 @@ def record_of(row: Row[Any]) -> WorkflowRecord:
         lease_until=m["lease_until"],
         format=m["format"],
         fingerprint=m["fingerprint"],
+        indexed=(WorkflowStatus(m["status"]), m["next_run_at"]),
     )
 
 

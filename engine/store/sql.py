@@ -346,6 +346,9 @@ class SQLModelStore:
         # The type and creation time never change: leaving them out of the SET spares the
         # indexes that hold them a rewrite on every checkpoint.
         del params["type"], params["created_at"]
+        indexed = (record.status, record.next_run_at)
+        if record.indexed == indexed:  # assigning an indexed column rewrites its index entries,
+            del params["status"], params["next_run_at"]  # even to the same value (SQLite)
         if release:  # the session's last checkpoint gives the lease up in the same write
             params["lease_owner"] = params["lease_until"] = None
         elif record.lease_until is not None:  # the checkpoint extends the writer's lease
@@ -387,6 +390,7 @@ class SQLModelStore:
                 if not fast:
                     seqs = self._insert_history(conn, history)
         record.version += 1
+        record.indexed = indexed
         set_seqs(history, seqs)
 
     def _fast_checkpoint(

@@ -309,6 +309,26 @@ def test_checkpoint_by_a_lost_owner_writes_nothing(store: Store) -> None:
     assert history_kinds(store) == []
 
 
+def test_checkpoints_write_status_and_next_run_only_when_they_change(store: Store) -> None:
+    """A store may leave unchanged indexed columns out of its UPDATE: each change still lands,
+    after checkpoints that left them alone."""
+    rec = leased(store)
+    for _ in range(2):  # unchanged: the state still lands
+        rec.state = {"amount": rec.pc}
+        rec.pc += 1
+        store.checkpoint(rec, owner="w-1", waits=None, history=[])
+    stored = store.load("wf-1")
+    assert (stored.status, stored.next_run_at, stored.state) == (rec.status, T0, {"amount": 1})
+    rec.next_run_at = T0 + timedelta(hours=1)
+    store.checkpoint(rec, owner="w-1", waits=None, history=[])
+    assert store.load("wf-1").next_run_at == T0 + timedelta(hours=1)
+    rec.status, rec.next_run_at = WorkflowStatus.WAITING, None
+    store.checkpoint(rec, owner="w-1", waits=None, history=[])
+    store.checkpoint(rec, owner="w-1", waits=None, history=[])
+    stored = store.load("wf-1")
+    assert (stored.status, stored.next_run_at, stored.version) == (WorkflowStatus.WAITING, None, 5)
+
+
 @pytest.mark.parametrize("rows", [0, 1, 3])
 def test_a_lost_checkpoint_that_changes_no_wait_writes_nothing(store: Store, rows: int) -> None:
     """The common checkpoint (a step) is one statement or a transaction on the driver: a lost
