@@ -237,11 +237,9 @@ class WorkflowRecord:
     lease_until: datetime | None = None
     format: int = FORMAT_VERSION
     fingerprint: str | None = None  # the shape of the code that last ran it
-    # (status, next_run_at) as the store last read or wrote them: a store may leave these
-    # indexed columns out of a checkpoint's UPDATE while they stay the same.
-    indexed: tuple[WorkflowStatus, datetime | None] | None = field(
-        default=None, compare=False, repr=False
-    )
+    # Columns that seldom change (status, next_run_at, result, ...) as the store last read or
+    # wrote them: a store may leave them out of a checkpoint's UPDATE while they stay the same.
+    written: dict[str, Any] | None = field(default=None, compare=False, repr=False)
 
     def copy(self) -> WorkflowRecord:
         """A copy sharing nothing mutable at the top level (state is replaced, not mutated)."""
@@ -263,7 +261,7 @@ class WorkflowRecord:
             self.lease_until,
             self.format,
             self.fingerprint,
-            self.indexed,
+            None if self.written is None else dict(self.written),
         )
 
     def thread(self, thread_id: str) -> ThreadState | None:

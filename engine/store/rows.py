@@ -32,6 +32,10 @@ def history_values(e: HistoryEntry) -> dict[str, Any]:
     }
 
 
+SELDOM_CHANGED = ("status", "next_run_at", "turn", "result", "error", "format", "fingerprint")
+"""Checkpoint columns most steps leave as they were (``WorkflowRecord.written``)."""
+
+
 def workflow_values(r: WorkflowRecord) -> dict[str, Any]:
     """The columns a checkpoint writes (all but the id, the version and the lease)."""
     return {
@@ -71,7 +75,7 @@ def record_of(row: Row[Any]) -> WorkflowRecord:
         lease_until=m["lease_until"],
         format=m["format"],
         fingerprint=m["fingerprint"],
-        indexed=(WorkflowStatus(m["status"]), m["next_run_at"]),
+        written={k: m[k] for k in SELDOM_CHANGED},
     )
 
 

@@ -64,6 +64,7 @@ from engine.store.database import (
 )
 from engine.store.fast import DriverStatement, Statements, driver_transaction, run_all
 from engine.store.rows import (
+    SELDOM_CHANGED,
     history_values,
     record_of,
     set_seqs,
@@ -346,9 +347,14 @@ class SQLModelStore:
         # The type and creation time never change: leaving them out of the SET spares the
         # indexes that hold them a rewrite on every checkpoint.
         del params["type"], params["created_at"]
-        indexed = (record.status, record.next_run_at)
-        if record.indexed == indexed:  # assigning an indexed column rewrites its index entries,
-            del params["status"], params["next_run_at"]  # even to the same value (SQLite)
+        # Columns that did not change since the store last wrote them are left out: fewer
+        # values to convert and send, and an index entry is rewritten for every assigned
+        # indexed column (status, next_run_at), even to the same value (SQLite: ~9 µs).
+        written = {k: params[k] for k in SELDOM_CHANGED}
+        if record.written is not None:
+            for k in SELDOM_CHANGED:
+                if k in record.written and _same(record.written[k], params[k]):
+                    del params[k]
         if release:  # the session's last checkpoint gives the lease up in the same write
             params["lease_owner"] = params["lease_until"] = None
         elif record.lease_until is not None:  # the checkpoint extends the writer's lease
@@ -390,7 +396,7 @@ class SQLModelStore:
                 if not fast:
                     seqs = self._insert_history(conn, history)
         record.version += 1
-        record.indexed = indexed
+        record.written = written
         set_seqs(history, seqs)
 
     def _fast_checkpoint(
@@ -590,6 +596,11 @@ class SQLModelStore:
                 raise StoreError("the database returned no id for a history row")
             seqs.append(int(key[0]))
         return seqs
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal scalars of one type (so 1 and True differ); JSON containers always count as new."""
+    return type(a) is type(b) and not isinstance(a, (list, dict)) and a == b
 
 
 __all__ = [

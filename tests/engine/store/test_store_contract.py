@@ -327,6 +327,12 @@ def test_checkpoints_write_status_and_next_run_only_when_they_change(store: Stor
     store.checkpoint(rec, owner="w-1", waits=None, history=[])
     stored = store.load("wf-1")
     assert (stored.status, stored.next_run_at, stored.version) == (WorkflowStatus.WAITING, None, 5)
+    for result in [1, True, [1], [True], None]:  # 1 and True are different results
+        rec.result, rec.turn, rec.fingerprint = result, rec.turn + 1, f"f{rec.turn}"
+        store.checkpoint(rec, owner="w-1", waits=None, history=[])
+        stored = store.load("wf-1")
+        assert (stored.result, type(stored.result)) == (result, type(result))
+        assert (stored.turn, stored.fingerprint) == (rec.turn, rec.fingerprint)
 
 
 @pytest.mark.parametrize("rows", [0, 1, 3])
