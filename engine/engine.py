@@ -41,7 +41,7 @@ from engine.runtime import (
 )
 from engine.statements import RetryPolicy
 from engine.store.base import Store
-from engine.validate import RecentPrograms, build_program
+from engine.validate import Started, StartedWorkflows, build_traced
 from engine.workflow import Workflow
 
 log = logging.getLogger("gorch")
@@ -103,7 +103,7 @@ class Engine:
         self.active: dict[str, str] = {}  # lease owner -> workflow id, for lease heartbeats
         self.owner = f"engine-{uuid.uuid4().hex[:12]}"
         self._sessions = itertools.count(1)  # each session holds the lease under its own name
-        self._created = RecentPrograms()  # compiled by new_workflow, for the first session
+        self._started = StartedWorkflows()  # made by new_workflow, for the first session
         self.workflows: dict[str, type[Workflow]] = {}
         for cls in workflows:
             self.register(cls)
@@ -151,6 +151,9 @@ class Engine:
                 delay = min(delay * 2, 0.2)
         self.active[owner] = workflow_id
         run: Run | None = None
+        started = self._started.take(workflow_id)
+        if started is not None and (record.pc != 0 or record.state != started.state):
+            started = None  # not the workflow new_workflow stored any more
         try:
             run = Run(
                 self.store,
@@ -164,10 +167,8 @@ class Engine:
                 self.store.load_waits(workflow_id) if record.pc else [],
                 self.workflow_class(record.type, workflow_id),
                 self.max_state_bytes,
+                started,
             )
-            created = self._created.take(workflow_id)
-            if created is not None and record.pc == 0:  # the state it was compiled from
-                run.start_from(created)
             yield run
         finally:
             self.active.pop(owner, None)
@@ -217,6 +218,7 @@ class Engine:
 
         Raises:
             DefinitionError: the definition built from ``state`` is malformed.
+            StateError: ``state`` cannot be stored, or would not load back as it was stored.
             WorkflowExists: ``id`` belongs to a workflow of another type.
         """
         cls = type(state)
@@ -227,7 +229,6 @@ class Engine:
                 "workflow id must be a non-empty string of at most 200 characters, without NUL "
                 f"or unpaired surrogates, not {wid!r:.80}"
             )
-        program = build_program(state, wid)  # fail before storing anything
         now = self.clock.now()
         record = WorkflowRecord(
             id=wid,
@@ -239,6 +240,9 @@ class Engine:
             updated_at=now,
             next_run_at=now,
         )
+        # Loaded and built as the first session will (nothing is stored if either fails).
+        model = load_state(cls, record)
+        program, reads = build_traced(model, wid, None)
         created = self.store.create(
             record, [HistoryEntry(wid, now, "created", actor=actor, detail={"type": record.type})]
         )
@@ -250,7 +254,7 @@ class Engine:
                     workflow_id=wid,
                 )
             return wid
-        self._created.put(wid, program)
+        self._started.put(wid, Started(model, program, reads, record.state))
         self.resumer.schedule(self, wid)
         return wid
 

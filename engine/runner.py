@@ -55,7 +55,7 @@ from engine.runtime import (
 )
 from engine.statements import RetryPolicy, Wait, WaitFor, evaluate
 from engine.store.base import Store
-from engine.validate import Program, build_traced
+from engine.validate import Program, Started, build_traced
 from engine.workflow import Workflow
 
 log = logging.getLogger("gorch")
@@ -139,6 +139,7 @@ class Run:
     waits: list[WaitInfo]
     cls: type[Workflow]
     max_state_bytes: int | None = None  # see ``state_json``
+    started: Started | None = None  # what new_workflow made of this state, to take over
     model: Workflow = field(init=False)
     pending: list[HistoryEntry] = field(default_factory=list)
     waits_changed: bool = False  # the set of waits changed since the last checkpoint
@@ -154,8 +155,15 @@ class Run:
     _reads: frozenset[str] = field(default=frozenset({reads_of.EVERYTHING}), init=False)
 
     def __post_init__(self) -> None:
-        self.model = load_state(self.cls, self.record)
         self._built_from = self.record.state
+        started, self.started = self.started, None
+        if started is None:
+            self.model = load_state(self.cls, self.record)
+            return
+        # new_workflow loaded and built this very state: take its model and program over.
+        self.model = started.model
+        self._program = self._last = started.program
+        self._reads = started.reads
 
     @property
     def program(self) -> Program:
@@ -164,12 +172,6 @@ class Run:
             self._program, self._reads = build_traced(self.model, self.record.id, self._last)
             self._last = self._program
         return self._program
-
-    def start_from(self, program: Program) -> None:
-        """``program`` was compiled from this same stored state (by ``new_workflow``): the
-        first build binds to its paths instead of compiling again."""
-        if self._program is None:
-            self._last = program
 
     def _state_is(self, state: dict[str, Any]) -> None:
         """The state is now ``state``: if a field that ``definition()`` read changed, it is

@@ -407,29 +407,39 @@ def validate(definition: Any) -> None:
     compile_definition(definition)
 
 
-class RecentPrograms:
-    """The programs ``new_workflow`` compiled, by workflow id, until a session takes them.
+class Started(NamedTuple):
+    """What ``new_workflow`` made of a new workflow before storing it: the model validated
+    from the state as stored (as a session loads it), the program built from that model, the
+    fields the build read, and the stored state."""
 
-    A new workflow's definition is compiled once to check it before anything is stored; the
-    first session of the workflow builds it again from the same state, and binds that tree to
-    these paths (``Program.rebind``) instead of compiling it a second time. Bounded: a
-    workflow run by another process leaves its entry to be pushed out.
+    model: Workflow
+    program: Program
+    reads: frozenset[str]
+    state: dict[str, Any]
+
+
+class StartedWorkflows:
+    """``Started`` by workflow id, until the workflow's first session takes it over.
+
+    ``new_workflow`` loads the model and builds the definition to check them before anything
+    is stored; the first session, on the same state, uses them instead of doing both again.
+    Bounded: a workflow run by another process leaves its entry to be pushed out.
     """
 
     def __init__(self, size: int = 256) -> None:
         self._size = size
-        self._programs: dict[str, Program] = {}
+        self._started: dict[str, Started] = {}
         self._lock = threading.Lock()
 
-    def put(self, workflow_id: str, program: Program) -> None:
+    def put(self, workflow_id: str, started: Started) -> None:
         with self._lock:
-            self._programs[workflow_id] = program
-            if len(self._programs) > self._size:
-                del self._programs[next(iter(self._programs))]
+            self._started[workflow_id] = started
+            if len(self._started) > self._size:
+                del self._started[next(iter(self._started))]
 
-    def take(self, workflow_id: str) -> Program | None:
+    def take(self, workflow_id: str) -> Started | None:
         with self._lock:
-            return self._programs.pop(workflow_id, None)
+            return self._started.pop(workflow_id, None)
 
 
 def build_program(

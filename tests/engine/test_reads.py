@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, ClassVar
 
 import pytest
+from pydantic import field_validator
 
 from engine import (
     DefinitionError,
@@ -12,8 +14,10 @@ from engine import (
     If,
     ManualClock,
     MemoryStore,
+    PollingResumer,
     S,
     Section,
+    StateError,
     Step,
     Workflow,
     WorkflowStatus,
@@ -102,22 +106,22 @@ def test_conditions_see_every_change_of_a_field_they_read() -> None:
     state, builds = run(Counted)
     assert state.seen == [False, True]  # the second If saw ``a`` set by the step before it
     assert (state.a, state.b) == (1, 2)
-    # new_workflow's check, the session's first build, one after ``a`` changed; the two
+    # new_workflow's (which the first session takes over), one after ``a`` changed; the two
     # changes of ``b`` (not read) did not cost a build.
-    assert builds == 3
+    assert builds == 2
 
 
 @pytest.mark.parametrize("cls", [Opaque, Untraced])
 def test_untraceable_reads_and_the_switch_rebuild_after_any_change(cls: type[Counted]) -> None:
     state, builds = run(cls)
     assert state.seen == [False, True]
-    assert builds == 2 + 5  # after each of the five steps (each changes the state)
+    assert builds == 1 + 5  # after each of the five steps (each changes the state)
 
 
 def test_a_definition_that_reads_no_field_is_built_once_per_session() -> None:
     state, builds = run(Callables)
     assert state.n == 6  # the callable condition saw n == 5
-    assert builds == 2  # new_workflow's check and the session's
+    assert builds == 1  # new_workflow's, which its session took over
 
 
 def test_the_model_keeps_its_class_and_works_normally_after_a_build() -> None:
@@ -191,3 +195,40 @@ def test_changed_compares_only_the_fields_read() -> None:
     assert not changed(frozenset(), old, {"a": 2, "b": []})
     assert changed(frozenset({"c"}), old, {"a": 1, "b": [2]})  # not a key: compare it all
     assert changed(frozenset(), None, old)
+
+
+def test_a_first_session_takes_new_workflows_build_over_only_if_nothing_ran_since() -> None:
+    store = MemoryStore()
+    first = Engine(store, [Callables], clock=ManualClock(), resumer=PollingResumer())
+    other = Engine(store, [Callables], clock=ManualClock(), resumer=PollingResumer())
+    BUILDS.clear()
+    wid = first.new_workflow(Callables())
+    other.execute(wid)  # another process ran it: first's build is stale now
+    assert other.get(wid).state.n == 6
+    first.execute(wid)  # finished: nothing runs, and the stale build was not used
+    assert first.get(wid).state.n == 6 and first.history(wid)[-1].kind != "step"
+    assert len(BUILDS) == 2  # new_workflow's, and the other process's session
+
+
+class Unloadable(Workflow):
+    """Its state is stored as JSON but does not validate back."""
+
+    when: Any = None
+
+    def definition(self) -> Section:
+        return S(Step("noop", lambda: None))
+
+    @field_validator("when", mode="before")
+    @classmethod
+    def only_objects(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            raise ValueError("a string cannot be loaded")
+        return value
+
+
+def test_new_workflow_refuses_a_state_that_would_not_load_back() -> None:
+    store = MemoryStore()
+    engine = Engine(store, [Unloadable], clock=ManualClock())
+    with pytest.raises(StateError):
+        engine.new_workflow(Unloadable(when=datetime(2026, 1, 1)), "w")  # stored as a string
+    assert store.list_workflows() == []
