@@ -33,13 +33,11 @@ from typing import Any
 from sqlalchemy import (
     Connection,
     Engine,
-    bindparam,
     delete,
     func,
     insert,
     or_,
     select,
-    update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
@@ -50,10 +48,10 @@ from engine.errors import LeaseLost, StoreError, WorkflowBusy, WorkflowNotDue, W
 from engine.runtime import (
     HistoryEntry,
     WaitInfo,
-    WaitStatus,
     WorkflowRecord,
     WorkflowStatus,
 )
+from engine.store import queries as q
 from engine.store.database import (
     MIGRATIONS,
     WRITE,
@@ -75,58 +73,6 @@ from engine.store.rows import (
 )
 from engine.store.tables import history, waits, workflows
 
-_OPEN = [s.value for s in WaitStatus if s.open]
-
-# The hot path's statements, built once: SQLAlchemy then reuses their cache keys and compiled
-# forms, and each call only binds parameters. Parameter names start with ``k_`` where they
-# must not be taken for columns to SET; column keys given at execution time are SET.
-_W, _C, _H = workflows.c, waits.c, history.c
-_ID = bindparam("k_id", type_=_W.id.type)
-_OWNER = bindparam("k_owner", type_=_W.lease_owner.type)
-_NOW = bindparam("k_now", type_=_W.lease_until.type)
-_UNTIL = bindparam("k_until", type_=_W.lease_until.type)
-_SELECT = select(workflows).where(_W.id == _ID)
-_EXISTS = select(_W.id).where(_W.id == _ID)
-_HOLDER = select(_W.lease_owner, _W.lease_until, _W.version).where(_W.id == _ID)
-_FREE = or_(_W.lease_owner.is_(None), _W.lease_owner == _OWNER, _W.lease_until.is_(None))
-_ACQUIRE = (
-    update(workflows)
-    .where(_W.id == _ID, or_(_FREE, _W.lease_until <= _NOW))
-    .values(lease_owner=_OWNER, lease_until=_UNTIL)
-)
-_ACQUIRE_RETURNING = _ACQUIRE.returning(*workflows.c)
-_DUE = (_W.status == WorkflowStatus.RUNNING.value, _W.next_run_at <= _NOW)
-_ACQUIRE_DUE = _ACQUIRE.where(*_DUE)
-_ACQUIRE_DUE_RETURNING = _ACQUIRE_DUE.returning(*workflows.c)
-_RENEW = update(workflows).where(_W.id == _ID, _W.lease_owner == _OWNER).values(lease_until=_UNTIL)
-_RELEASE = (
-    update(workflows)
-    .where(_W.id == _ID, _W.lease_owner == _OWNER)
-    .values(lease_owner=None, lease_until=None)
-)
-_CHECKPOINT = (
-    update(workflows)
-    .where(
-        _W.id == _ID,
-        _W.version == bindparam("k_version", type_=_W.version.type),
-        _W.lease_owner == _OWNER,
-    )
-    .values(version=_W.version + 1)
-)
-_LOAD_WAITS = select(waits).where(_C.workflow_id == _ID).order_by(_C.position, _C.id)
-_DROP_WAITS = delete(waits).where(
-    _C.workflow_id == _ID, _C.id.not_in(bindparam("k_keep", expanding=True))
-)
-_UPDATE_WAIT = update(waits).where(
-    _C.id == _ID, _C.workflow_id == bindparam("k_workflow", type_=_C.workflow_id.type)
-)
-# A late set-up result (its session's lease ran out meanwhile) never reopens a closed wait.
-_UPDATE_OPEN_WAIT = _UPDATE_WAIT.where(_C.status.in_(_OPEN))
-_DELETE_WAIT = delete(waits).where(_C.id == _ID)
-_HISTORY = select(history).where(_H.workflow_id == _ID).order_by(_H.id)
-_INSERT_ENTRY = insert(history).returning(_H.id)
-_INSERT_HISTORY = insert(history).returning(_H.id, sort_by_parameter_order=True)
-_PROBE_ENTRY = HistoryEntry("", datetime.min, "")  # names the columns of a history row
 _FAST_ROWS = 64  # at most this many history rows go with a checkpoint's driver statements
 
 
@@ -180,18 +126,18 @@ class SQLModelStore:
         self._bulk_returning = dialect.insert_executemany_returning_sort_by_parameter_order
         if self._upsert:
             ins = self._insert(workflows)
-            self._create = ins.on_conflict_do_nothing().returning(_W.id)
+            self._create = ins.on_conflict_do_nothing().returning(q.W.id)
             self._create_alone = ins.on_conflict_do_nothing()
             ins = self._insert(waits)
             self._upsert_waits = ins.on_conflict_do_update(
-                index_elements=[_C.id],
+                index_elements=[q.C.id],
                 set_={c.name: ins.excluded[c.name] for c in waits.c if c.name != "id"},
             )
         # The checkpoint's statements run on the driver's cursor (``engine.store.fast``).
         self._fast = dialect.name in ("sqlite", "postgresql") and self._insert_returning
         if self._fast:
             self._fast_entry = DriverStatement(
-                _INSERT_ENTRY, dialect, list(history_values(_PROBE_ENTRY))
+                q.INSERT_ENTRY, dialect, list(history_values(q.PROBE_ENTRY))
             )
             self._statements = Statements(dialect, self._fast_entry)
         if migrate:
@@ -247,14 +193,17 @@ class SQLModelStore:
             "lease_until": record.lease_until,
             **workflow_values(record),
         }
-        if self._dialect == "postgresql" and self._fast and 0 < len(history) <= _FAST_ROWS:
-            # The row and its history in one statement, in autocommit: one round trip.
+        if self._fast and 0 < len(history) <= _FAST_ROWS:
             first = self._statements.compiled(self._create_alone, tuple(row))
             entries = [history_values(e) for e in history]
-            with self._alone("create", record.id) as conn:
-                written, seqs = self._statements.with_history(first, len(entries)).run(
-                    conn, row, entries
-                )
+            if self._dialect == "postgresql":
+                # The row and its history in one statement, in autocommit: one round trip.
+                with self._alone("create", record.id) as conn:
+                    written, seqs = self._statements.with_history(first, len(entries)).run(
+                        conn, row, entries
+                    )
+            else:  # SQLite: the transaction on the driver, as a checkpoint's
+                written, seqs = self._create_on_driver(record.id, first, row, entries)
             if not written:
                 return False
             set_seqs(history, seqs)
@@ -274,9 +223,28 @@ class SQLModelStore:
         set_seqs(history, seqs)
         return True
 
+    def _create_on_driver(
+        self,
+        workflow_id: str,
+        first: DriverStatement,
+        row: dict[str, Any],
+        entries: list[dict[str, Any]],
+    ) -> tuple[bool, list[int]]:
+        entry = self._fast_entry
+        try:
+            with driver_transaction(self._writer) as tx:
+                (cur,) = run_all(tx.conn, [(first.sql, first.parameters(row))])
+                if cur.rowcount != 1:  # the id exists: ON CONFLICT DO NOTHING wrote nothing
+                    tx.rollback()
+                    return False, []
+                cursors = run_all(tx.conn, [(entry.sql, entry.parameters(e)) for e in entries])
+                return True, [int(c.fetchone()[0]) for c in cursors]
+        except SQLAlchemyError as e:
+            raise store_error("create", workflow_id, e) from e
+
     def load(self, workflow_id: str) -> WorkflowRecord:
         with self._read("load", workflow_id) as conn:
-            row = conn.execute(_SELECT, {"k_id": workflow_id}).first()
+            row = conn.execute(q.SELECT, {"k_id": workflow_id}).first()
         if row is None:
             raise WorkflowNotFound(workflow_id)
         return record_of(row)
@@ -284,7 +252,7 @@ class SQLModelStore:
     def load_waits(self, workflow_id: str) -> list[WaitInfo]:
         with self._read("load_waits", workflow_id) as conn:
             self._must_exist(conn, workflow_id)
-            rows = conn.execute(_LOAD_WAITS, {"k_id": workflow_id}).all()
+            rows = conn.execute(q.LOAD_WAITS, {"k_id": workflow_id}).all()
         return [wait_of(r) for r in rows]
 
     def acquire(
@@ -293,13 +261,13 @@ class SQLModelStore:
         params = {"k_id": workflow_id, "k_owner": owner, "k_now": now, "k_until": until}
         with self._alone("acquire", workflow_id) as conn:
             if self._returning:
-                stmt = _ACQUIRE_DUE_RETURNING if due else _ACQUIRE_RETURNING
+                stmt = q.ACQUIRE_DUE_RETURNING if due else q.ACQUIRE_RETURNING
                 row = conn.execute(stmt, params).first()
             else:
-                taken = conn.execute(_ACQUIRE_DUE if due else _ACQUIRE, params).rowcount == 1
-                row = conn.execute(_SELECT, params).first() if taken else None
+                taken = conn.execute(q.ACQUIRE_DUE if due else q.ACQUIRE, params).rowcount == 1
+                row = conn.execute(q.SELECT, params).first() if taken else None
             if row is None and not due:
-                holder = conn.execute(_HOLDER, params).first()
+                holder = conn.execute(q.HOLDER, params).first()
         if row is not None:
             return record_of(row)
         if due:  # a poller's race lost, most likely: no second query to say which
@@ -319,9 +287,9 @@ class SQLModelStore:
     def renew(self, workflow_id: str, owner: str, *, until: datetime) -> None:
         params = {"k_id": workflow_id, "k_owner": owner, "k_until": until}
         with self._write("renew", workflow_id) as conn:
-            if conn.execute(_RENEW, params).rowcount == 1:
+            if conn.execute(q.RENEW, params).rowcount == 1:
                 return
-            holder = conn.execute(_HOLDER, params).first()
+            holder = conn.execute(q.HOLDER, params).first()
         if holder is None:
             raise WorkflowNotFound(workflow_id)
         raise LeaseLost(
@@ -332,7 +300,7 @@ class SQLModelStore:
 
     def release(self, workflow_id: str, owner: str) -> None:
         with self._alone("release", workflow_id) as conn:
-            conn.execute(_RELEASE, {"k_id": workflow_id, "k_owner": owner})
+            conn.execute(q.RELEASE, {"k_id": workflow_id, "k_owner": owner})
 
     def checkpoint(
         self,
@@ -388,7 +356,7 @@ class SQLModelStore:
                 if fast:
                     updated, seqs = self._fast_checkpoint(conn, params, history)
                 else:
-                    updated = conn.execute(_CHECKPOINT, params).rowcount
+                    updated = conn.execute(q.CHECKPOINT, params).rowcount
                 if updated != 1:
                     self._lost(conn, record, params)
                 if waits is not None:
@@ -404,7 +372,7 @@ class SQLModelStore:
     ) -> tuple[int, list[int]]:
         """The checkpoint's UPDATE and history INSERTs on the driver's cursor: (rows updated,
         history ids). On PostgreSQL one statement does both."""
-        update_stmt = self._statements.compiled(_CHECKPOINT, tuple(params))
+        update_stmt = self._statements.compiled(q.CHECKPOINT, tuple(params))
         entries = [history_values(e) for e in history]
         if self._dialect == "postgresql" and entries:
             return self._statements.with_history(update_stmt, len(entries)).run(
@@ -419,7 +387,7 @@ class SQLModelStore:
 
     def _lost(self, conn: Connection, record: WorkflowRecord, params: dict[str, Any]) -> None:
         """Raise why a checkpoint's compare-and-set matched no row."""
-        stored = conn.execute(_HOLDER, params).first()
+        stored = conn.execute(q.HOLDER, params).first()
         if stored is None:
             raise WorkflowNotFound(record.id)
         raise LeaseLost(
@@ -434,13 +402,13 @@ class SQLModelStore:
         for key in ("id", "workflow_id", "position"):
             del params[key]
         params.update(k_id=wait.id, k_workflow=wait.workflow_id)
-        stmt = _UPDATE_OPEN_WAIT if wait.status.open else _UPDATE_WAIT
+        stmt = q.UPDATE_OPEN_WAIT if wait.status.open else q.UPDATE_WAIT
         with self._write("update_wait", wait.workflow_id) as conn:
             conn.execute(stmt, params)
 
     def delete_wait(self, wait_id: str) -> None:
         with self._write("delete_wait") as conn:
-            conn.execute(_DELETE_WAIT, {"k_id": wait_id})
+            conn.execute(q.DELETE_WAIT, {"k_id": wait_id})
 
     def append_history(self, entries: Sequence[HistoryEntry]) -> None:
         if not entries:
@@ -487,7 +455,7 @@ class SQLModelStore:
         self, *, workflow_id: str | None = None, type: str | None = None, limit: int | None = None
     ) -> list[WaitInfo]:
         c = waits.c
-        stmt = select(waits).where(c.status.in_(_OPEN))
+        stmt = select(waits).where(c.status.in_(q.OPEN))
         if workflow_id is not None:
             stmt = stmt.where(c.workflow_id == workflow_id)
         if type is not None:
@@ -500,7 +468,7 @@ class SQLModelStore:
     def history(self, workflow_id: str) -> list[HistoryEntry]:
         with self._read("history", workflow_id) as conn:
             self._must_exist(conn, workflow_id)
-            rows = conn.execute(_HISTORY, {"k_id": workflow_id}).all()
+            rows = conn.execute(q.HISTORY, {"k_id": workflow_id}).all()
         return [
             HistoryEntry(
                 r.workflow_id,
@@ -539,7 +507,7 @@ class SQLModelStore:
         c = waits.c
         stmt = (
             select(waits)
-            .where(or_((c.status.in_(_OPEN)) & (c.due_at <= now), c.retry_at <= now))
+            .where(or_((c.status.in_(q.OPEN)) & (c.due_at <= now), c.retry_at <= now))
             .order_by(func.coalesce(c.due_at, c.retry_at), c.id)
             .limit(limit)
         )
@@ -563,22 +531,22 @@ class SQLModelStore:
 
     def _exists(self, workflow_id: str) -> bool:
         with self._read("create", workflow_id) as conn:
-            return conn.execute(_EXISTS, {"k_id": workflow_id}).first() is not None
+            return conn.execute(q.EXISTS, {"k_id": workflow_id}).first() is not None
 
     def _must_exist(self, conn: Connection, workflow_id: str) -> None:
-        if conn.execute(_EXISTS, {"k_id": workflow_id}).first() is None:
+        if conn.execute(q.EXISTS, {"k_id": workflow_id}).first() is None:
             raise WorkflowNotFound(workflow_id)
 
     def _replace_waits(self, conn: Connection, workflow_id: str, new: Sequence[WaitInfo]) -> None:
         keep = [x.id for x in new]
-        conn.execute(_DROP_WAITS, {"k_id": workflow_id, "k_keep": keep})
+        conn.execute(q.DROP_WAITS, {"k_id": workflow_id, "k_keep": keep})
         if not new:
             return
         rows = [wait_values(x, position=i) for i, x in enumerate(new)]
         if self._upsert:
             conn.execute(self._upsert_waits, rows)
         else:
-            conn.execute(delete(waits).where(_C.id.in_(keep)))
+            conn.execute(delete(waits).where(q.C.id.in_(keep)))
             conn.execute(insert(waits), rows)
 
     def _insert_history(self, conn: Connection, entries: Sequence[HistoryEntry]) -> list[int]:
@@ -586,9 +554,9 @@ class SQLModelStore:
             return []
         rows = [history_values(e) for e in entries]
         if len(rows) == 1 and self._insert_returning:  # the common case, and the cheapest
-            return [int(conn.execute(_INSERT_ENTRY, rows[0]).scalar_one())]
+            return [int(conn.execute(q.INSERT_ENTRY, rows[0]).scalar_one())]
         if self._bulk_returning:
-            return [int(x) for x in conn.execute(_INSERT_HISTORY, rows).scalars()]
+            return [int(x) for x in conn.execute(q.INSERT_HISTORY, rows).scalars()]
         seqs = []
         for row in rows:
             key = conn.execute(insert(history), row).inserted_primary_key

@@ -1,0 +1,63 @@
+"""``SQLModelStore``'s statements, built once: SQLAlchemy then reuses their cache keys and
+compiled forms, and each call only binds parameters. Parameter names start with ``k_`` where
+they must not be taken for columns to SET; column keys given at execution time are SET.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import bindparam, delete, insert, or_, select, update
+
+from engine.runtime import HistoryEntry, WaitStatus, WorkflowStatus
+from engine.store.tables import history, waits, workflows
+
+OPEN = [s.value for s in WaitStatus if s.open]
+
+W, C, H = workflows.c, waits.c, history.c
+ID = bindparam("k_id", type_=W.id.type)
+OWNER = bindparam("k_owner", type_=W.lease_owner.type)
+NOW = bindparam("k_now", type_=W.lease_until.type)
+UNTIL = bindparam("k_until", type_=W.lease_until.type)
+SELECT = select(workflows).where(W.id == ID)
+EXISTS = select(W.id).where(W.id == ID)
+HOLDER = select(W.lease_owner, W.lease_until, W.version).where(W.id == ID)
+FREE = or_(W.lease_owner.is_(None), W.lease_owner == OWNER, W.lease_until.is_(None))
+ACQUIRE = (
+    update(workflows)
+    .where(W.id == ID, or_(FREE, W.lease_until <= NOW))
+    .values(lease_owner=OWNER, lease_until=UNTIL)
+)
+ACQUIRE_RETURNING = ACQUIRE.returning(*workflows.c)
+DUE = (W.status == WorkflowStatus.RUNNING.value, W.next_run_at <= NOW)
+ACQUIRE_DUE = ACQUIRE.where(*DUE)
+ACQUIRE_DUE_RETURNING = ACQUIRE_DUE.returning(*workflows.c)
+RENEW = update(workflows).where(W.id == ID, W.lease_owner == OWNER).values(lease_until=UNTIL)
+RELEASE = (
+    update(workflows)
+    .where(W.id == ID, W.lease_owner == OWNER)
+    .values(lease_owner=None, lease_until=None)
+)
+CHECKPOINT = (
+    update(workflows)
+    .where(
+        W.id == ID,
+        W.version == bindparam("k_version", type_=W.version.type),
+        W.lease_owner == OWNER,
+    )
+    .values(version=W.version + 1)
+)
+LOAD_WAITS = select(waits).where(C.workflow_id == ID).order_by(C.position, C.id)
+DROP_WAITS = delete(waits).where(
+    C.workflow_id == ID, C.id.not_in(bindparam("k_keep", expanding=True))
+)
+UPDATE_WAIT = update(waits).where(
+    C.id == ID, C.workflow_id == bindparam("k_workflow", type_=C.workflow_id.type)
+)
+# A late set-up result (its session's lease ran out meanwhile) never reopens a closed wait.
+UPDATE_OPEN_WAIT = UPDATE_WAIT.where(C.status.in_(OPEN))
+DELETE_WAIT = delete(waits).where(C.id == ID)
+HISTORY = select(history).where(H.workflow_id == ID).order_by(H.id)
+INSERT_ENTRY = insert(history).returning(H.id)
+INSERT_HISTORY = insert(history).returning(H.id, sort_by_parameter_order=True)
+PROBE_ENTRY = HistoryEntry("", datetime.min, "")  # names the columns of a history row
