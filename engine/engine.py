@@ -8,7 +8,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager, nullcontext, suppress
 from datetime import timedelta
 from typing import Any
 
@@ -134,6 +134,15 @@ class Engine:
 
     @contextmanager
     def _run(self, workflow_id: str, *, wait: bool = False, due: bool = False) -> Iterator[Run]:
+        held = getattr(self.store, "held", None)  # one connection for the session, if offered
+        with (
+            held() if held is not None else nullcontext(),
+            self._session(workflow_id, wait=wait, due=due) as run,
+        ):
+            yield run
+
+    @contextmanager
+    def _session(self, workflow_id: str, *, wait: bool, due: bool) -> Iterator[Run]:
         owner, workflow_id = f"{self.owner}-{next(self._sessions)}", limits.known_id(workflow_id)
         deadline = time.monotonic() + self.busy_timeout.total_seconds()
         delay = 0.005

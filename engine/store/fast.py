@@ -146,6 +146,25 @@ def driver_transaction(engine: Engine) -> Iterator[DriverTransaction]:
                 raise DBAPIError.instance("COMMIT", None, e, dbapi.Error) from e
 
 
+def insert_on_driver(
+    engine: Engine,
+    first: DriverStatement,
+    row: dict[str, Any],
+    entry: DriverStatement,
+    entries: Sequence[dict[str, Any]],
+) -> tuple[bool, list[int]]:
+    """SQLite: ``first`` (an INSERT ... ON CONFLICT DO NOTHING of ``row``) and, if it wrote
+    the row, the history ``entries`` (``entry`` each), in one ``driver_transaction``:
+    (whether the row was written, the history ids)."""
+    with driver_transaction(engine) as tx:
+        (cur,) = run_all(tx.conn, [(first.sql, first.parameters(row))])
+        if cur.rowcount != 1:  # the id exists: nothing was written
+            tx.rollback()
+            return False, []
+        cursors = run_all(tx.conn, [(entry.sql, entry.parameters(e)) for e in entries])
+        return True, [int(c.fetchone()[0]) for c in cursors]
+
+
 class WithHistory:
     """PostgreSQL: a write of a workflow row and its history INSERT as one statement.
 

@@ -25,6 +25,7 @@ Database failures surface as ``StoreError`` (the SQLAlchemy error as ``__cause__
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -60,7 +61,13 @@ from engine.store.database import (
     database_url,
     upgrade,
 )
-from engine.store.fast import DriverStatement, Statements, driver_transaction, run_all
+from engine.store.fast import (
+    DriverStatement,
+    Statements,
+    driver_transaction,
+    insert_on_driver,
+    run_all,
+)
 from engine.store.rows import (
     SELDOM_CHANGED,
     history_values,
@@ -114,6 +121,7 @@ class SQLModelStore:
         # BEGIN, SELECT, ROLLBACK. Nothing is lost: at READ COMMITTED every statement takes
         # its own snapshot anyway. (So a store holds up to twice the pool's connections.)
         self._reader: Engine = self.engine
+        self._held = threading.local()  # a session's connection (``held``)
         if self.engine.dialect.name == "postgresql":
             self._reader = create_store_engine(
                 url, engine_kwargs={**(engine_kwargs or {}), "isolation_level": "AUTOCOMMIT"}
@@ -178,21 +186,43 @@ class SQLModelStore:
     def _read(self, what: str, workflow_id: str | None = None) -> Iterator[Connection]:
         """One short read; database errors become ``StoreError``."""
         try:
+            conn = getattr(self._held, "conn", None)
+            if conn is not None and not conn.invalidated:  # a session's (see ``held``)
+                yield conn
+                return
             with self._reader.connect() as conn:
                 yield conn
         except SQLAlchemyError as e:
             raise store_error(what, workflow_id, e) from e
 
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """Within the block, this thread's autocommit statements (PostgreSQL: reads,
+        ``acquire``, ``release``, ``create``, most checkpoints) share one pooled connection.
+
+        The engine holds one per session, so a checkpoint costs no pool checkout. No
+        transaction stays open, so nothing is locked while a step runs. A connection that
+        broke is not used again. Elsewhere than PostgreSQL it does nothing.
+        """
+        if self._reader is self.engine or getattr(self._held, "conn", None) is not None:
+            yield  # not PostgreSQL (reads there run in transactions), or held already
+            return
+        try:
+            conn = self._reader.connect()
+        except SQLAlchemyError as e:
+            raise store_error("connect", None, e) from e
+        self._held.conn = conn
+        try:
+            yield
+        finally:
+            self._held.conn = None
+            conn.close()
+
     # -- Store protocol -----------------------------------------------------------------------
 
     def create(self, record: WorkflowRecord, history: Sequence[HistoryEntry]) -> bool:
-        row = {
-            "id": record.id,
-            "version": record.version,
-            "lease_owner": record.lease_owner,
-            "lease_until": record.lease_until,
-            **workflow_values(record),
-        }
+        row = {"id": record.id, "version": record.version, "lease_owner": record.lease_owner}
+        row.update(lease_until=record.lease_until, **workflow_values(record))
         if self._fast and 0 < len(history) <= _FAST_ROWS:
             first = self._statements.compiled(self._create_alone, tuple(row))
             entries = [history_values(e) for e in history]
@@ -203,7 +233,12 @@ class SQLModelStore:
                         conn, row, entries
                     )
             else:  # SQLite: the transaction on the driver, as a checkpoint's
-                written, seqs = self._create_on_driver(record.id, first, row, entries)
+                try:
+                    written, seqs = insert_on_driver(
+                        self._writer, first, row, self._fast_entry, entries
+                    )
+                except SQLAlchemyError as e:
+                    raise store_error("create", record.id, e) from e
             if not written:
                 return False
             set_seqs(history, seqs)
@@ -222,25 +257,6 @@ class SQLModelStore:
             raise
         set_seqs(history, seqs)
         return True
-
-    def _create_on_driver(
-        self,
-        workflow_id: str,
-        first: DriverStatement,
-        row: dict[str, Any],
-        entries: list[dict[str, Any]],
-    ) -> tuple[bool, list[int]]:
-        entry = self._fast_entry
-        try:
-            with driver_transaction(self._writer) as tx:
-                (cur,) = run_all(tx.conn, [(first.sql, first.parameters(row))])
-                if cur.rowcount != 1:  # the id exists: ON CONFLICT DO NOTHING wrote nothing
-                    tx.rollback()
-                    return False, []
-                cursors = run_all(tx.conn, [(entry.sql, entry.parameters(e)) for e in entries])
-                return True, [int(c.fetchone()[0]) for c in cursors]
-        except SQLAlchemyError as e:
-            raise store_error("create", workflow_id, e) from e
 
     def load(self, workflow_id: str) -> WorkflowRecord:
         with self._read("load", workflow_id) as conn:
@@ -315,9 +331,8 @@ class SQLModelStore:
         # The type and creation time never change: leaving them out of the SET spares the
         # indexes that hold them a rewrite on every checkpoint.
         del params["type"], params["created_at"]
-        # Columns that did not change since the store last wrote them are left out: fewer
-        # values to convert and send, and an index entry is rewritten for every assigned
-        # indexed column (status, next_run_at), even to the same value (SQLite: ~9 µs).
+        # Unchanged seldom-changing columns are left out: fewer values to send, and SQLite
+        # rewrites the index entries of every assigned column, even to the same value.
         written = {k: params[k] for k in SELDOM_CHANGED}
         if record.written is not None:
             for k in SELDOM_CHANGED:

@@ -161,3 +161,42 @@ def test_processes_racing_to_open_a_fresh_sqlite_file(tmp_path: Path) -> None:
     # Switching a new file to WAL takes a lock SQLite does not wait for: each opener retries.
     for r in range(30):
         assert open_at_once(f"sqlite:///{tmp_path / f'fresh-{r}.db'}", 6) == []
+
+
+def _backend_pids(store: SQLModelStore, n: int) -> set[int]:
+    pids = set()
+    for _ in range(n):
+        store.load("wf-1")
+        with store._read("probe") as conn:  # the connection the store's reads use now
+            pids.add(conn.connection.driver_connection.info.backend_pid)
+    return pids
+
+
+def test_a_held_connection_serves_a_sessions_statements_and_a_broken_one_is_let_go(
+    pg_url: str, open_store: Callable[..., SQLModelStore]
+) -> None:
+    store = open_store(pg_url, engine_kwargs={"pool_size": 3})
+    store.create(record(), [HistoryEntry("wf-1", T0, "created")])
+    free = [store._reader.connect() for _ in range(3)]  # three pool connections in use
+    for c in free:
+        c.close()
+    with store.held():
+        held = _backend_pids(store, 5)
+        assert len(held) == 1  # one connection for every statement of the block
+        with store._read("probe") as conn:
+            conn.invalidate()  # as a dropped server connection is
+        after = _backend_pids(store, 2)
+        assert after.isdisjoint(held)  # the broken one is not used again
+        got = store.acquire("wf-1", "me", now=T0, until=T0)
+        assert got.lease_owner == "me"
+    assert getattr(store._held, "conn", None) is None
+
+
+def test_held_does_nothing_on_sqlite(
+    sqlite_file: str, open_store: Callable[..., SQLModelStore]
+) -> None:
+    store = open_store(sqlite_file)
+    store.create(record(), [])
+    with store.held():
+        assert getattr(store._held, "conn", None) is None
+        assert store.load("wf-1").id == "wf-1"
