@@ -43,6 +43,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.pool import QueuePool
 from sqlalchemy.sql.elements import ColumnElement
 
 from engine.errors import LeaseLost, StoreError, WorkflowBusy, WorkflowNotDue, WorkflowNotFound
@@ -197,15 +198,18 @@ class SQLModelStore:
 
     @contextmanager
     def held(self) -> Iterator[None]:
-        """Within the block, this thread's autocommit statements (PostgreSQL: reads,
-        ``acquire``, ``release``, ``create``, most checkpoints) share one pooled connection.
-
-        The engine holds one per session, so a checkpoint costs no pool checkout. No
-        transaction stays open, so nothing is locked while a step runs. A connection that
-        broke is not used again. Elsewhere than PostgreSQL it does nothing.
+        """Within the block, this thread's autocommit statements (PostgreSQL: reads, acquire,
+        release, create, most checkpoints) share one pooled connection, so a checkpoint costs
+        no pool checkout. No transaction stays open while a step runs. Only a connection the
+        pool can spare is held (no overflow one); a broken one is let go. Elsewhere a no-op.
         """
-        if self._reader is self.engine or getattr(self._held, "conn", None) is not None:
-            yield  # not PostgreSQL (reads there run in transactions), or held already
+        pool = self._reader.pool
+        if (
+            self._reader is self.engine  # not PostgreSQL: reads run in transactions there
+            or getattr(self._held, "conn", None) is not None  # held already (a nested session)
+            or (isinstance(pool, QueuePool) and pool.checkedout() >= pool.size())  # none spare
+        ):
+            yield
             return
         try:
             conn = self._reader.connect()

@@ -177,8 +177,11 @@ def test_a_held_connection_serves_a_sessions_statements_and_a_broken_one_is_let_
 ) -> None:
     store = open_store(pg_url, engine_kwargs={"pool_size": 3})
     store.create(record(), [HistoryEntry("wf-1", T0, "created")])
-    free = [store._reader.connect() for _ in range(3)]  # three pool connections in use
-    for c in free:
+    busy = [store._reader.connect() for _ in range(3)]  # the pool's three are in use
+    with store.held():  # none to spare: statements borrow (overflow) connections as before
+        assert getattr(store._held, "conn", None) is None
+        assert store.load("wf-1").id == "wf-1"
+    for c in busy:
         c.close()
     with store.held():
         held = _backend_pids(store, 5)
