@@ -423,10 +423,11 @@ class StartedWorkflows:
 
     ``new_workflow`` loads the model and builds the definition to check them before anything
     is stored; the first session, on the same state, uses them instead of doing both again.
-    Bounded: a workflow run by another process leaves its entry to be pushed out.
+    Bounded (the last ``size``): an entry of a workflow that another process runs is pushed
+    out by later ones, so a process that only starts workflows keeps little.
     """
 
-    def __init__(self, size: int = 256) -> None:
+    def __init__(self, size: int = 32) -> None:
         self._size = size
         self._started: dict[str, Started] = {}
         self._lock = threading.Lock()
