@@ -23,6 +23,7 @@ from engine import (
     WorkflowStatus,
 )
 from engine.reads import EVERYTHING, changed, traced
+from engine.validate import Started, StartedWorkflows, build_traced
 
 BUILDS: list[str] = []  # one entry per definition() call
 
@@ -232,3 +233,13 @@ def test_new_workflow_refuses_a_state_that_would_not_load_back() -> None:
     with pytest.raises(StateError):
         engine.new_workflow(Unloadable(when=datetime(2026, 1, 1)), "w")  # stored as a string
     assert store.list_workflows() == []
+
+
+def test_started_workflows_keep_only_the_last_ones() -> None:
+    kept = StartedWorkflows(size=3)
+    model = Callables()
+    program, reads = build_traced(model, "w", None)
+    for i in range(5):
+        kept.put(f"w{i}", Started(model, program, reads, {}))
+    assert [kept.take(f"w{i}") is not None for i in range(5)] == [False, False, True, True, True]
+    assert kept.take("w4") is None  # taken once
