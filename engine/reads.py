@@ -4,14 +4,17 @@
 ...)``) are evaluated when it is built. Building it again after every step would be correct
 but costs as much as the definition is long, so a run builds it again only when a field it
 read has changed since the last build. Which fields it read is traced during the build: the
-model is briefly an instance of a subclass whose ``__getattribute__`` notes the names asked
-for (``Tracer``), then gets its class back. Nothing else about the model changes, so steps,
-conditions and handlers bound during the build run on the real model.
+model is briefly an instance of a subclass (made once per class) whose fields are data
+descriptors that note each read, then gets its class back. Methods and properties are the
+class's own, so they cost nothing extra and their reads of fields count; nothing else about
+the model changes, so steps, conditions and handlers bound during the build run on the real
+model.
 
-A read the trace cannot follow makes the build depend on the whole state (``EVERYTHING``): a
-pydantic method (``self.model_dump()``), ``self.__dict__``, ``==``, ``str(self)``, iterating
-``self``, an attribute that is not a field, a method, a property or a class constant. Set
-``Workflow.trace_definition_reads = False`` to build again after any change of the state.
+A read the trace cannot follow makes the build depend on the whole state (``EVERYTHING``):
+pydantic's methods (``self.model_dump()``, ``==``, ``str(self)``, iterating ``self``, private
+attributes and extras through ``__getattr__``), ``self.__dict__`` or ``vars(self)``, and any
+write to the model. Set ``Workflow.trace_definition_reads = False`` to build again after any
+change of the state.
 
 During a traced build ``type(self)`` is the tracing subclass (same name, same attributes):
 ``isinstance(self, Expense)`` holds, ``type(self) is Expense`` does not, and a class
@@ -33,11 +36,6 @@ if TYPE_CHECKING:
 EVERYTHING: Final = "*"
 """In a set of reads: the build read what the trace cannot follow; any change counts."""
 
-_FIELD, _IGNORE = 1, 2
-# What a build asks of the model without reading the state (besides the user's own names).
-_HARMLESS = frozenset(
-    {"__class__", "definition", "workflow_type", "type_name", "trace_definition_reads"}
-)
 
 _traces: dict[int, set[str]] = {}  # id(model) -> the names read so far, while it is traced
 _tracers: dict[type, type | None] = {}
@@ -96,47 +94,81 @@ def _tracer(cls: type[Workflow]) -> type | None:
 
 
 def _make_tracer(cls: type[Workflow]) -> type:
-    kinds: dict[str, int] = dict.fromkeys(cls.model_fields, _FIELD)
-    for name in _HARMLESS:
-        kinds[name] = _IGNORE
-    for klass in cls.__mro__:
-        if klass is BaseModel or not issubclass(klass, BaseModel):
-            continue
-        if klass.__module__.startswith("pydantic"):
-            continue
-        for name, value in vars(klass).items():
-            if name.startswith("__") or name in kinds:
-                continue
-            if _reads_through_self(value) or not _is_descriptor(value):
-                kinds[name] = _IGNORE  # a method or property (its own reads are traced), a constant
-    base_get = cls.__getattribute__
-
-    def __getattribute__(self: Any, name: str) -> Any:
-        reads = _traces.get(id(self))
-        if reads is not None:
-            kind = kinds.get(name)
-            if kind is _FIELD:
-                reads.add(name)
-            elif kind is None:
-                reads.add(EVERYTHING)
-        return base_get(self, name)
-
-    namespace: dict[str, Any] = {
-        "__getattribute__": __getattribute__,
-        "__module__": cls.__module__,
-        "__qualname__": cls.__qualname__,
-    }
-    for special in _OPAQUE:  # read the whole state in C, past __getattribute__
-        method = getattr(cls, special, None)
-        if callable(method):
-            namespace[special] = _everything(method)
+    namespace: dict[str, Any] = {name: _Field(name) for name in cls.model_fields}
+    for name in _SLOTS:  # pydantic's own slots: the instance dict and its companions
+        namespace[name] = _Slot(BaseModel.__dict__[name])
+    for name, value in vars(BaseModel).items():
+        # pydantic's methods read the whole state in C (model_dump, ==, str(), iteration,
+        # private attributes through __getattr__), past the fields' descriptors.
+        if inspect.isfunction(value) and (not name.startswith("__") or name in _OPAQUE):
+            method = getattr(cls, name)  # the user's override, if any
+            if callable(method):
+                namespace[name] = _everything(method)
+    namespace.update(__module__=cls.__module__, __qualname__=cls.__qualname__)
     # type.__new__ (not pydantic's metaclass): no schema is built and no hook runs; the class
     # only exists to be swapped in for the length of a build.
-    tracer = type.__new__(type(cls), cls.__name__, (cls,), namespace)
-    return tracer
+    return type.__new__(type(cls), cls.__name__, (cls,), namespace)
+
+
+_DICT = BaseModel.__dict__["__dict__"]  # the instance dict's own descriptor
+_SLOTS = ("__dict__", "__pydantic_fields_set__", "__pydantic_extra__", "__pydantic_private__")
+
+
+def _note_everything(obj: Any) -> None:
+    reads = _traces.get(id(obj))
+    if reads is not None:
+        reads.add(EVERYTHING)
+
+
+class _Field:
+    """A field of the traced class: reading it notes the field (a data descriptor, so it
+    comes before the instance dict, where pydantic keeps the value)."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: Any, owner: Any = None) -> Any:
+        if obj is None:
+            raise AttributeError(self.name)
+        reads = _traces.get(id(obj))
+        if reads is not None:
+            reads.add(self.name)
+        try:
+            return _DICT.__get__(obj)[self.name]
+        except KeyError:
+            raise AttributeError(self.name) from None
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        _note_everything(obj)  # definition() wrote to the state: assume the worst
+        _DICT.__get__(obj)[self.name] = value
+
+
+class _Slot:
+    """One of pydantic's slots on the traced class: reading it reads the whole state."""
+
+    __slots__ = ("base",)
+
+    def __init__(self, base: Any) -> None:
+        self.base = base
+
+    def __get__(self, obj: Any, owner: Any = None) -> Any:
+        if obj is None:
+            return self.base
+        _note_everything(obj)
+        return self.base.__get__(obj, owner)
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        _note_everything(obj)
+        self.base.__set__(obj, value)
 
 
 _OPAQUE = (
+    "__getattr__",
+    "__setattr__",
+    "__delattr__",
+    "__repr_args__",
     "__eq__",
     "__iter__",
     "__repr__",
@@ -160,11 +192,3 @@ def _everything(method: Callable[..., Any]) -> Callable[..., Any]:
         return method(self, *args, **kwargs)
 
     return wrapper
-
-
-def _reads_through_self(value: Any) -> bool:
-    return inspect.isfunction(value) or isinstance(value, (property, classmethod, staticmethod))
-
-
-def _is_descriptor(value: Any) -> bool:
-    return hasattr(type(value), "__get__")

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 import pytest
-from pydantic import field_validator
+from pydantic import PrivateAttr, field_validator
 
 from engine import (
     DefinitionError,
@@ -157,6 +157,10 @@ def test_a_failing_build_gives_the_class_back() -> None:
 class Reader(Workflow):
     items: list[int] = [1]
     flag: bool = False
+    _cache: int = PrivateAttr(0)
+
+    def big(self) -> bool:
+        return self.total > 3
 
     @property
     def total(self) -> int:
@@ -180,6 +184,10 @@ class Reader(Workflow):
         (lambda m: m.__dict__, {EVERYTHING}),
         (lambda m: m.model_copy(), {EVERYTHING}),
         (lambda m: m.flag, {"flag"}),
+        (lambda m: m.big(), {"items"}),  # a helper method: its own reads count
+        (lambda m: vars(m), {EVERYTHING}),
+        (lambda m: m._cache, {EVERYTHING}),  # a private attribute: not a field
+        (lambda m: setattr(m, "flag", True), {EVERYTHING}),  # a write during the build
     ],
 )
 def test_what_counts_as_a_read(read: Any, expected: set[str]) -> None:
