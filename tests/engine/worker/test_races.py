@@ -12,6 +12,7 @@ import time
 from collections import Counter, defaultdict
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -48,21 +49,34 @@ PROCESSES = 4
 ROUNDS = 25
 
 
+def start_racers(
+    db_url: str, ids: list[str], racers: list[tuple[Any, Any]], *, parties: int | None = None
+) -> tuple[list[Any], Any, Any]:
+    """Start one spawned process per ``(target, name)``, each running
+    ``target(db_url, ids, barrier, results, name)``; all meet at one barrier of ``parties``
+    (default: the racers alone). Returns the processes, the barrier and the results queue;
+    keep the barrier referenced until the racers have started (collected, its semaphore
+    goes before they can unpickle it)."""
+    ctx = multiprocessing.get_context("spawn")
+    barrier, results = ctx.Barrier(parties or len(racers)), ctx.Queue()
+    procs = [
+        ctx.Process(target=target, args=(db_url, ids, barrier, results, name))
+        for target, name in racers
+    ]
+    for p in procs:
+        p.start()
+    return procs, barrier, results
+
+
 def test_same_callback_from_many_processes_has_one_winner(db_url: str) -> None:
     store = SQLModelStore(db_url)
     engine = Engine(store, [Approval], resumer=PollingResumer())
     ids = [engine.new_workflow(Approval(), f"race-{i}") for i in range(ROUNDS)]
     for wid in ids:
         engine.execute(wid)
-    ctx = multiprocessing.get_context("spawn")
-    barrier = ctx.Barrier(PROCESSES)
-    results = ctx.Queue()
-    procs = [
-        ctx.Process(target=deliver_rounds, args=(db_url, ids, barrier, results, f"p{i}"))
-        for i in range(PROCESSES)
-    ]
-    for p in procs:
-        p.start()
+    procs, _barrier, results = start_racers(  # held: the racers unpickle the barrier
+        db_url, ids, [(deliver_rounds, f"p{i}") for i in range(PROCESSES)]
+    )
     outcomes: dict[str, list[tuple[str, str]]] = defaultdict(list)
     for _ in range(PROCESSES * ROUNDS):
         wid, name, outcome = results.get(timeout=120)
@@ -124,14 +138,10 @@ def test_callback_races_its_timeout_one_branch_wins(
     store = SQLModelStore(db_url)
     engine = Engine(store, WORKFLOWS, resumer=PollingResumer())
     ids = [f"d{i}" for i in range(ROUNDS)]
-    ctx = multiprocessing.get_context("spawn")
-    barrier, results = ctx.Barrier(3), ctx.Queue()
-    procs = [
-        ctx.Process(target=approve_rounds, args=(db_url, ids, barrier, results, 1)),
-        ctx.Process(target=run_due_rounds, args=(db_url, ids, barrier, results, 2)),
-    ]
-    for p in procs:
-        p.start()
+    # The test process meets the two racers at the barrier: it arms each round.
+    procs, barrier, results = start_racers(
+        db_url, ids, [(approve_rounds, 1), (run_due_rounds, 2)], parties=3
+    )
     outcomes: dict[str, dict[str, str]] = defaultdict(dict)
     try:
         for wid in ids:
@@ -248,14 +258,9 @@ def test_workers_racing_for_one_workflow_run_each_step_once(
     store = SQLModelStore(db_url)
     engine = Engine(store, WORKFLOWS, resumer=PollingResumer())
     ids = [engine.new_workflow(Triple(key=f"t{i}"), f"t{i}") for i in range(ROUNDS // 2)]
-    ctx = multiprocessing.get_context("spawn")
-    barrier, results = ctx.Barrier(PROCESSES), ctx.Queue()
-    procs = [
-        ctx.Process(target=execute_rounds, args=(db_url, ids, barrier, results, f"p{i}"))
-        for i in range(PROCESSES)
-    ]
-    for p in procs:
-        p.start()
+    procs, _barrier, results = start_racers(  # held: the racers unpickle the barrier
+        db_url, ids, [(execute_rounds, f"p{i}") for i in range(PROCESSES)]
+    )
     outcomes: dict[str, list[tuple[int, str]]] = defaultdict(list)
     for _ in range(PROCESSES * len(ids)):
         wid, _name, pid, outcome = results.get(timeout=120)
