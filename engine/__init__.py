@@ -21,6 +21,7 @@ from engine.errors import (
     InvalidOperation,
     LeaseLost,
     RunawayLoop,
+    SetupDataError,
     StateError,
     StepTimeout,
     StoreError,
@@ -38,7 +39,7 @@ from engine.handlers import (
     UserAction,
     WaitForUserAction,
 )
-from engine.interpreter import current_attempt, current_thread
+from engine.interpreter import current_attempt, current_thread, current_wait
 from engine.resumers import InlineResumer, PollingResumer, Resumer
 from engine.runtime import (
     HistoryEntry,
@@ -110,6 +111,7 @@ __all__ = [
     "S",
     "SQLModelStore",
     "Section",
+    "SetupDataError",
     "StateError",
     "Step",
     "StepTimeout",
@@ -137,5 +139,6 @@ __all__ = [
     "check_compatibility",
     "current_attempt",
     "current_thread",
+    "current_wait",
     "validate",
 ]

@@ -19,7 +19,7 @@ from engine.errors import (
     InvalidOperation,
     StateError,
 )
-from engine.interpreter import _current_thread, run_callable
+from engine.interpreter import _current_thread, _current_wait, run_callable
 from engine.limits import describe_error
 from engine.runner import LIVE, Run
 from engine.runtime import Phase, ThreadStatus, WorkflowStatus
@@ -95,7 +95,7 @@ def deliver(
             thread=w.thread_id,
             statement=w.wait,
         )
-    token = _current_thread.set(t.id)
+    token, wait_token = _current_thread.set(t.id), _current_wait.set(w.copy())
     try:
         output = run_callable(case.handler.handle, input)
     except GorchError as e:
@@ -112,6 +112,7 @@ def deliver(
             statement=w.wait,
         ) from e
     finally:
+        _current_wait.reset(wait_token)
         _current_thread.reset(token)
     t.position, t.phase, t.event, t.status = w.wait, Phase.HANDLED, event, ThreadStatus.RUNNING
     run.close_waits(t.id, handled=w.id)

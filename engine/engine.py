@@ -65,6 +65,7 @@ class Engine:
         quarantine: how long ``run_due`` leaves a workflow alone that cannot run as stored.
         max_input_bytes, max_state_bytes: the largest callback input and state, as JSON;
             past them ``InvalidInput`` / ``StateError``, nothing written (None: no limit).
+            Set-up data (what a manager's ``setup`` returns) has the input limit.
         step_timeout: the default ``Step(timeout=...)`` (seconds or a timedelta; None: none).
     """
 
@@ -177,6 +178,7 @@ class Engine:
                 self.workflow_class(record.type, workflow_id),
                 self.max_state_bytes,
                 started,
+                max_input_bytes=self.max_input_bytes,
             )
             yield run
         finally:

@@ -12,6 +12,7 @@
     │   └── InvalidInput      the callback input failed validation
     ├── InvalidOperation      an operator action that does not apply (goto a non-statement, ...)
     ├── StateError            stored state no longer validates against the workflow model
+    ├── SetupDataError        a manager's setup() returned data that cannot be stored
     ├── LeaseLost             another process took the workflow over; nothing was written
     │   └── WorkflowBusy      another process holds the workflow's lease right now
     │       └── WorkflowNotDue  a poller reached for a workflow another process ran first
@@ -150,6 +151,28 @@ class InvalidOperation(GorchError):
 
 class StateError(GorchError):
     """Stored state that no longer validates against the workflow's model."""
+
+
+class SetupDataError(GorchError):
+    """A ``CallbackManager.setup`` returned data a store cannot keep: not plain JSON, over
+    the input limit, or holding NaN or a NUL character. The set-up counts as failed: the
+    error is recorded on the wait, and the set-up is retried like any other.
+
+    Attributes:
+        event: the wait's event.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        workflow_id: str | None = None,
+        thread: str | None = None,
+        statement: str | None = None,
+        event: str | None = None,
+    ) -> None:
+        self.event = event
+        super().__init__(message, workflow_id=workflow_id, thread=thread, statement=statement)
 
 
 class LeaseLost(GorchError):

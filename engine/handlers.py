@@ -40,9 +40,16 @@ class CallbackManager(Protocol):
     tells whether this wait's event won). Both run outside any database transaction; if they
     raise, the failure is recorded on the wait and retried by ``Engine.run_due``. They never
     lose the workflow, so they should be idempotent.
+
+    What ``setup`` returns (plain JSON data: a Slack message id, a timer id; None for
+    nothing) is stored with the wait in the same write that marks it set up, as
+    ``wait.setup_data``: ``teardown`` gets it on its wait, and the handler through
+    ``current_wait()``, so a manager can undo what it created without storage of its own.
+    Data that is not plain JSON, or is over ``Engine(max_input_bytes=...)``, fails the
+    set-up (``SetupDataError`` on the wait), which is then retried.
     """
 
-    def setup(self, wait: WaitInfo) -> None: ...
+    def setup(self, wait: WaitInfo) -> Any: ...
 
     def teardown(self, wait: WaitInfo, handled: bool) -> None: ...
 

@@ -53,6 +53,18 @@ def current_thread() -> str | None:
     return _current_thread.get()
 
 
+_current_wait: ContextVar[WaitInfo | None] = ContextVar("gorch_current_wait", default=None)
+
+
+def current_wait() -> WaitInfo | None:
+    """The wait whose handler is running now (a copy), or None outside a handler.
+
+    Its ``setup_data`` is what the wait's ``CallbackManager.setup`` returned (a message id,
+    say), so a handler can refer to what was set up for it.
+    """
+    return _current_wait.get()
+
+
 @dataclass(frozen=True, slots=True)
 class StepRan:
     """A step's action returned: checkpoint with the thread after the step."""

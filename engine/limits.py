@@ -28,10 +28,12 @@ from engine.errors import (
     DefinitionError,
     InvalidInput,
     InvalidOperation,
+    SetupDataError,
     StateError,
     StepTimeout,
     WorkflowNotFound,
 )
+from engine.runtime import WaitInfo
 
 # A JSON \u0000 escape that is not itself an escaped backslash followed by "u0000".
 _NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
@@ -151,6 +153,47 @@ def check_input(
             workflow_id=workflow_id,
             event=event,
         )
+
+
+def setup_json(value: Any, limit: int | None, wait: WaitInfo) -> Any:
+    """What a manager's ``setup(wait)`` returned, as the store will keep it: a fresh copy.
+
+    It must be plain JSON data that comes back from every store as it was (dicts with string
+    keys, lists, strings, finite numbers, booleans, None), of at most ``limit`` bytes.
+
+    Raises:
+        SetupDataError: saying why not (a tuple, a datetime or any other object JSON would
+            turn into something else; NaN, the NUL character; too large).
+    """
+
+    def refuse(why: str) -> SetupDataError:
+        return SetupDataError(
+            f"setup of wait {wait.wait!r} (event {wait.event!r}) returned data that cannot "
+            f"be stored: {why}",
+            workflow_id=wait.workflow_id,
+            thread=wait.thread_id,
+            statement=wait.wait,
+            event=wait.event,
+        )
+
+    try:
+        raw = storable_json(value)
+    except (ValueError, RecursionError) as e:
+        why = "it is nested too deeply" if isinstance(e, RecursionError) else str(e)
+        raise refuse(why) from None
+    if limit is not None and len(raw) > limit:
+        raise refuse(
+            f"{len(raw)} bytes as JSON, over the limit of {limit} (Engine(max_input_bytes=...)); "
+            "keep an id or a reference"
+        )
+    back = json.loads(raw)
+    if back != value:
+        raise refuse(
+            f"{type(value).__name__} {printable(repr(value))[:80]} is not plain JSON data "
+            "(dicts with string keys, lists, strings, numbers, booleans, None): it would come "
+            f"back as {printable(repr(back))[:80]}"
+        )
+    return back
 
 
 def state_json(model: BaseModel, workflow_id: str, limit: int | None) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from engine.errors import (
     WorkflowBusy,
 )
 from engine.limits import describe_error
+from engine.runner import release_lease
 from engine.runtime import HistoryEntry
 
 if TYPE_CHECKING:
@@ -106,22 +107,26 @@ class Poller:
         """Put why the workflow cannot run into its history, once per distinct reason, so
         operators see it (its threads and state stay as stored)."""
         store, error = self.engine.store, f"{type(e).__name__}: {e.message}"
+        # Like every write to a workflow, under its lease: taken briefly, under a name that
+        # no session of this engine uses (a workflow being run meanwhile is not blocked).
+        owner, now = f"{self.engine.owner}-poller", self.engine.clock.now()
+        held = False
         try:
             last = store.history(workflow_id)[-1:]
             if last and last[0].kind == "blocked" and last[0].detail.get("error") == error:
                 return
+            store.acquire(workflow_id, owner, now=now, until=now + self.engine.lease)
+            held = True
             store.append_history(
-                [
-                    HistoryEntry(
-                        workflow_id,
-                        self.engine.clock.now(),
-                        "blocked",
-                        e.thread,
-                        e.statement,
-                        detail={"error": error},
-                    )
-                ]
-            )
+                [HistoryEntry(workflow_id, now, "blocked", e.thread, e.statement,
+                              detail={"error": error})],
+                owner=owner,
+            )  # fmt: skip
+        except WorkflowBusy:
+            pass  # someone is running it right now: it may not be blocked any more
         except GorchError as store_error:
             log.warning("workflow %s: cannot record why it is blocked: %s", workflow_id,
                         store_error)  # fmt: skip
+        finally:
+            if held:
+                release_lease(store, workflow_id, owner)

@@ -38,6 +38,7 @@ from engine.limits import (
     check_text,
     describe_error,
     printable,
+    setup_json,
     state_json,
     undeclared_fields,
     validate_copy,
@@ -140,6 +141,7 @@ class Run:
     cls: type[Workflow]
     max_state_bytes: int | None = None  # see ``state_json``
     started: Started | None = None  # what new_workflow made of this state, to take over
+    max_input_bytes: int | None = None  # the largest set-up data, as JSON (``setup_json``)
     model: Workflow = field(init=False)
     pending: list[HistoryEntry] = field(default_factory=list)
     waits_changed: bool = False  # the set of waits changed since the last checkpoint
@@ -528,19 +530,20 @@ class Run:
                 continue
             manager = self.managers.get(w.type)
             tearing = not w.status.open
+            data = None
             if manager is not None:
                 try:
                     if tearing:
                         manager.teardown(w.copy(), w.handled)
-                    else:
-                        manager.setup(w.copy())
+                    else:  # what it returns is kept with the wait, checked as input is
+                        data = setup_json(manager.setup(w.copy()), self.max_input_bytes, w)
                 except Exception as e:
                     w.attempts += 1
                     w.error = describe_error(e)
                     w.status = WaitStatus.TEARDOWN_ERROR if tearing else WaitStatus.SETUP_ERROR
                     w.retry_at = now + self.retry.delay(min(w.attempts, 30))
                     try:
-                        self.store.update_wait(w)
+                        self.store.update_wait(w, owner=self.owner)
                         self.store.append_history(
                             [
                                 HistoryEntry(
@@ -553,7 +556,8 @@ class Run:
                                     self.record.pc,
                                     {"event": w.event, "error": w.error, "attempt": w.attempts},
                                 )
-                            ]
+                            ],
+                            owner=self.owner,
                         )
                     except GorchError as store_error:
                         self._unsaved(w, store_error)
@@ -561,10 +565,11 @@ class Run:
             try:
                 if tearing:
                     self.waits.remove(w)
-                    self.store.delete_wait(w.id)
-                else:
+                    self.store.delete_wait(w.id, workflow_id=w.workflow_id, owner=self.owner)
+                else:  # set up, with its data, in one write
                     w.status, w.retry_at, w.error = WaitStatus.SET_UP, None, None
-                    self.store.update_wait(w)
+                    w.setup_data = data
+                    self.store.update_wait(w, owner=self.owner)
             except GorchError as store_error:
                 self._unsaved(w, store_error)
 

@@ -6,6 +6,7 @@ can be resumed by a newer version of its code.
 
 from __future__ import annotations
 
+from copy import deepcopy
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -159,6 +160,9 @@ class WaitInfo:
         retry_at: when a pending or failed setup/teardown is next tried.
         error: the last setup/teardown error.
         handled: with a pending teardown, whether this wait's event won.
+        setup_data: the JSON data its manager's ``setup`` returned (a message id, a timer
+            id), stored in the write that marked it set up and handed to ``teardown`` and to
+            the handler (``current_wait()``); None when ``setup`` returned nothing.
     """
 
     id: str
@@ -176,6 +180,7 @@ class WaitInfo:
     retry_at: datetime | None = None
     error: str | None = None
     handled: bool = False
+    setup_data: Any = None
 
     def copy(self) -> WaitInfo:
         return WaitInfo(
@@ -194,6 +199,8 @@ class WaitInfo:
             self.retry_at,
             self.error,
             self.handled,
+            # JSON nested as deep as it likes: a copy shares none of it (rarely set, small).
+            None if self.setup_data is None else deepcopy(self.setup_data),
         )
 
 

@@ -2,7 +2,8 @@
 
 A store knows runtime records only (``engine.runtime``), never statements. Every write the
 engine makes while running a workflow goes through ``checkpoint``, one short atomic write
-guarded by the workflow's lease and version.
+guarded by the workflow's lease and version, or, for the waits' set-up and tear-down results,
+through ``update_wait``, ``delete_wait`` and ``append_history``, each guarded by the lease.
 """
 
 from __future__ import annotations
@@ -71,21 +72,36 @@ class Store(Protocol):
         """
         ...
 
-    def update_wait(self, wait: WaitInfo) -> None:
-        """Write a wait's set-up/tear-down status.
+    def update_wait(self, wait: WaitInfo, *, owner: str) -> None:
+        """Write a wait's set-up/tear-down status (and its ``setup_data``).
 
         A no-op if the wait is gone, or if the write would reopen a wait that is closed
         (torn down or awaiting tear-down): a set-up that outlived its session's lease must
         not undo the callback another session handled meanwhile.
+
+        Raises:
+            LeaseLost: ``owner`` does not hold the workflow's lease; nothing was written.
+            WorkflowNotFound: no such workflow.
         """
         ...
 
-    def delete_wait(self, wait_id: str) -> None:
-        """Remove a wait whose teardown is done."""
+    def delete_wait(self, wait_id: str, *, workflow_id: str, owner: str) -> None:
+        """Remove a wait of ``workflow_id`` whose teardown is done (a no-op if it is gone).
+
+        Raises:
+            LeaseLost: ``owner`` does not hold the workflow's lease; nothing was written.
+            WorkflowNotFound: no such workflow.
+        """
         ...
 
-    def append_history(self, entries: Sequence[HistoryEntry]) -> None:
-        """Append history outside a checkpoint (set-up and tear-down results)."""
+    def append_history(self, entries: Sequence[HistoryEntry], *, owner: str) -> None:
+        """Append history outside a checkpoint (set-up and tear-down results), all or nothing.
+
+        Raises:
+            LeaseLost: ``owner`` does not hold the lease of an entry's workflow; nothing
+                was written.
+            WorkflowNotFound: an entry's workflow does not exist.
+        """
         ...
 
     def list_workflows(

@@ -125,21 +125,35 @@ class MemoryStore:
                 self._wait_owner.update(dict.fromkeys(self._waits[record.id], record.id))
             self._append(history)
 
-    def update_wait(self, wait: WaitInfo) -> None:
+    def _must_hold(self, workflow_id: str, owner: str) -> None:
+        rec = self._get(workflow_id)
+        if rec.lease_owner != owner:
+            raise LeaseLost(
+                f"lease of workflow {workflow_id!r} was lost to {rec.lease_owner!r}; "
+                "nothing was written",
+                workflow_id=workflow_id,
+                owner=rec.lease_owner,
+            )
+
+    def update_wait(self, wait: WaitInfo, *, owner: str) -> None:
         with self._lock:
+            self._must_hold(wait.workflow_id, owner)
             waits = self._waits.get(wait.workflow_id, {})
             stored = waits.get(wait.id)
             if stored is not None and (stored.status.open or not wait.status.open):
                 waits[wait.id] = wait.copy()
 
-    def delete_wait(self, wait_id: str) -> None:
+    def delete_wait(self, wait_id: str, *, workflow_id: str, owner: str) -> None:
         with self._lock:
-            workflow_id = self._wait_owner.pop(wait_id, None)
-            if workflow_id is not None:
+            self._must_hold(workflow_id, owner)
+            if self._wait_owner.get(wait_id) == workflow_id:
+                del self._wait_owner[wait_id]
                 self._waits[workflow_id].pop(wait_id, None)
 
-    def append_history(self, entries: Sequence[HistoryEntry]) -> None:
+    def append_history(self, entries: Sequence[HistoryEntry], *, owner: str) -> None:
         with self._lock:
+            for wid in dict.fromkeys(e.workflow_id for e in entries):
+                self._must_hold(wid, owner)  # all or nothing
             self._append(entries)
 
     def list_workflows(

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import bindparam, delete, insert, or_, select, update
+from sqlalchemy import bindparam, delete, exists, insert, or_, select, update
+from sqlalchemy.sql.elements import BindParameter, ColumnElement
+from sqlalchemy.sql.selectable import Exists
 
 from engine.runtime import HistoryEntry, WaitStatus, WorkflowStatus
 from engine.store.tables import history, waits, workflows
@@ -51,12 +53,36 @@ LOAD_WAITS = select(waits).where(C.workflow_id == ID).order_by(C.position, C.id)
 DROP_WAITS = delete(waits).where(
     C.workflow_id == ID, C.id.not_in(bindparam("k_keep", expanding=True))
 )
-UPDATE_WAIT = update(waits).where(
-    C.id == ID, C.workflow_id == bindparam("k_workflow", type_=C.workflow_id.type)
-)
+WF = bindparam("k_workflow", type_=C.workflow_id.type)
+
+
+def leased_by_owner(workflow_id: ColumnElement[str] | BindParameter[str]) -> Exists:
+    """``EXISTS``: ``workflow_id`` is leased by ``k_owner`` (CHECKPOINT's owner check). A
+    write outside a checkpoint (a wait's set-up or tear-down result, history) carries it in
+    its own statement: no extra round trip. ``FOR SHARE`` (PostgreSQL; SQLite's write
+    transactions run one at a time anyway) holds the workflow row until the write commits,
+    so no other session's ``acquire`` can slip in between the check and the write."""
+    return exists(
+        select(W.id).where(W.id == workflow_id, W.lease_owner == OWNER).with_for_update(read=True)
+    )
+
+
+LEASE_OWNER = select(W.lease_owner).where(W.id == WF).with_for_update(read=True)
+UPDATE_WAIT = update(waits).where(C.id == ID, C.workflow_id == WF, leased_by_owner(WF))
 # A late set-up result (its session's lease ran out meanwhile) never reopens a closed wait.
 UPDATE_OPEN_WAIT = UPDATE_WAIT.where(C.status.in_(OPEN))
-DELETE_WAIT = delete(waits).where(C.id == ID)
+DELETE_WAIT = delete(waits).where(C.id == ID, C.workflow_id == WF, leased_by_owner(WF))
+_ENTRY = [c for c in history.c if c.name != "id"]
+_ENTRY_VALUES = {c.name: bindparam(c.name, type_=c.type) for c in _ENTRY}
+# One history row, written only while its workflow is leased by ``k_owner``.
+INSERT_LEASED_ENTRY = (
+    insert(history)
+    .from_select(
+        [c.name for c in _ENTRY],
+        select(*_ENTRY_VALUES.values()).where(leased_by_owner(_ENTRY_VALUES["workflow_id"])),
+    )
+    .returning(H.id)
+)
 HISTORY = select(history).where(H.workflow_id == ID).order_by(H.id)
 INSERT_ENTRY = insert(history).returning(H.id)
 INSERT_HISTORY = insert(history).returning(H.id, sort_by_parameter_order=True)

@@ -97,6 +97,7 @@ def wait_values(w: WaitInfo, position: int = 0) -> dict[str, Any]:
         "error": w.error,
         "handled": w.handled,
         "position": position,
+        "setup_data": w.setup_data,
     }
 
 
@@ -118,6 +119,7 @@ def wait_of(row: Row[Any]) -> WaitInfo:
         retry_at=m["retry_at"],
         error=m["error"],
         handled=bool(m["handled"]),
+        setup_data=m["setup_data"],
     )
 
 

@@ -416,25 +416,55 @@ class SQLModelStore:
             owner=stored.lease_owner,
         )
 
-    def update_wait(self, wait: WaitInfo) -> None:
+    def update_wait(self, wait: WaitInfo, *, owner: str) -> None:
         params = wait_values(wait)
         for key in ("id", "workflow_id", "position"):
             del params[key]
-        params.update(k_id=wait.id, k_workflow=wait.workflow_id)
+        params.update(k_id=wait.id, k_workflow=wait.workflow_id, k_owner=owner)
         stmt = q.UPDATE_OPEN_WAIT if wait.status.open else q.UPDATE_WAIT
         with self._write("update_wait", wait.workflow_id) as conn:
-            conn.execute(stmt, params)
+            if conn.execute(stmt, params).rowcount != 1:
+                self._must_hold(conn, wait.workflow_id, owner)
 
-    def delete_wait(self, wait_id: str) -> None:
-        with self._write("delete_wait") as conn:
-            conn.execute(q.DELETE_WAIT, {"k_id": wait_id})
+    def delete_wait(self, wait_id: str, *, workflow_id: str, owner: str) -> None:
+        params = {"k_id": wait_id, "k_workflow": workflow_id, "k_owner": owner}
+        with self._write("delete_wait", workflow_id) as conn:
+            if conn.execute(q.DELETE_WAIT, params).rowcount != 1:
+                self._must_hold(conn, workflow_id, owner)
 
-    def append_history(self, entries: Sequence[HistoryEntry]) -> None:
+    def append_history(self, entries: Sequence[HistoryEntry], *, owner: str) -> None:
         if not entries:
             return
+        seqs: list[int] = []
         with self._write("append_history", entries[0].workflow_id) as conn:
-            seqs = self._insert_history(conn, entries)
+            if not self._insert_returning:  # no INSERT ... RETURNING: check, then insert
+                for wid in dict.fromkeys(e.workflow_id for e in entries):
+                    self._must_hold(conn, wid, owner)
+                seqs = self._insert_history(conn, entries)
+            else:
+                for e in entries:
+                    params = history_values(e)
+                    params["k_owner"] = owner
+                    row = conn.execute(q.INSERT_LEASED_ENTRY, params).first()
+                    if row is None:  # it raises; the rows written so far roll back with it
+                        self._must_hold(conn, e.workflow_id, owner)
+                        raise StoreError("no history row written", workflow_id=e.workflow_id)
+                    seqs.append(int(row[0]))
         set_seqs(entries, seqs)
+
+    def _must_hold(self, conn: Connection, workflow_id: str, owner: str) -> None:
+        """Raise unless ``owner`` holds the workflow's lease: ``WorkflowNotFound`` or
+        ``LeaseLost``. Asked only when a lease-guarded write matched no row."""
+        holder = conn.execute(q.LEASE_OWNER, {"k_workflow": workflow_id}).first()
+        if holder is None:
+            raise WorkflowNotFound(workflow_id)
+        if holder.lease_owner != owner:
+            raise LeaseLost(
+                f"lease of workflow {workflow_id!r} was lost to {holder.lease_owner!r}; "
+                "nothing was written",
+                workflow_id=workflow_id,
+                owner=holder.lease_owner,
+            )
 
     def list_workflows(
         self,

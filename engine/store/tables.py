@@ -102,7 +102,8 @@ class WaitRow(GorchTable, table=True):
     """A row of ``waits``: one pending event of a waiting thread (``WaitInfo``).
 
     ``position`` keeps the order the engine gave the workflow's waits in, as ``MemoryStore``
-    does, so ``load_waits`` returns them as they were checkpointed.
+    does, so ``load_waits`` returns them as they were checkpointed. ``setup_data`` is what
+    the manager's ``setup`` returned (migration 0003).
     """
 
     __tablename__ = "waits"
@@ -129,6 +130,7 @@ class WaitRow(GorchTable, table=True):
     error: str | None = Field(default=None, sa_type=Text)
     handled: bool
     position: int
+    setup_data: Any = Field(default=None, sa_type=JSONColumn, nullable=True)
 
 
 class HistoryRow(GorchTable, table=True):

@@ -18,7 +18,7 @@ from engine.store.sql import MIGRATIONS, alembic_config, create_store_engine, up
 from engine.store.tables import VERSION_TABLE, metadata
 
 TABLES = {"workflows", "waits", "history"}
-HEAD = "0002"
+HEAD = "0003"
 
 
 def table_names(url: str) -> set[str]:
@@ -43,7 +43,7 @@ def current_revision(url: str) -> str | None:
 def test_migrations_ship_inside_the_package() -> None:
     assert Path(__file__).parents[3] / "engine" / "store" / "migrations" == MIGRATIONS
     for name in ["env.py", "script.py.mako", "versions/0001_initial.py",
-                 "versions/0002_fingerprint.py"]:  # fmt: skip
+                 "versions/0002_fingerprint.py", "versions/0003_setup_data.py"]:  # fmt: skip
         assert (MIGRATIONS / name).is_file(), name
     script = ScriptDirectory.from_config(alembic_config("sqlite://"))
     assert script.get_heads() == [HEAD]
@@ -171,3 +171,53 @@ def test_upgrade_from_an_older_schema_keeps_the_rows(db_url: str) -> None:
         assert (old.pc, old.fingerprint) == (3, None)
     finally:
         store.close()
+
+
+def _columns(url: str, table: str) -> set[str]:
+    engine = create_store_engine(url)
+    try:
+        with engine.connect() as conn:
+            return {c["name"] for c in inspect(conn).get_columns(table)}
+    finally:
+        engine.dispose()
+
+
+def test_upgrade_from_0002_adds_setup_data_and_keeps_the_waits(db_url: str) -> None:
+    """A database at 0002 (waits without set-up data) upgrades in place: its waits load with
+    ``setup_data`` None, and take set-up data from then on; a downgrade drops the column."""
+    command.upgrade(alembic_config(db_url), "0002")
+    assert "setup_data" not in _columns(db_url, "waits")
+    engine = create_store_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text(
+                "INSERT INTO workflows (id, type, status, state, threads, pc, version, turn, "
+                "format, created_at, updated_at, lease_owner) VALUES ('old', 'T', 'waiting', "
+                "'{}', '[]', 3, 3, 0, 1, '2026-01-01 00:00:00', '2026-01-01 00:00:00', 'me')"
+            ))
+            conn.execute(text(
+                "INSERT INTO waits (id, workflow_id, thread_id, wait, event, type, pc, "
+                "created_at, status, data, attempts, handled, position) VALUES ('w1', 'old', "
+                "'main', 'approval', 'approve', 'user_action', 3, '2026-01-01 00:00:00', "
+                "'set_up', '{}', 0, false, 0)"
+            ))  # fmt: skip
+    finally:
+        engine.dispose()
+    upgrade(db_url)
+    assert current_revision(db_url) == HEAD
+    from engine import SQLModelStore
+
+    store = SQLModelStore(db_url)
+    try:
+        [old] = store.load_waits("old")
+        assert (old.id, old.event, old.setup_data) == ("w1", "approve", None)
+        old.setup_data = {"message": "C1/1700000000.1", "thread": ["x", 1]}
+        store.update_wait(old, owner="me")
+        assert store.load_waits("old")[0].setup_data == old.setup_data
+    finally:
+        store.close()
+    command.downgrade(alembic_config(db_url), "0002")
+    assert "setup_data" not in _columns(db_url, "waits")
+    assert current_revision(db_url) == "0002"
+    upgrade(db_url)
+    assert "setup_data" in _columns(db_url, "waits")

@@ -94,7 +94,7 @@ def test_database_errors_become_store_errors(
     with store.engine.begin() as conn:
         conn.execute(text("DROP TABLE history"))
     with pytest.raises(StoreError) as e:
-        store.append_history([HistoryEntry("wf-1", T0, "note")])
+        store.append_history([HistoryEntry("wf-1", T0, "note")], owner="w-1")
     assert isinstance(e.value.__cause__, SQLAlchemyError)
     assert e.value.workflow_id == "wf-1"
     with pytest.raises(StoreError):

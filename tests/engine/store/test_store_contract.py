@@ -138,8 +138,12 @@ def test_create_assigns_increasing_seqs(store: Store) -> None:
         lambda s: s.acquire("nope", "o", now=T0, until=T0),
         lambda s: s.renew("nope", "o", until=T0),
         lambda s: s.checkpoint(record("nope"), owner="o", waits=None, history=[]),
+        lambda s: s.update_wait(wait("nope"), owner="o"),
+        lambda s: s.delete_wait("w1", workflow_id="nope", owner="o"),
+        lambda s: s.append_history([entry("nope")], owner="o"),
     ],
-    ids=["load", "load_waits", "history", "acquire", "renew", "checkpoint"],
+    ids=["load", "load_waits", "history", "acquire", "renew", "checkpoint", "update_wait",
+         "delete_wait", "append_history"],  # fmt: skip
 )
 def test_unknown_workflow_raises_not_found(store: Store, call: Any) -> None:
     with pytest.raises(WorkflowNotFound) as e:
@@ -421,7 +425,7 @@ def test_update_wait_writes_its_status(store: Store) -> None:
     store.checkpoint(rec, owner="w-1", waits=[w], history=[])
     w.status, w.attempts, w.error = WaitStatus.SETUP_ERROR, 1, "ConnectionError: down"
     w.retry_at = T0 + timedelta(seconds=1)
-    store.update_wait(w)
+    store.update_wait(w, owner="w-1")
     assert store.load_waits("wf-1") == [w]
 
 
@@ -431,36 +435,38 @@ def test_update_wait_never_reopens_a_closed_wait(store: Store) -> None:
     closed = wait(status=WaitStatus.TEARDOWN_ERROR, retry_at=T0)
     store.checkpoint(rec, owner="w-1", waits=[closed], history=[])
     late = wait(status=WaitStatus.SET_UP)
-    store.update_wait(late)
+    store.update_wait(late, owner="w-1")
     assert store.load_waits("wf-1") == [closed]
     late.status = WaitStatus.SETUP_ERROR
-    store.update_wait(late)
+    store.update_wait(late, owner="w-1")
     assert store.load_waits("wf-1") == [closed]
     closed.status, closed.attempts = WaitStatus.PENDING_TEARDOWN, 2  # closed to closed: written
-    store.update_wait(closed)
+    store.update_wait(closed, owner="w-1")
     assert store.load_waits("wf-1") == [closed]
 
 
 def test_update_of_a_gone_wait_is_a_no_op(store: Store) -> None:
     leased(store)
-    store.update_wait(wait(wait_id="ghost"))
+    store.update_wait(wait(wait_id="ghost"), owner="w-1")
     assert store.load_waits("wf-1") == []
 
 
 def test_delete_wait(store: Store) -> None:
     rec = leased(store)
     store.checkpoint(rec, owner="w-1", waits=[wait(wait_id="w1"), wait(wait_id="w2")], history=[])
-    store.delete_wait("w1")
-    store.delete_wait("never-was")
+    store.delete_wait("w1", workflow_id="wf-1", owner="w-1")
+    store.delete_wait("never-was", workflow_id="wf-1", owner="w-1")
     assert [w.id for w in store.load_waits("wf-1")] == ["w2"]
 
 
 def test_append_history_keeps_order_across_workflows(store: Store) -> None:
     store.create(record("a"), [entry("a", "created")])
     store.create(record("b"), [entry("b", "created")])
+    for wid in ("a", "b"):  # one owner may hold both leases
+        store.acquire(wid, "w-1", now=T0, until=T0 + timedelta(minutes=5))
     batch = [entry("a", "setup_error"), entry("b", "teardown_error"), entry("a", "again")]
-    store.append_history(batch)
-    store.append_history([])
+    store.append_history(batch, owner="w-1")
+    store.append_history([], owner="w-1")
     assert batch[0].seq < batch[1].seq < batch[2].seq
     assert history_kinds(store, "a") == ["created", "setup_error", "again"]
     assert history_kinds(store, "b") == ["created", "teardown_error"]
