@@ -12,7 +12,15 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from engine import HistoryEntry, SQLModelStore, StoreError, WorkflowStatus
+from engine import (
+    HistoryEntry,
+    LeaseLost,
+    SQLModelStore,
+    StoreError,
+    WaitInfo,
+    WaitStatus,
+    WorkflowStatus,
+)
 from engine.runtime import ThreadState, WorkflowRecord
 from engine.store.sql import database_url
 
@@ -203,3 +211,49 @@ def test_held_does_nothing_on_sqlite(
     with store.held():
         assert getattr(store._held, "conn", None) is None
         assert store.load("wf-1").id == "wf-1"
+
+
+@pytest.mark.parametrize("op", ["update_wait", "delete_wait", "append_history"])
+def test_a_lease_taken_over_meanwhile_wins_over_a_write_outside_a_checkpoint(
+    db_url: str, open_store: Callable[..., SQLModelStore], op: str
+) -> None:
+    """The lease check and the write are one: a write that meets another session's takeover
+    in flight waits for it, and is then refused (on PostgreSQL the check holds the workflow
+    row ``FOR SHARE``; on SQLite write transactions queue)."""
+    store = open_store(db_url)
+    store.create(record(), [])
+    rec = store.acquire("wf-1", "w-1", now=T0, until=T0)
+    w = WaitInfo("w1", "wf-1", "main", "approval", "approve", "user_action", 1, T0,
+                 WaitStatus.PENDING_SETUP, retry_at=T0)  # fmt: skip
+    store.checkpoint(rec, owner="w-1", waits=[w], history=[])
+    w.status, w.retry_at, w.setup_data = WaitStatus.SET_UP, None, {"message": "m1"}
+    write = {
+        "update_wait": lambda: store.update_wait(w, owner="w-1"),
+        "delete_wait": lambda: store.delete_wait("w1", workflow_id="wf-1", owner="w-1"),
+        "append_history": lambda: store.append_history(
+            [HistoryEntry("wf-1", T0, "setup_error")], owner="w-1"
+        ),
+    }[op]
+    outcome: list[object] = []
+
+    def late_writer() -> None:
+        try:
+            write()
+            outcome.append("written")
+        except LeaseLost as e:
+            outcome.append(e.owner)
+
+    with store.engine.connect() as conn:
+        conn.execution_options(gorch_write=True)
+        conn.begin()  # another session's acquire, not yet committed
+        conn.execute(text("UPDATE workflows SET lease_owner = 'w-2' WHERE id = 'wf-1'"))
+        thread = threading.Thread(target=late_writer)
+        thread.start()
+        time.sleep(0.5)
+        assert outcome == []  # waiting for the takeover to commit or roll back
+        conn.commit()
+    thread.join(10)
+    assert outcome == ["w-2"]
+    [stored] = store.load_waits("wf-1")
+    assert (stored.status, stored.setup_data) == (WaitStatus.PENDING_SETUP, None)
+    assert [e.kind for e in store.history("wf-1")] == []

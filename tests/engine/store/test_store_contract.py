@@ -472,6 +472,96 @@ def test_append_history_keeps_order_across_workflows(store: Store) -> None:
     assert history_kinds(store, "b") == ["created", "teardown_error"]
 
 
+# -- writes outside a checkpoint check the lease ------------------------------------------------
+
+SETUP_DATA = {"channel": "C1", "ts": "1700000000.000100", "nested": [1, 2.5, None, {"ok": True}]}
+
+
+def test_set_up_data_is_written_by_update_wait_and_read_back_everywhere(store: Store) -> None:
+    rec = leased(store)
+    w = wait(status=WaitStatus.PENDING_SETUP, retry_at=T0)
+    store.checkpoint(rec, owner="w-1", waits=[w], history=[])
+    assert store.load_waits("wf-1")[0].setup_data is None
+    w.status, w.retry_at, w.setup_data = WaitStatus.SET_UP, None, SETUP_DATA
+    store.update_wait(w, owner="w-1")
+    assert store.load_waits("wf-1") == [w]
+    assert store.list_waits()[0].setup_data == SETUP_DATA
+    # A checkpoint that rewrites the waits keeps it; so does closing the wait.
+    w.status, w.retry_at = WaitStatus.PENDING_TEARDOWN, T0
+    store.checkpoint(rec, owner="w-1", waits=[w], history=[])
+    assert store.load_waits("wf-1")[0].setup_data == SETUP_DATA
+    assert store.due_waits(T0)[0].setup_data == SETUP_DATA
+
+
+def test_set_up_data_is_copied_in_and_out(store: Store) -> None:
+    rec = leased(store)
+    data = {"ids": [1, 2]}
+    w = wait()
+    w.setup_data = data
+    store.checkpoint(rec, owner="w-1", waits=[w], history=[])
+    data["ids"].append(3)  # the caller's object changes: the stored one does not
+    out = store.load_waits("wf-1")[0]
+    out.setup_data["ids"].clear()
+    assert store.load_waits("wf-1")[0].setup_data == {"ids": [1, 2]}
+    assert w.copy().setup_data is not w.setup_data
+
+
+@pytest.mark.parametrize("holder", ["w-2", None], ids=["taken-over", "released"])
+def test_writes_outside_a_checkpoint_need_the_lease(
+    store: Store, holder: str | None
+) -> None:
+    """update_wait, delete_wait and append_history by a session that lost its lease are
+    refused with LeaseLost, and write nothing."""
+    rec = leased(store, owner="w-1")
+    w1, w2 = wait(wait_id="w1", status=WaitStatus.PENDING_SETUP, retry_at=T0), wait(wait_id="w2")
+    store.checkpoint(rec, owner="w-1", waits=[w1, w2], history=[entry(kind="wait")])
+    store.release("wf-1", "w-1")
+    if holder is not None:
+        store.acquire("wf-1", holder, now=T0, until=T0 + timedelta(minutes=5))
+    before = (store.load_waits("wf-1"), history_kinds(store), store.load("wf-1"))
+    late = w1.copy()
+    late.status, late.retry_at, late.setup_data = WaitStatus.SET_UP, None, {"message": "m1"}
+    calls = [
+        lambda: store.update_wait(late, owner="w-1"),
+        lambda: store.delete_wait("w2", workflow_id="wf-1", owner="w-1"),
+        lambda: store.delete_wait("never-was", workflow_id="wf-1", owner="w-1"),
+        lambda: store.append_history([entry(kind="setup_error")], owner="w-1"),
+    ]
+    for call in calls:
+        with pytest.raises(LeaseLost) as e:
+            call()
+        assert e.value.workflow_id == "wf-1"
+        assert e.value.owner == holder
+    assert (store.load_waits("wf-1"), history_kinds(store), store.load("wf-1")) == before
+
+
+def test_append_history_is_all_or_nothing_across_leases(store: Store) -> None:
+    leased(store, "a", owner="w-1")
+    leased(store, "b", owner="w-2")
+    with pytest.raises(LeaseLost) as e:
+        store.append_history([entry("a", "one"), entry("b", "two"), entry("a", "three")],
+                             owner="w-1")  # fmt: skip
+    assert e.value.workflow_id == "b"
+    assert history_kinds(store, "a") == [] and history_kinds(store, "b") == []
+
+
+def test_the_lease_holder_writes_outside_a_checkpoint(store: Store) -> None:
+    """The owner check is the only condition: the holder's writes go through (an expired
+    lease that nobody took over still counts, as for a checkpoint)."""
+    rec = leased(store, owner="w-1")
+    leased(store, "other", owner="w-1")
+    w1, w2 = wait(wait_id="w1", status=WaitStatus.PENDING_SETUP, retry_at=T0), wait(wait_id="w2")
+    store.checkpoint(rec, owner="w-1", waits=[w1, w2], history=[])
+    w1.status, w1.retry_at, w1.setup_data = WaitStatus.SET_UP, None, "plain text is JSON too"
+    store.update_wait(w1, owner="w-1")
+    store.delete_wait("w2", workflow_id="wf-1", owner="w-1")
+    store.delete_wait("w1", workflow_id="other", owner="w-1")  # not that workflow's wait
+    entries = [entry(kind="teardown_error")]
+    store.append_history(entries, owner="w-1")
+    assert store.load_waits("wf-1") == [w1]
+    assert history_kinds(store) == ["teardown_error"] and entries[0].seq > 0
+
+
 # -- listing ------------------------------------------------------------------------------------
 
 
