@@ -3,10 +3,10 @@
 ``WORKFLOWS`` lists them, as a ``GORCH_APP`` module of your own would.
 """
 
-from engine.examples.expense import Expense
+from engine.examples.expense import ApprovalMessages, Chat, Expense
 from engine.examples.importer import Import
 from engine.examples.order import Order
 
 WORKFLOWS = [Expense, Order, Import]
 
-__all__ = ["WORKFLOWS", "Expense", "Import", "Order"]
+__all__ = ["WORKFLOWS", "ApprovalMessages", "Chat", "Expense", "Import", "Order"]

@@ -1,9 +1,18 @@
-"""The seed's expense approval: approve, deny with a reason, or time out after ten minutes."""
+"""The seed's expense approval: approve, deny with a reason, or time out after ten minutes.
+
+``ApprovalMessages`` is a callback manager for its approval, showing set-up data: its
+``setup`` posts a message to a chat and returns the message's id, which gorch keeps with the
+wait; its ``teardown`` edits that very message to say how the wait ended. It keeps no storage
+of its own. Use it with ``Engine(..., managers={"user_action": ApprovalMessages(chat)})``.
+"""
 
 from __future__ import annotations
 
+import itertools
 import logging
+import threading
 from datetime import timedelta
+from typing import Any, Protocol
 
 from engine import (
     Go,
@@ -16,6 +25,7 @@ from engine import (
     Timeout,
     Wait,
     WaitForUserAction,
+    WaitInfo,
     Workflow,
 )
 
@@ -62,3 +72,67 @@ class Expense(Workflow):
 
     def abort(self) -> None:
         self.approved, self.error = False, "approval timed out"
+
+
+class ChatService(Protocol):
+    """What ``ApprovalMessages`` needs from a chat service (Slack's chat.postMessage and
+    chat.update)."""
+
+    def post(self, channel: str, text: str) -> str:
+        """Post ``text`` to ``channel``; return the new message's id."""
+        ...
+
+    def update(self, channel: str, message_id: str, text: str) -> None:
+        """Replace the text of a message posted before."""
+        ...
+
+
+class Chat:
+    """A stand-in chat service in this process's memory: ``messages`` by id."""
+
+    def __init__(self) -> None:
+        self.messages: dict[str, tuple[str, str]] = {}  # id -> (channel, text)
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+
+    def post(self, channel: str, text: str) -> str:
+        with self._lock:
+            message_id = f"msg-{next(self._ids)}"
+            self.messages[message_id] = (channel, text)
+        log.info("posted %s to %s: %s", message_id, channel, text)
+        return message_id
+
+    def update(self, channel: str, message_id: str, text: str) -> None:
+        with self._lock:
+            self.messages[message_id] = (channel, text)
+        log.info("updated %s in %s: %s", message_id, channel, text)
+
+
+class ApprovalMessages:
+    """A ``CallbackManager`` for ``user_action`` waits that asks for approval in a chat.
+
+    ``setup`` posts the request and returns ``{"channel": ..., "message": id}``: gorch stores
+    it with the wait (``WaitInfo.setup_data``) in the write that marks the wait set up, and
+    hands it back to ``teardown``, which edits that message with the outcome. A set-up whose
+    write was lost (a crash right after posting) is set up again: the chat may then show an
+    extra request, which is what at-least-once set-ups cost.
+
+    Args:
+        chat: where to post (default: a ``Chat`` in memory).
+        channel: the channel to post to.
+    """
+
+    def __init__(self, chat: ChatService | None = None, channel: str = "#approvals") -> None:
+        self.chat: ChatService = chat if chat is not None else Chat()
+        self.channel = channel
+
+    def setup(self, wait: WaitInfo) -> dict[str, Any]:
+        text = f"{wait.workflow_id}: {wait.wait!r} needs your approval (event {wait.event!r})"
+        return {"channel": self.channel, "message": self.chat.post(self.channel, text)}
+
+    def teardown(self, wait: WaitInfo, handled: bool) -> None:
+        data = wait.setup_data
+        if not isinstance(data, dict) or "message" not in data:
+            return  # never posted: the wait ended before its set-up succeeded
+        outcome = "answered" if handled else "closed: no longer needed"
+        self.chat.update(data["channel"], data["message"], f"{wait.workflow_id}: {outcome}")
