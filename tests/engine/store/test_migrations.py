@@ -190,11 +190,13 @@ def test_upgrade_from_0002_adds_setup_data_and_keeps_the_waits(db_url: str) -> N
     engine = create_store_engine(db_url)
     try:
         with engine.begin() as conn:
-            conn.execute(text(
-                "INSERT INTO workflows (id, type, status, state, threads, pc, version, turn, "
-                "format, created_at, updated_at, lease_owner) VALUES ('old', 'T', 'waiting', "
-                "'{}', '[]', 3, 3, 0, 1, '2026-01-01 00:00:00', '2026-01-01 00:00:00', 'me')"
-            ))
+            conn.execute(
+                text(
+                    "INSERT INTO workflows (id, type, status, state, threads, pc, version, turn, "
+                    "format, created_at, updated_at, lease_owner) VALUES ('old', 'T', 'waiting', "
+                    "'{}', '[]', 3, 3, 0, 1, '2026-01-01 00:00:00', '2026-01-01 00:00:00', 'me')"
+                )
+            )
             conn.execute(text(
                 "INSERT INTO waits (id, workflow_id, thread_id, wait, event, type, pc, "
                 "created_at, status, data, attempts, handled, position) VALUES ('w1', 'old', "

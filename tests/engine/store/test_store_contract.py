@@ -142,8 +142,17 @@ def test_create_assigns_increasing_seqs(store: Store) -> None:
         lambda s: s.delete_wait("w1", workflow_id="nope", owner="o"),
         lambda s: s.append_history([entry("nope")], owner="o"),
     ],
-    ids=["load", "load_waits", "history", "acquire", "renew", "checkpoint", "update_wait",
-         "delete_wait", "append_history"],  # fmt: skip
+    ids=[
+        "load",
+        "load_waits",
+        "history",
+        "acquire",
+        "renew",
+        "checkpoint",
+        "update_wait",
+        "delete_wait",
+        "append_history",
+    ],
 )
 def test_unknown_workflow_raises_not_found(store: Store, call: Any) -> None:
     with pytest.raises(WorkflowNotFound) as e:
@@ -507,9 +516,7 @@ def test_set_up_data_is_copied_in_and_out(store: Store) -> None:
 
 
 @pytest.mark.parametrize("holder", ["w-2", None], ids=["taken-over", "released"])
-def test_writes_outside_a_checkpoint_need_the_lease(
-    store: Store, holder: str | None
-) -> None:
+def test_writes_outside_a_checkpoint_need_the_lease(store: Store, holder: str | None) -> None:
     """update_wait, delete_wait and append_history by a session that lost its lease are
     refused with LeaseLost, and write nothing."""
     rec = leased(store, owner="w-1")
