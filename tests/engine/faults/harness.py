@@ -22,7 +22,8 @@ server goes away; the scenario does that on PostgreSQL only.
 Which writes can fail: every write the engine makes (``create``, ``acquire``,
 ``checkpoint``, ``release``, ``update_wait``, ``delete_wait``, ``append_history``).
 ``FlakyManager`` is a ``CallbackManager`` whose set-ups and tear-downs fail at random or
-while it is ``down``.
+while it is ``down``; its set-ups return set-up data, and ``FaultyStore.setup_data`` notes
+what a committed write stored of it.
 
 For each checkpoint that carries a step or a handler, the store tells ``fault_app.LEDGER``
 whether it committed: the latest execution of that workflow is then either kept or marked
@@ -41,7 +42,7 @@ from typing import Any
 
 from sqlalchemy import event
 
-from engine import HistoryEntry, SQLModelStore, StoreError, WaitInfo
+from engine import HistoryEntry, SQLModelStore, StoreError, WaitInfo, WaitStatus
 from engine.runtime import WorkflowRecord
 from tests.apps.fault_app import LEDGER
 
@@ -135,12 +136,15 @@ class FaultyStore:
     Attributes:
         inner: the real store.
         faults: every fault injected so far, in order.
+        setup_data: per wait id, the set-up data an ``update_wait`` stored (committed, even
+            if its caller heard an error): what every later tear-down must be handed.
     """
 
     def __init__(self, inner: SQLModelStore, plan: FaultPlan) -> None:
         self.inner = inner
         self.plan = plan
         self.faults: list[Fault] = []
+        self.setup_data: dict[str, Any] = {}  # wait id -> the set-up data a commit stored
         self._armed: Fault | None = None
         self._statements = 0
         sa_engine = inner.engine
@@ -251,17 +255,28 @@ class FaultyStore:
         with self._write("release", workflow_id):
             self.inner.release(workflow_id, owner)
 
-    def update_wait(self, wait: WaitInfo) -> None:
-        with self._write("update_wait", wait.workflow_id):
-            self.inner.update_wait(wait)
+    def update_wait(self, wait: WaitInfo, *, owner: str) -> None:
+        with self._write("update_wait", wait.workflow_id) as fault:
+            try:
+                self.inner.update_wait(wait, owner=owner)
+            except BaseException:
+                if fault is not None and fault.durable:
+                    self._set_up(wait)
+                raise
+            self._set_up(wait)
 
-    def delete_wait(self, wait_id: str) -> None:
-        with self._write("delete_wait", None):
-            self.inner.delete_wait(wait_id)
+    def _set_up(self, wait: WaitInfo) -> None:
+        """Note the set-up data a committed write stored (from then on it must be kept)."""
+        if wait.status is WaitStatus.SET_UP and wait.setup_data is not None:
+            self.setup_data[wait.id] = wait.setup_data
 
-    def append_history(self, entries: Sequence[HistoryEntry]) -> None:
+    def delete_wait(self, wait_id: str, *, workflow_id: str, owner: str) -> None:
+        with self._write("delete_wait", workflow_id):
+            self.inner.delete_wait(wait_id, workflow_id=workflow_id, owner=owner)
+
+    def append_history(self, entries: Sequence[HistoryEntry], *, owner: str) -> None:
         with self._write("append_history", entries[0].workflow_id if entries else None):
-            self.inner.append_history(entries)
+            self.inner.append_history(entries, owner=owner)
 
     # -- counts -------------------------------------------------------------------------------
 
@@ -284,9 +299,14 @@ def _autocommit(driver: Any) -> bool:
 class FlakyManager:
     """A ``CallbackManager`` for every handler type, failing at ``rate`` or while ``down``.
 
+    Its set-ups return set-up data naming the wait and the attempt (``"<wait id>#<n>"``), as
+    a chat's message id would.
+
     Attributes:
         setups: successful set-ups per wait id.
+        posted: the set-up data each successful set-up returned, per wait id.
         teardowns: the ``handled`` flag of each successful tear-down, per wait id.
+        torn_data: the ``setup_data`` each successful tear-down was handed, per wait id.
         failures: set-ups and tear-downs that raised.
     """
 
@@ -294,7 +314,9 @@ class FlakyManager:
     rate: float = 0.0
     down: bool = False
     setups: Counter[str] = field(default_factory=Counter)
+    posted: dict[str, list[dict[str, str]]] = field(default_factory=dict)
     teardowns: dict[str, list[bool]] = field(default_factory=dict)
+    torn_data: dict[str, list[Any]] = field(default_factory=dict)
     waits: dict[str, WaitInfo] = field(default_factory=dict)
     failures: int = 0
 
@@ -303,12 +325,16 @@ class FlakyManager:
             self.failures += 1
             raise ConnectionError(f"manager unavailable ({what} of {wait.event!r})")
 
-    def setup(self, wait: WaitInfo) -> None:
+    def setup(self, wait: WaitInfo) -> dict[str, str]:
         self._maybe_fail("setup", wait)
         self.setups[wait.id] += 1
         self.waits[wait.id] = wait
+        data = {"message": f"{wait.id}#{self.setups[wait.id]}"}
+        self.posted.setdefault(wait.id, []).append(data)
+        return data
 
     def teardown(self, wait: WaitInfo, handled: bool) -> None:
         self._maybe_fail("teardown", wait)
         self.teardowns.setdefault(wait.id, []).append(handled)
+        self.torn_data.setdefault(wait.id, []).append(wait.setup_data)
         self.waits.setdefault(wait.id, wait)

@@ -63,6 +63,7 @@ class Tally:
     cancelled: int = 0  # workflows an operator cancelled
     redeliveries: int = 0  # repeated deliveries of an applied callback, all rejected
     manager_repeats: int = 0  # set-ups or tear-downs that succeeded more than once
+    setup_data_kept: int = 0  # tear-downs handed the set-up data of their wait
     duplicates: int = 0  # a checkpointed step or callback that ran again
     lost: int = 0  # unfinished workflows, missing steps or callbacks, waits never torn down
     rounds: int = 0
@@ -348,3 +349,19 @@ def check(
         elif len(set(flags)) > 1:
             tally.problems.append(f"wait {wait_id} torn down as handled and not: {flags}")
     tally.manager_repeats += sum(len(f) - 1 for f in manager.teardowns.values())
+    check_setup_data(driver.store, manager, tally)
+
+
+def check_setup_data(store: FaultyStore, manager: FlakyManager, tally: Tally) -> None:
+    """Set-up data once written is never lost: every tear-down of a wait is handed what a
+    committed write stored for it, and never data that no set-up of that wait returned."""
+    for wait_id, seen in manager.torn_data.items():
+        posted = manager.posted.get(wait_id, [])
+        written = store.setup_data.get(wait_id)
+        tally.setup_data_kept += sum(d is not None for d in seen)
+        for data in seen:
+            if data is not None and data not in posted:
+                tally.problems.append(f"wait {wait_id}: torn down with {data}, never posted")
+            if written is not None and data != written:
+                tally.lost += 1
+                tally.problems.append(f"wait {wait_id}: {written} was stored, teardown got {data}")

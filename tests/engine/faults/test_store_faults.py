@@ -15,6 +15,7 @@ import pytest
 from engine import (
     CallbackRejected,
     StoreError,
+    WaitStatus,
     WorkflowStatus,
 )
 from tests.apps.fault_app import TIMEOUT, FaultFlow
@@ -45,6 +46,7 @@ def test_workflows_survive_random_store_and_manager_faults(
     assert tally.reruns > 0 and tally.redeliveries > 0 and tally.manager_failures > 0
     assert tally.cancelled == WORKFLOWS // 4  # every fourth workflow is cancelled
     assert tally.callbacks == 2 * WORKFLOWS - tally.cancelled  # the cancelled get no data
+    assert tally.setup_data_kept > 0  # tear-downs were handed what set-ups returned
 
 
 @pytest.mark.parametrize("point", list(Point))
@@ -150,3 +152,37 @@ def test_a_wait_result_the_store_cannot_write_is_served_again(
     assert torn["approve"] and torn["approve"][-1] is True
     assert torn["late"] and torn["late"][-1] is False
     assert not rig.plan.forced  # both faults struck
+
+
+@pytest.mark.parametrize("point", list(Point))
+def test_a_set_up_whose_write_is_lost_is_set_up_again_and_written_data_is_kept(
+    rig: Rig, point: Point
+) -> None:
+    """The write that marks a wait set up, with its set-up data, fails at ``point``. If it
+    never committed, the wait is still due and set up again (new data); if it committed,
+    its data is kept through every later write, and the tear-down is handed it."""
+    rig.plan.force("update_wait", point)
+    wid = rig.at_approval()  # no StoreError: the checkpoint before the set-up is durable
+    [fault] = [f for f in rig.store.faults if f.op == "update_wait"]
+    approve = next(w for w in rig.inner.load_waits(wid) if w.event == "approve")
+    first = rig.manager.posted[approve.id][0]
+    if fault.durable:
+        assert (approve.status, approve.setup_data) == (WaitStatus.SET_UP, first)
+    else:
+        assert (approve.status, approve.setup_data) == (WaitStatus.PENDING_SETUP, None)
+    rig.clock.advance(timedelta(seconds=1))
+    rig.engine.run_due()
+    approve = next(w for w in rig.inner.load_waits(wid) if w.event == "approve")
+    posted = rig.manager.posted[approve.id]
+    assert len(posted) == (1 if fault.durable else 2)  # set up again only if it was lost
+    assert (approve.status, approve.setup_data) == (WaitStatus.SET_UP, posted[-1])
+    # Later writes (a failed tear-down recorded, the checkpoint closing it) keep the data.
+    rig.manager.down = True
+    rig.engine.on_callback(wid, "approve", {"approved": True}, actor="ana")
+    closed = next(w for w in rig.inner.load_waits(wid) if w.id == approve.id)
+    assert (closed.status, closed.setup_data) == (WaitStatus.TEARDOWN_ERROR, posted[-1])
+    rig.manager.down = False
+    rig.clock.advance(timedelta(minutes=1))
+    rig.engine.run_due()
+    assert rig.manager.torn_data[approve.id] == [posted[-1]]
+    assert approve.id not in {w.id for w in rig.inner.load_waits(wid)}
