@@ -2,6 +2,10 @@
 
 The side table lives in its own SQLite file (``GORCH_SIDE_DB``), written by the step itself
 in autocommit, so it sees every execution, including those whose checkpoint never happened.
+
+Its approvals are set up by the expense example's ``ApprovalMessages`` on a chat kept in the
+same file (``SideChat``: tables ``posts`` and ``edits``), so a crash test sees every message
+a set-up posted and which message each tear-down edited (its set-up data).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from engine import (
+    CallbackManager,
     For,
     Go,
     On,
@@ -25,6 +30,7 @@ from engine import (
     WaitForUserAction,
     Workflow,
 )
+from engine.examples import ApprovalMessages
 
 
 def record(workflow: str, key: str) -> None:
@@ -33,6 +39,48 @@ def record(workflow: str, key: str) -> None:
     try:
         con.execute("CREATE TABLE IF NOT EXISTS runs (workflow TEXT, key TEXT, pid INTEGER)")
         con.execute("INSERT INTO runs VALUES (?, ?, ?)", (workflow, key, os.getpid()))
+    finally:
+        con.close()
+
+
+def _side(sql: str, params: tuple[object, ...]) -> int | None:
+    con = sqlite3.connect(os.environ["GORCH_SIDE_DB"], timeout=30, isolation_level=None)
+    try:
+        con.execute("CREATE TABLE IF NOT EXISTS posts (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+                    "channel TEXT, text TEXT, pid INTEGER)")  # fmt: skip
+        con.execute("CREATE TABLE IF NOT EXISTS edits (message TEXT, text TEXT, pid INTEGER)")
+        return con.execute(sql, params).lastrowid
+    finally:
+        con.close()
+
+
+class SideChat:
+    """A chat whose messages and edits go to the side file, seen from every process."""
+
+    def post(self, channel: str, text: str) -> str:
+        row = _side("INSERT INTO posts (channel, text, pid) VALUES (?, ?, ?)",
+                    (channel, text, os.getpid()))  # fmt: skip
+        # A crash test's window: posted, but its id not yet returned (so not yet stored).
+        time.sleep(float(os.environ.get("GORCH_POST_PAUSE", "0")))
+        return str(row)
+
+    def update(self, channel: str, message_id: str, text: str) -> None:
+        _side("INSERT INTO edits VALUES (?, ?, ?)", (message_id, text, os.getpid()))
+
+
+def side_chat(side_db: Path) -> tuple[list[tuple[str, str, int]], list[tuple[str, str]]]:
+    """(every post as (message id, text, pid), every edit as (message id, text)), in order."""
+    if not side_db.exists():
+        return [], []
+    con = sqlite3.connect(side_db, timeout=30)
+    try:
+        posts = [(str(i), t, p) for i, t, p in con.execute("SELECT id, text, pid FROM posts")]
+        edits = list(con.execute("SELECT message, text FROM edits ORDER BY rowid"))
+        return posts, edits
+    except sqlite3.OperationalError as e:
+        if "no such table" not in str(e):
+            raise
+        return [], []
     finally:
         con.close()
 
@@ -118,3 +166,4 @@ class Slow(Workflow):
 
 
 WORKFLOWS = [Crashy, Slow]
+MANAGERS: dict[str, CallbackManager] = {"user_action": ApprovalMessages(SideChat())}

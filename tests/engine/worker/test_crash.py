@@ -13,6 +13,8 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -22,13 +24,15 @@ from engine import (
     Engine,
     PollingResumer,
     SQLModelStore,
+    WaitInfo,
+    WaitStatus,
     WorkflowBusy,
     WorkflowStatus,
 )
 
 APPS = Path(__file__).resolve().parents[2] / "apps"
 sys.path.insert(0, str(APPS))
-from crash_app import Crashy, Slow, side_runs  # noqa: E402
+from crash_app import MANAGERS, Crashy, Slow, side_chat, side_runs  # noqa: E402
 
 KILLS = 26  # per backend: at least 50 in the suite (SQLite and PostgreSQL)
 WORKFLOWS = 16
@@ -48,7 +52,7 @@ def test_sigkill_workers_at_random_moments(db_url: str, tmp_path: Path) -> None:
     os.environ["GORCH_SIDE_DB"] = str(side_db)
     log = tmp_path / "workers.log"
     store = SQLModelStore(db_url)
-    engine = Engine(store, [Crashy, Slow], resumer=PollingResumer())
+    engine = Engine(store, [Crashy, Slow], managers=MANAGERS, resumer=PollingResumer())
     # Half get an approval (their timer is far off, so the approval always wins, however
     # slow the machine); the other half time out after 2 s.
     to_approve = {f"w{i}" for i in range(WORKFLOWS // 2)}
@@ -115,7 +119,34 @@ def test_sigkill_workers_at_random_moments(db_url: str, tmp_path: Path) -> None:
           f"executions={len(runs)} reruns={dupes} duplicates={duplicates} lost=0")  # fmt: skip
     assert duplicates == 0, per_key
     assert dupes <= kills
+    check_approval_messages(side_db, ids, to_approve, killed)
     store.close()
+
+
+def check_approval_messages(
+    side_db: Path, ids: list[str], to_approve: set[str], killed: set[int]
+) -> None:
+    """Set-up data survives the kills: each approval's tear-down edits a message that a
+    set-up of that very wait posted, every edit of it the same message (the data, once
+    written, was never replaced or lost), saying how it ended. A wait whose tear-down edited
+    nothing never had its set-up data written: each of its posts was made by a process killed
+    before writing it (and the approval or the timer closed the wait before a retry)."""
+    posts, edits = side_chat(side_db)
+    edited = 0
+    for w in ids:
+        posted = {m: pid for m, text, pid in posts if text.startswith(f"{w}: ")}
+        mine = [(m, text) for m, text in edits if text.startswith(f"{w}: ")]
+        if not mine:
+            assert set(posted.values()) <= killed, (w, posted, killed)
+            continue
+        edited += 1
+        assert len({m for m, _ in mine}) == 1, (w, posted, mine)
+        assert mine[0][0] in posted, (w, posted, mine)
+        outcome = "answered" if w in to_approve else "closed: no longer needed"
+        assert {text for _, text in mine} == {f"{w}: {outcome}"}, mine
+    repeated = len(posts) - len({text for _, text, _ in posts})
+    print(f"set-up data: posts={len(posts)} repeated={repeated} edited={edited}/{len(ids)}")
+    assert edited > 0
 
 
 def deliver(engine: Engine, pending: set[str], delivered: set[str]) -> None:
@@ -183,4 +214,63 @@ def test_a_long_step_keeps_its_lease_while_it_runs(db_url: str, tmp_path: Path) 
         worker.terminate()
         worker.wait(timeout=20)
     assert len(side_runs(side_db)) == 1
+    store.close()
+
+
+def test_a_set_up_killed_before_its_write_is_set_up_again_and_its_data_kept(
+    db_url: str, tmp_path: Path
+) -> None:
+    """A worker posts the approval message and is killed before the set-up data is written:
+    another worker sets the wait up again (a second message), and that one's id, once
+    written, survives the next kill and reaches the tear-down, which edits that message."""
+    side_db = tmp_path / "side.db"
+    os.environ["GORCH_SIDE_DB"] = str(side_db)
+    log = tmp_path / "workers.log"
+    store = SQLModelStore(db_url)
+    engine = Engine(store, [Crashy], managers=MANAGERS, resumer=PollingResumer())
+    wid = engine.new_workflow(Crashy(key="s", n=0, timeout_s=600.0), "s")
+    os.environ["GORCH_POST_PAUSE"] = "60"  # the first worker hangs right after posting
+    try:
+        first = start_worker(db_url, side_db, log)
+    finally:
+        del os.environ["GORCH_POST_PAUSE"]
+    workers = [first]
+
+    def until(what: str, cond: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + 60
+        while not cond():
+            assert time.monotonic() < deadline, f"{what}\n{log.read_text()[-3000:]}"
+            time.sleep(0.05)
+
+    def approval() -> WaitInfo | None:
+        return next((w for w in store.load_waits(wid) if w.event == "approve"), None)
+
+    try:
+        until("the first set-up never posted", lambda: len(side_chat(side_db)[0]) == 1)
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+        w = approval()
+        assert w is not None and w.status is WaitStatus.PENDING_SETUP and w.setup_data is None
+        workers.append(start_worker(db_url, side_db, log))
+        until("never set up again", lambda: getattr(approval(), "setup_data", None) is not None)
+        posts = side_chat(side_db)[0]
+        assert [pid for _, _, pid in posts] == [first.pid, workers[1].pid]
+        written = {"channel": "#approvals", "message": posts[1][0]}
+        assert approval() == replace(w, status=WaitStatus.SET_UP, setup_data=written,
+                                     retry_at=None)  # fmt: skip
+        workers[1].send_signal(signal.SIGKILL)  # written: the next kill loses nothing
+        workers[1].wait()
+        workers.append(start_worker(db_url, side_db, log))
+        time.sleep(0.5)
+        assert getattr(approval(), "setup_data", None) == written
+        engine.on_callback(wid, "approve", {"approved": True}, actor="test")  # tears it down
+        until("not finished", lambda: engine.get(wid).status is WorkflowStatus.FINISHED)
+    finally:
+        for p in workers:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    posts, edits = side_chat(side_db)
+    assert len(posts) == 2  # the second set-up's id was written: never set up a third time
+    assert edits == [(written["message"], "s: answered")]
     store.close()
