@@ -454,7 +454,8 @@ class SQLModelStore:
 
     def _must_hold(self, conn: Connection, workflow_id: str, owner: str) -> None:
         """Raise unless ``owner`` holds the workflow's lease: ``WorkflowNotFound`` or
-        ``LeaseLost``. Asked only when a lease-guarded write matched no row."""
+        ``LeaseLost``. Asked when a lease-guarded write matched no row (a gone or closed wait,
+        or a lost lease), or before a write that cannot carry the check itself."""
         holder = conn.execute(q.LEASE_OWNER, {"k_workflow": workflow_id}).first()
         if holder is None:
             raise WorkflowNotFound(workflow_id)
