@@ -43,6 +43,7 @@ from engine.resumers import InlineResumer, PollingResumer, Resumer
 from engine.runtime import (
     HistoryEntry,
     Phase,
+    PruneResult,
     ThreadInfo,
     ThreadStatus,
     WaitInfo,
@@ -102,6 +103,7 @@ __all__ = [
     "Phase",
     "PollingResumer",
     "Problem",
+    "PruneResult",
     "Renamed",
     "Resumer",
     "RetryPolicy",
