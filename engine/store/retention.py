@@ -2,9 +2,9 @@
 
 Each batch is one transaction. It picks up to ``batch`` workflows that match (status,
 ``updated_at``, type, no unexpired lease) and locks them, deletes their waits and history,
-then deletes the workflow rows with a ``DELETE ... RETURNING`` whose ``WHERE`` holds every
-condition again. If that DELETE does not return every workflow picked, the transaction is
-rolled back: a workflow is deleted whole or not at all. Waits go explicitly, not by their
+then deletes the workflow rows with a ``DELETE`` whose ``WHERE`` holds every condition
+again. If that DELETE does not remove every workflow picked, the transaction is rolled back:
+a workflow is deleted whole or not at all. Waits go explicitly, not by their
 ``ON DELETE CASCADE`` (so they are counted, and on a database that does not enforce foreign
 keys they go all the same); history has no foreign key.
 
@@ -25,9 +25,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Connection, delete, func, or_, select
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy import Connection, any_, bindparam, delete, func, or_, select
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.sql.elements import ColumnElement, UnaryExpression
+from sqlalchemy.sql.operators import custom_op
 
 from engine.errors import StoreError
 from engine.runtime import PruneResult, WorkflowStatus
@@ -45,17 +48,27 @@ def conditions(
     now: datetime,
     statuses: Sequence[WorkflowStatus],
     types: Sequence[str] | None,
+    unindexed: bool = False,
 ) -> list[ColumnElement[bool]]:
     """The WHERE of a workflow that may go: ended in ``statuses`` before the cut-off, of one
     of ``types``, and not leased (a lease that ran out by ``now`` is no lease, as ``acquire``
-    sees it: a crashed session's)."""
+    sees it: a crashed session's).
+
+    ``unindexed``: written so that SQLite cannot use an index for them (``+column``), for the
+    re-check beside a list of ids: without statistics SQLite would otherwise walk the status
+    index past every ended workflow, in every batch, instead of looking the ids up.
+    """
+
+    def col(c: ColumnElement[Any]) -> ColumnElement[Any]:
+        return UnaryExpression(c, operator=custom_op("+"), type_=c.type) if unindexed else c
+
     where = [
-        W.status.in_(sorted(WorkflowStatus(s).value for s in statuses)),
-        W.updated_at < finished_before,
-        or_(W.lease_owner.is_(None), W.lease_until.is_(None), W.lease_until <= now),
+        col(W.status).in_(sorted(WorkflowStatus(s).value for s in statuses)),
+        col(W.updated_at) < finished_before,
+        or_(W.lease_owner.is_(None), W.lease_until.is_(None), col(W.lease_until) <= now),
     ]
     if types is not None:
-        where.append(W.type.in_(sorted(set(types))))
+        where.append(col(W.type).in_(sorted(set(types))))
     return where
 
 
@@ -72,8 +85,11 @@ def prune(
     dry_run: bool,
 ) -> PruneResult:
     """Delete (or with ``dry_run`` count) what ``conditions`` selects; see the module."""
-    where = conditions(finished_before=finished_before, now=now, statuses=statuses, types=types)
-    chosen = select(W.id).where(*where)
+    chosen = select(W.id).where(
+        *conditions(finished_before=finished_before, now=now, statuses=statuses, types=types)
+    )
+    recheck = conditions(finished_before=finished_before, now=now, statuses=statuses,
+                         types=types, unindexed=dialect == "sqlite")  # fmt: skip
     if dry_run:
         # One statement, so one snapshot on PostgreSQL: the three counts agree with each other.
         counts = select(
@@ -87,23 +103,28 @@ def prune(
     pick = chosen.limit(batch)
     if dialect == "postgresql":
         pick = pick.with_for_update(skip_locked=True)
+
+    def among(column: ColumnElement[str]) -> ColumnElement[bool]:
+        if dialect == "postgresql":  # one array parameter: nothing to parse and plan per id
+            return column == any_(bindparam("k_ids", type_=postgresql.ARRAY(column.type)))
+        return column.in_(bindparam("k_ids", type_=column.type, expanding=True))
+
+    remove_waits = delete(waits).where(among(C.workflow_id))
+    remove_history = delete(history).where(among(H.workflow_id))
+    # The DELETE itself re-checks every condition of the selection.
+    remove = delete(workflows).where(among(W.id), *recheck)
     n_workflows = n_waits = n_history = 0
     while True:
         with write("prune") as conn:
-            ids = list(conn.execute(pick).scalars())
+            ids = sorted(conn.execute(pick).scalars())  # key order: fewer pages touched
             for i in range(0, len(ids), _CHUNK):
-                part = ids[i : i + _CHUNK]
-                n_waits += conn.execute(delete(waits).where(C.workflow_id.in_(part))).rowcount
-                n_history += conn.execute(delete(history).where(H.workflow_id.in_(part))).rowcount
-                # The DELETE itself re-checks every condition of the selection.
-                remove = delete(workflows).where(W.id.in_(part), *where)
-                if conn.dialect.delete_returning:
-                    whole = set(conn.execute(remove.returning(W.id)).scalars()) == set(part)
-                else:
-                    whole = conn.execute(remove).rowcount == len(part)
-                if not whole:  # cannot happen under the locks; never half a workflow
+                part = {"k_ids": ids[i : i + _CHUNK]}
+                n_waits += conn.execute(remove_waits, part).rowcount
+                n_history += conn.execute(remove_history, part).rowcount
+                # One missing cannot happen under the locks; if it did, never half a workflow.
+                if conn.execute(remove, part).rowcount != len(part["k_ids"]):
                     raise StoreError(
-                        f"prune: a workflow of {part[:3]}... changed while locked; "
+                        f"prune: a workflow of {part['k_ids'][:3]}... changed while locked; "
                         "the batch was rolled back"
                     )
         n_workflows += len(ids)

@@ -396,3 +396,25 @@ def test_prune_racing_retries_never_leaves_half_a_workflow(
     gone = sum(1 for v in outcome.values() if v == "gone")
     assert pruned[0].workflows == gone
     assert pruned[0].history == sum(before[w] for w, v in outcome.items() if v == "gone")
+
+
+@pytest.mark.postgres
+def test_postgres_passes_over_a_workflow_another_session_holds_locked(
+    pg_url: str, open_store: Callable[..., SQLModelStore]
+) -> None:
+    clock = ManualClock(T0)
+    store = open_store(pg_url)
+    engine = engine_on(store, clock)
+    for wid in ("a", "b", "c"):
+        engine.new_workflow(Quick(), wid)
+    clock.advance(DAY)
+    with store.engine.connect() as other:  # another session, mid-transaction on "b"
+        other.begin()
+        other.execute(select(workflows.c.id).where(workflows.c.id == "b").with_for_update())
+        result = engine.prune(clock.now(), batch=1)
+        assert result.workflows == 2  # not blocked behind "b": passed over
+        assert stored(store)[0] == {"b"}
+        assert stored(store)[2]["b"] > 0  # whole: its history is there
+        other.rollback()
+    assert engine.prune(clock.now()).workflows == 1
+    assert stored(store) == (set(), Counter(), Counter())
