@@ -621,7 +621,7 @@ class Engine:
             raise InvalidOperation(
                 f"finished_before must be a timezone-aware datetime, not {finished_before!r}"
             )
-        names = [statuses] if isinstance(statuses, str) else builtins.list(statuses)
+        names = _names(statuses, "statuses")
         chosen: builtins.list[WorkflowStatus] = []
         for name in names:
             try:
@@ -638,7 +638,7 @@ class Engine:
             raise InvalidOperation("prune needs at least one status")
         kinds = None
         if types is not None:
-            kinds = [types] if isinstance(types, str) else builtins.list(types)
+            kinds = _names(types, "types")
             if not kinds or not all(isinstance(k, str) for k in kinds):
                 raise InvalidOperation(f"types must be type names (or None for all), not {types!r}")
             limits.check_text(type=" ".join(kinds))
@@ -654,6 +654,16 @@ class Engine:
         )
         log.info("prune of workflows ended before %s: %s", finished_before.isoformat(), result)
         return result
+
+
+def _names(value: Any, what: str) -> list[Any]:
+    """``value`` as a list: a string is one name. Raises ``InvalidOperation`` if not iterable."""
+    if isinstance(value, str):
+        return [value]
+    try:
+        return list(value)
+    except TypeError:
+        raise InvalidOperation(f"{what} must be a name or a list of names, not {value!r}") from None
 
 
 __all__ = ["Engine", "jsonable"]

@@ -14,10 +14,10 @@ writers and a session's ``acquire`` waits for it. On PostgreSQL the rows are pic
 instant is passed over, and one picked stays locked until the batch commits, so a racing
 ``acquire`` then finds no row (``WorkflowNotFound``).
 
-The selection needs no index of its own: ``ix_workflows_status_created_at`` finds the rows of
-the statuses, oldest first, and those are almost all older than the cut-off; the history and
-waits go by their ``workflow_id`` indexes. An index on ``updated_at`` would cost every
-checkpoint an index write (``updated_at`` changes on each) to spare prune a filter.
+The selection needs no index of its own: the status indexes find the ended workflows, and
+those are almost all older than the cut-off; the history and waits go by their
+``workflow_id`` indexes. An index on ``updated_at`` would cost every checkpoint an index write
+(``updated_at`` changes on each) to spare prune a filter.
 """
 
 from __future__ import annotations

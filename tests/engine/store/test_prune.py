@@ -291,6 +291,8 @@ def test_batches_of_two_over_five(store: Store, monkeypatch: pytest.MonkeyPatch)
         ({"statuses": "waiting"}, "never pruned"),
         ({"statuses": ["finished", "done"]}, "'done'"),
         ({"statuses": []}, "at least one status"),
+        ({"statuses": None}, "list of names"),
+        ({"types": 5}, "list of names"),
         ({"types": []}, "type names"),
         ({"types": [3]}, "type names"),
         ({"types": ["a\x00b"]}, "NUL"),
