@@ -420,3 +420,35 @@ def test_postgres_passes_over_a_workflow_another_session_holds_locked(
         other.rollback()
     assert engine.prune(clock.now()).workflows == 1
     assert stored(store) == (set(), Counter(), Counter())
+
+
+def test_a_batch_whose_recheck_fails_is_rolled_back_whole(
+    db_url: str, open_store: Callable[..., SQLModelStore]
+) -> None:
+    """Under the locks no workflow can change between the pick and the DELETE; should one
+    change all the same (here: inside the batch's own transaction), the batch is undone."""
+    from sqlalchemy import event, update
+
+    from engine import StoreError
+
+    clock = ManualClock(T0)
+    store = open_store(db_url)
+    engine = engine_on(store, clock)
+    for wid in ("a", "b"):
+        engine.new_workflow(Quick(), wid)
+    clock.advance(DAY)
+    before = stored(store)
+    fired: list[str] = []
+
+    def revive(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.lstrip().upper().startswith("DELETE FROM HISTORY") and not fired:
+            fired.append(statement)
+            conn.execute(update(workflows).where(workflows.c.id == "b").values(status="running"))
+
+    event.listen(store.engine, "before_cursor_execute", revive)
+    with pytest.raises(StoreError, match="rolled back"):
+        engine.prune(clock.now())
+    event.remove(store.engine, "before_cursor_execute", revive)
+    assert fired and stored(store) == before  # the waits, history and rows of both: all there
+    assert engine.get("b").status is WorkflowStatus.FINISHED  # the revival was undone too
+    assert engine.prune(clock.now()).workflows == 2
