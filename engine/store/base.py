@@ -150,14 +150,18 @@ class Store(Protocol):
         nor half of one. ``dry_run`` counts what would go, in one read, and deletes nothing.
 
         Raises:
-            InvalidOperation: a status outside ``PRUNABLE``, or ``batch`` < 1.
+            InvalidOperation: a naive ``finished_before``, a status outside ``PRUNABLE``, or
+                ``batch`` < 1.
         """
         ...
 
 
-def check_prune(statuses: Sequence[WorkflowStatus], batch: int) -> None:
-    """Refuse a prune that could touch a live workflow, or whose batches would be empty; every
-    store checks this itself, whoever calls it (``Engine.prune`` explains more)."""
+def check_prune(finished_before: datetime, statuses: Sequence[WorkflowStatus], batch: int) -> None:
+    """Refuse a prune that could touch a live workflow, whose cut-off is no instant, or whose
+    batches would be empty; every store checks this itself, whoever calls it (``Engine.prune``
+    explains more)."""
+    if not isinstance(finished_before, datetime) or finished_before.utcoffset() is None:
+        raise InvalidOperation(f"prune needs a timezone-aware cut-off, not {finished_before!r}")
     live = [str(s) for s in statuses if s not in PRUNABLE]
     if live or not statuses:
         raise InvalidOperation(

@@ -224,7 +224,7 @@ class MemoryStore:
         batch: int = 1000,
         dry_run: bool = False,
     ) -> PruneResult:
-        check_prune(statuses, batch)
+        check_prune(finished_before, statuses, batch)
         wanted, kinds = set(statuses), None if types is None else set(types)
 
         def goes(r: WorkflowRecord) -> bool:

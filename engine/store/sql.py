@@ -547,7 +547,7 @@ class SQLModelStore:
         batch: int = 1000,
         dry_run: bool = False,
     ) -> PruneResult:
-        check_prune(statuses, batch)
+        check_prune(finished_before, statuses, batch)
         return retention.prune(self._write, self._read, self._dialect,
                                finished_before=finished_before, now=now, statuses=statuses,
                                types=types, batch=batch, dry_run=dry_run)  # fmt: skip

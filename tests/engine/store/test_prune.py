@@ -325,11 +325,15 @@ def test_a_finished_before_in_another_zone_is_the_same_instant(store: Store) -> 
     assert engine.prune(datetime(2026, 1, 1, 2, 0, 1, tzinfo=plus_two)).workflows == 1
 
 
-def test_the_store_itself_refuses_a_live_status(store: Store) -> None:
+def test_the_store_itself_refuses_a_live_status_a_naive_cut_off_and_no_batch(store: Store) -> None:
     with pytest.raises(InvalidOperation):
         store.prune(finished_before=T0, now=T0, statuses=[WorkflowStatus.RUNNING], batch=10)
     with pytest.raises(InvalidOperation):
         store.prune(finished_before=T0, now=T0, statuses=[WorkflowStatus.FINISHED], batch=0)
+    with pytest.raises(InvalidOperation):
+        store.prune(
+            finished_before=datetime(2026, 1, 1), now=T0, statuses=[WorkflowStatus.FINISHED]
+        )
 
 
 # -- a prune racing a retry of the same workflows ---------------------------------------------
