@@ -44,6 +44,7 @@ from engine.resumers import InlineResumer, PollingResumer, Resumer
 from engine.runtime import (
     HistoryEntry,
     Phase,
+    PruneResult,
     ThreadInfo,
     ThreadStatus,
     WaitInfo,
@@ -103,6 +104,7 @@ __all__ = [
     "Phase",
     "PollingResumer",
     "Problem",
+    "PruneResult",
     "Renamed",
     "Resumer",
     "RetryPolicy",

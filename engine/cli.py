@@ -5,10 +5,11 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import click
@@ -121,6 +122,73 @@ def check(db: str | None, app: str | None, type_names: tuple[str, ...]) -> None:
         broken += len(report.broken)
     if broken:
         raise SystemExit(1)
+
+
+AGE_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def age(ctx: click.Context, param: click.Parameter, value: str) -> timedelta:
+    """Parse ``--older-than``: a whole number and a unit, ``90m``, ``12h``, ``30d``, ``2w``.
+
+    Raises:
+        click.BadParameter: anything else, or an age reaching back past the year 1.
+    """
+    found = re.fullmatch(r"\s*(\d{1,9})\s*([smhdw])\s*", value)
+    if found is None:
+        raise click.BadParameter(f"{value!r} is not an age like 90m, 12h, 30d or 2w")
+    try:
+        delta = timedelta(**{AGE_UNITS[found[2]]: int(found[1])})
+        datetime.now(UTC) - delta  # the cut-off must be a date, refused here if not
+    except OverflowError:
+        raise click.BadParameter(f"{value!r} reaches further back than dates go") from None
+    return delta
+
+
+@main.command()
+@DB
+@click.option(
+    "--older-than",
+    "older_than",
+    callback=age,
+    required=True,
+    help="Remove workflows that ended longer ago than this: 90m, 12h, 30d, 2w.",
+)
+@click.option(
+    "--type", "type_names", multiple=True, help="Only this workflow type (repeatable); default all."
+)
+@click.option(
+    "--status",
+    "statuses",
+    multiple=True,
+    type=click.Choice(["finished", "cancelled", "failed"]),
+    help="Only this status (repeatable); default finished and cancelled. Failed ones are kept "
+    "unless named.",
+)
+@click.option("--batch", default=1000, show_default=True, type=click.IntRange(min=1),
+              help="Workflows deleted per transaction.")  # fmt: skip
+@click.option("--dry-run", is_flag=True, help="Delete nothing; say what would be deleted.")
+def prune(
+    db: str | None,
+    older_than: timedelta,
+    type_names: tuple[str, ...],
+    statuses: tuple[str, ...],
+    batch: int,
+    dry_run: bool,
+) -> None:
+    """Delete ended workflows with their waits and history (retention; for cron).
+
+    Never a running or waiting workflow, nor one a process holds. Safe to run while workers run.
+    """
+    engine = Engine(open_store(db), resumer=PollingResumer())  # no app: types may be long gone
+    before = engine.clock.now() - older_than
+    result = engine.prune(
+        before,
+        types=type_names or None,
+        statuses=statuses or ("finished", "cancelled"),
+        batch=batch,
+        dry_run=dry_run,
+    )
+    click.echo(f"{result} (ended before {before:%Y-%m-%d %H:%M:%S} UTC)")
 
 
 @main.command()

@@ -9,7 +9,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext, suppress
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from engine import actions, limits
@@ -31,7 +31,9 @@ from engine.resumers import InlineResumer, Resumer
 from engine.runner import Run, jsonable, load_state, release_lease
 from engine.runtime import (
     MAIN,
+    PRUNABLE,
     HistoryEntry,
+    PruneResult,
     ThreadInfo,
     ThreadState,
     WaitInfo,
@@ -581,6 +583,89 @@ class Engine:
                 return self._info(run.record, run.model)
         self.resumer.schedule(self, workflow_id)  # a WaitFor may hold now
         return self.get(workflow_id)
+
+    # -- retention --------------------------------------------------------------------------
+
+    def prune(
+        self,
+        finished_before: datetime,
+        *,
+        types: Iterable[str] | str | None = None,
+        statuses: Iterable[WorkflowStatus | str] | str = ("finished", "cancelled"),
+        batch: int = 1000,
+        dry_run: bool = False,
+    ) -> PruneResult:
+        """Delete workflows that ended before ``finished_before``, with their waits and history.
+
+        A workflow ended when its last checkpoint was written (``updated_at``): nothing writes
+        to a finished or cancelled workflow after that (operator actions refuse them), and an
+        operator action on a failed one (retry, goto, update_state, cancel) moves its time on,
+        so it is kept the longer. A live workflow (running, waiting) or one whose lease is
+        held is never deleted; each batch is one short transaction that checks this again in
+        its DELETE, so a workflow a retry brings back to life meanwhile stays whole.
+
+        Args:
+            finished_before: a timezone-aware cut-off; workflows that ended at or after it stay.
+            types: only workflows of these type names (None: every type; a string is one name).
+            statuses: which ended workflows go: ``finished``, ``cancelled`` and, only when
+                named, ``failed`` (a failed workflow waits for an operator's retry).
+            batch: workflows deleted per transaction (shorter transactions hold locks less).
+            dry_run: delete nothing; count what would be deleted.
+
+        Returns:
+            How many workflows, waits and history rows were (or would be) deleted.
+
+        Raises:
+            InvalidOperation: a naive ``finished_before``, an unknown or live status, an empty
+                list of statuses or types, or ``batch`` < 1; nothing is deleted.
+        """
+        if not isinstance(finished_before, datetime) or finished_before.utcoffset() is None:
+            raise InvalidOperation(
+                f"finished_before must be a timezone-aware datetime, not {finished_before!r}"
+            )
+        names = _names(statuses, "statuses")
+        chosen: builtins.list[WorkflowStatus] = []
+        for name in names:
+            try:
+                status = WorkflowStatus(name)
+            except ValueError:
+                status = None
+            if status is None or status not in PRUNABLE:
+                raise InvalidOperation(
+                    f"cannot prune status {name!r}: one of finished, cancelled, failed "
+                    "(a running or waiting workflow is never pruned)"
+                )
+            chosen.append(status)
+        if not chosen:
+            raise InvalidOperation("prune needs at least one status")
+        kinds = None
+        if types is not None:
+            kinds = _names(types, "types")
+            if not kinds or not all(isinstance(k, str) for k in kinds):
+                raise InvalidOperation(f"types must be type names (or None for all), not {types!r}")
+            limits.check_text(type=" ".join(kinds))
+        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+            raise InvalidOperation(f"batch must be an integer of at least 1, not {batch!r}")
+        result = self.store.prune(
+            finished_before=finished_before,
+            now=self.clock.now(),
+            statuses=chosen,
+            types=kinds,
+            batch=batch,
+            dry_run=bool(dry_run),
+        )
+        log.info("prune of workflows ended before %s: %s", finished_before.isoformat(), result)
+        return result
+
+
+def _names(value: Any, what: str) -> list[Any]:
+    """``value`` as a list: a string is one name. Raises ``InvalidOperation`` if not iterable."""
+    if isinstance(value, str):
+        return [value]
+    try:
+        return list(value)
+    except TypeError:
+        raise InvalidOperation(f"{what} must be a name or a list of names, not {value!r}") from None
 
 
 __all__ = ["Engine", "jsonable"]

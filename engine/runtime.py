@@ -323,3 +323,31 @@ class WorkflowInfo(Generic[W]):
         from engine.notebook import workflow_bundle  # lazy: no import cycle, no I/O on import
 
         return workflow_bundle(self)
+
+
+PRUNABLE = frozenset({WorkflowStatus.FINISHED, WorkflowStatus.CANCELLED, WorkflowStatus.FAILED})
+"""The statuses ``Engine.prune`` may remove: never a live one (running, waiting)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PruneResult:
+    """What ``Engine.prune`` removed, or with ``dry_run`` would remove.
+
+    Attributes:
+        workflows: workflow rows.
+        waits: their wait rows (tear-downs still outstanding when they were removed).
+        history: their history rows.
+        dry_run: True if nothing was removed (the counts say what would have been).
+    """
+
+    workflows: int = 0
+    waits: int = 0
+    history: int = 0
+    dry_run: bool = False
+
+    def __str__(self) -> str:
+        verb = "would remove" if self.dry_run else "removed"
+        return (
+            f"{verb} {self.workflows} workflow(s), {self.waits} wait(s), "
+            f"{self.history} history row(s)"
+        )

@@ -12,7 +12,15 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
-from engine.runtime import HistoryEntry, WaitInfo, WorkflowRecord, WorkflowStatus
+from engine.errors import InvalidOperation
+from engine.runtime import (
+    PRUNABLE,
+    HistoryEntry,
+    PruneResult,
+    WaitInfo,
+    WorkflowRecord,
+    WorkflowStatus,
+)
 
 
 class Store(Protocol):
@@ -137,3 +145,43 @@ class Store(Protocol):
     def due_waits(self, now: datetime, limit: int | None = None) -> list[WaitInfo]:
         """Open timers due by ``now``, and waits whose set-up or tear-down is due (again)."""
         ...
+
+    def prune(
+        self,
+        *,
+        finished_before: datetime,
+        now: datetime,
+        statuses: Sequence[WorkflowStatus],
+        types: Sequence[str] | None = None,
+        batch: int = 1000,
+        dry_run: bool = False,
+    ) -> PruneResult:
+        """Delete ended workflows with their waits and history, ``batch`` workflows at a time.
+
+        A workflow goes if its status is one of ``statuses`` (a subset of ``PRUNABLE``), its
+        ``updated_at`` (the time of its last checkpoint: when it ended) is before
+        ``finished_before``, its type is one of ``types`` (None: any) and no unexpired lease
+        is held on it at ``now``. Each batch is one short transaction whose DELETE re-checks
+        all of that, so a workflow an operator brings back to life meanwhile is never deleted,
+        nor half of one. ``dry_run`` counts what would go, in one read, and deletes nothing.
+
+        Raises:
+            InvalidOperation: a naive ``finished_before``, a status outside ``PRUNABLE``, or
+                ``batch`` < 1.
+        """
+        ...
+
+
+def check_prune(finished_before: datetime, statuses: Sequence[WorkflowStatus], batch: int) -> None:
+    """Refuse a prune that could touch a live workflow, whose cut-off is no instant, or whose
+    batches would be empty; every store checks this itself, whoever calls it (``Engine.prune``
+    explains more)."""
+    if not isinstance(finished_before, datetime) or finished_before.utcoffset() is None:
+        raise InvalidOperation(f"prune needs a timezone-aware cut-off, not {finished_before!r}")
+    live = [str(s) for s in statuses if s not in PRUNABLE]
+    if live or not statuses:
+        raise InvalidOperation(
+            f"prune takes statuses among finished, cancelled, failed, not {live}"
+        )
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise InvalidOperation(f"prune batch must be an integer of at least 1, not {batch!r}")

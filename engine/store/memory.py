@@ -11,7 +11,8 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from engine.errors import LeaseLost, WorkflowBusy, WorkflowNotDue, WorkflowNotFound
-from engine.runtime import HistoryEntry, WaitInfo, WorkflowRecord, WorkflowStatus
+from engine.runtime import HistoryEntry, PruneResult, WaitInfo, WorkflowRecord, WorkflowStatus
+from engine.store.base import check_prune
 
 
 class MemoryStore:
@@ -226,6 +227,46 @@ class MemoryStore:
             ]
             due.sort(key=lambda w: (w.due_at or w.retry_at or now, w.id))
             return [w.copy() for w in due[:limit]]
+
+    def prune(
+        self,
+        *,
+        finished_before: datetime,
+        now: datetime,
+        statuses: Sequence[WorkflowStatus],
+        types: Sequence[str] | None = None,
+        batch: int = 1000,
+        dry_run: bool = False,
+    ) -> PruneResult:
+        check_prune(finished_before, statuses, batch)
+        wanted, kinds = set(statuses), None if types is None else set(types)
+
+        def goes(r: WorkflowRecord) -> bool:
+            return (
+                r.status in wanted
+                and r.updated_at < finished_before
+                and (kinds is None or r.type in kinds)
+                and (r.lease_owner is None or r.lease_until is None or r.lease_until <= now)
+            )
+
+        n_workflows = n_waits = n_history = 0
+        while True:
+            with self._lock:  # one batch at a time, as the SQL store's transactions
+                ids = [r.id for r in self._workflows.values() if goes(r)]
+                if not dry_run:
+                    ids = ids[:batch]
+                n_workflows += len(ids)
+                for wid in ids:
+                    n_waits += len(self._waits.get(wid, {}))
+                    n_history += len(self._history.get(wid, []))
+                    if dry_run:
+                        continue
+                    del self._workflows[wid]
+                    for wait_id in self._waits.pop(wid, {}):
+                        self._wait_owner.pop(wait_id, None)
+                    self._history.pop(wid, None)
+            if dry_run or len(ids) < batch:
+                return PruneResult(n_workflows, n_waits, n_history, dry_run=dry_run)
 
 
 def _is_due(rec: WorkflowRecord, now: datetime) -> bool:

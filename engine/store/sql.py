@@ -49,11 +49,14 @@ from sqlalchemy.sql.elements import ColumnElement
 from engine.errors import LeaseLost, StoreError, WorkflowBusy, WorkflowNotDue, WorkflowNotFound
 from engine.runtime import (
     HistoryEntry,
+    PruneResult,
     WaitInfo,
     WorkflowRecord,
     WorkflowStatus,
 )
 from engine.store import queries as q
+from engine.store import retention
+from engine.store.base import check_prune
 from engine.store.database import (
     MIGRATIONS,
     WRITE,
@@ -564,6 +567,21 @@ class SQLModelStore:
         with self._read("due_waits") as conn:
             rows = conn.execute(stmt).all()
         return [wait_of(r) for r in rows]
+
+    def prune(
+        self,
+        *,
+        finished_before: datetime,
+        now: datetime,
+        statuses: Sequence[WorkflowStatus],
+        types: Sequence[str] | None = None,
+        batch: int = 1000,
+        dry_run: bool = False,
+    ) -> PruneResult:
+        check_prune(finished_before, statuses, batch)
+        return retention.prune(self._write, self._read, self._dialect,
+                               finished_before=finished_before, now=now, statuses=statuses,
+                               types=types, batch=batch, dry_run=dry_run)  # fmt: skip
 
     # -- helpers ------------------------------------------------------------------------------
 
