@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import logging
 import os
 import subprocess
 import sys
@@ -14,7 +13,14 @@ from typing import Any
 
 import click
 
-from engine.config import ConfigError, db_url, load_app, open_store
+from engine.config import (
+    VERBOSE_ENV,
+    ConfigError,
+    configure_logging,
+    db_url,
+    load_app,
+    open_store,
+)
 from engine.engine import Engine
 from engine.errors import GorchError
 from engine.resumers import PollingResumer
@@ -56,10 +62,7 @@ def _count_verbose(ctx: click.Context, _param: click.Parameter, count: int) -> N
     root = ctx.find_root()
     total = root.meta.get(_VERBOSE, 0) + count
     root.meta[_VERBOSE] = total
-    logging.basicConfig(format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    logging.getLogger().setLevel(logging.WARNING - 10 * min(total, 2))
-    # Alembic notes every store opening at INFO ("Context impl SQLiteImpl."): noise at -v.
-    logging.getLogger("alembic").setLevel(logging.WARNING if total < 2 else logging.NOTSET)
+    configure_logging(total)
 
 
 def _verbose_option() -> click.Option:
@@ -218,8 +221,8 @@ def ui_command(
     """The ``streamlit run`` command line and environment of ``gorch ui``.
 
     Streamlit's usage statistics and its first-run email prompt are off (``extra`` may turn
-    the statistics on again: the last ``--browser.gatherUsageStats`` wins); ``verbose`` 1 or 2
-    sets Streamlit's log level to info or debug.
+    the statistics on again: the last ``--browser.gatherUsageStats`` wins). ``verbose`` (the
+    ``-v`` count) goes to the app as ``GORCH_VERBOSE``: gorch's INFO or DEBUG lines.
 
     Raises:
         click.ClickException: Streamlit (the ``ui`` extra) or the app package is missing.
@@ -238,14 +241,14 @@ def ui_command(
         env["GORCH_DB_URL"] = db
     if app:
         env["GORCH_APP"] = app
+    if verbose:
+        env[VERBOSE_ENV] = str(verbose)
     cmd = [sys.executable, "-m", "streamlit", "run", str(Path(spec.origin).parent)]
     if port is not None:
         cmd += ["--server.port", str(port)]
     if headless:
         cmd += ["--server.headless", "true"]
     cmd += ["--browser.gatherUsageStats", "false"]
-    if verbose:
-        cmd += ["--logger.level", "info" if verbose == 1 else "debug"]
     return [*cmd, *extra], env
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import itertools
 import json
+import logging
 import os
 import re
 import shlex
@@ -17,6 +18,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from streamlit.testing.v1 import AppTest
 
 from engine import cli
 from gorch_ui import APP_FILE
@@ -70,28 +72,43 @@ def test_ui_command_turns_usage_statistics_and_the_email_prompt_off(
 
 
 @pytest.mark.parametrize(
-    ("args", "level"),
-    [(["ui"], None), (["ui", "-v"], "info"), (["-v", "ui"], "info"), (["-v", "ui", "-v"], "debug")],
+    ("args", "verbose"),
+    [(["ui"], None), (["ui", "-v"], "1"), (["-v", "ui"], "1"), (["-v", "ui", "-vv"], "3")],
 )
-def test_gorch_ui_v_raises_streamlits_log_level(
-    monkeypatch: pytest.MonkeyPatch, args: list[str], level: str | None
+def test_gorch_ui_v_is_passed_to_the_app(
+    monkeypatch: pytest.MonkeyPatch, args: list[str], verbose: str | None
 ) -> None:
-    seen: list[list[str]] = []
+    seen: list[tuple[list[str], dict[str, str]]] = []
 
     def fake_exec(path: str, cmd: list[str], env: dict[str, str]) -> None:
-        seen.append(cmd)
+        seen.append((cmd, env))
         raise SystemExit(0)
 
+    monkeypatch.delenv("GORCH_VERBOSE", raising=False)
     monkeypatch.setattr(cli.os, "name", "posix")
     monkeypatch.setattr(cli.os, "execve", fake_exec)
     result = CliRunner().invoke(cli.main, [*args, "--server.runOnSave", "false"])
     assert result.exit_code == 0, result.output
-    (cmd,) = seen
+    ((cmd, env),) = seen
     assert cmd[-2:] == ["--server.runOnSave", "false"]  # what gorch does not know goes on
-    if level is None:
-        assert "--logger.level" not in cmd
-    else:
-        assert cmd[cmd.index("--logger.level") + 1] == level
+    assert env.get("GORCH_VERBOSE") == verbose
+
+
+@pytest.mark.parametrize(("value", "level"), [("1", logging.INFO), ("2", logging.DEBUG)])
+def test_the_app_logs_at_the_level_gorch_ui_v_asks(
+    ui_env: str, monkeypatch: pytest.MonkeyPatch, value: str, level: int
+) -> None:
+    root, alembic = logging.getLogger(), logging.getLogger("alembic")
+    saved = root.level, alembic.level
+    monkeypatch.setenv("GORCH_VERBOSE", value)
+    try:
+        at = AppTest.from_file(str(APP_FILE), default_timeout=60).run()
+        assert not at.exception, at.exception
+        assert root.level == level
+        assert alembic.level == (logging.WARNING if level == logging.INFO else logging.NOTSET)
+    finally:
+        root.setLevel(saved[0])
+        alembic.setLevel(saved[1])
 
 
 def notebook_ui_command() -> list[str]:
