@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,17 @@ def test_ui_command_turns_usage_statistics_and_the_email_prompt_off(
     assert cli.ui_command(None, None)[1]["STREAMLIT_SERVER_SHOW_EMAIL_PROMPT"] == "true"
 
 
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """Put back the log levels a ``-v`` run in this process changes."""
+    loggers = [logging.getLogger(), logging.getLogger("alembic")]
+    levels = [lg.level for lg in loggers]
+    yield
+    for lg, level in zip(loggers, levels, strict=True):
+        lg.setLevel(level)
+
+
+@pytest.mark.usefixtures("restore_logging")
 @pytest.mark.parametrize(
     ("args", "verbose"),
     [(["ui"], None), (["ui", "-v"], "1"), (["-v", "ui"], "1"), (["-v", "ui", "-vv"], "3")],
@@ -94,21 +106,17 @@ def test_gorch_ui_v_is_passed_to_the_app(
     assert env.get("GORCH_VERBOSE") == verbose
 
 
+@pytest.mark.usefixtures("restore_logging")
 @pytest.mark.parametrize(("value", "level"), [("1", logging.INFO), ("2", logging.DEBUG)])
 def test_the_app_logs_at_the_level_gorch_ui_v_asks(
     ui_env: str, monkeypatch: pytest.MonkeyPatch, value: str, level: int
 ) -> None:
-    root, alembic = logging.getLogger(), logging.getLogger("alembic")
-    saved = root.level, alembic.level
     monkeypatch.setenv("GORCH_VERBOSE", value)
-    try:
-        at = AppTest.from_file(str(APP_FILE), default_timeout=60).run()
-        assert not at.exception, at.exception
-        assert root.level == level
-        assert alembic.level == (logging.WARNING if level == logging.INFO else logging.NOTSET)
-    finally:
-        root.setLevel(saved[0])
-        alembic.setLevel(saved[1])
+    at = AppTest.from_file(str(APP_FILE), default_timeout=60).run()
+    assert not at.exception, at.exception
+    assert logging.getLogger().level == level
+    alembic = logging.WARNING if level == logging.INFO else logging.NOTSET
+    assert logging.getLogger("alembic").level == alembic
 
 
 def notebook_ui_command() -> list[str]:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -82,6 +84,17 @@ def command_paths(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tupl
     return paths
 
 
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """Put back the log levels a ``-v`` run in this process changes."""
+    loggers = [logging.getLogger(), logging.getLogger("alembic")]
+    levels = [lg.level for lg in loggers]
+    yield
+    for lg, level in zip(loggers, levels, strict=True):
+        lg.setLevel(level)
+
+
+@pytest.mark.usefixtures("restore_logging")
 @pytest.mark.parametrize("path", command_paths(main), ids=" ".join)
 def test_every_command_takes_v_before_and_after_it(path: tuple[str, ...]) -> None:
     for args in (["-v", *path], [*path, "-v"], [*path, "-vv"], [*path, "--verbose"]):
