@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import logging
 import os
 import re
 import subprocess
@@ -11,10 +10,18 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import click
 
-from engine.config import ConfigError, db_url, load_app, open_store
+from engine.config import (
+    VERBOSE_ENV,
+    ConfigError,
+    configure_logging,
+    db_url,
+    load_app,
+    open_store,
+)
 from engine.engine import Engine
 from engine.errors import GorchError
 from engine.resumers import PollingResumer
@@ -46,12 +53,57 @@ def _engine(db: str | None, app: str | None, lease: float = 60.0) -> Engine:
     )
 
 
-@click.group()
-@click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
-def main(verbose: int) -> None:
+_VERBOSE = "gorch.verbose"  # key in the root context's meta: the -v count so far
+
+
+def _count_verbose(ctx: click.Context, _param: click.Parameter, count: int) -> None:
+    """Add up ``-v`` wherever it was given (``gorch -v worker -v`` is ``-vv``); set the logging."""
+    if ctx.resilient_parsing:  # shell completion: configure nothing
+        return
+    root = ctx.find_root()
+    total = root.meta.get(_VERBOSE, 0) + count
+    root.meta[_VERBOSE] = total
+    configure_logging(total)
+
+
+def _verbose_option() -> click.Option:
+    return click.Option(
+        ["-v", "--verbose"],
+        count=True,
+        expose_value=False,
+        callback=_count_verbose,
+        help="More logging (-v info, -vv debug); before or after the command.",
+    )
+
+
+class _Group(click.Group):
+    """A command group whose commands, and its subgroups' commands, all take ``-v``."""
+
+    group_class = type  # `@main.group()` makes a _Group too
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.params.append(_verbose_option())
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        if not any(p.name == "verbose" for p in cmd.params):
+            cmd.params.append(_verbose_option())
+        super().add_command(cmd, name)
+
+
+def _verbosity() -> int:
+    """How many ``-v`` the running ``gorch`` command got (0 outside one)."""
+    ctx = click.get_current_context(silent=True)
+    return 0 if ctx is None else int(ctx.find_root().meta.get(_VERBOSE, 0))
+
+
+@click.group(cls=_Group)
+def main() -> None:
     """gorch: durable workflows in your own database."""
-    level = logging.WARNING - 10 * min(verbose, 2)
-    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    # `--app myapp.workflows` names a module of the directory gorch runs in, as `python -m`
+    # finds one; the `gorch` script's sys.path starts at its bin directory instead.
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
 
 
 @main.command()
@@ -216,7 +268,9 @@ def ui(
 
     Extra arguments go to streamlit run (e.g. --server.address 0.0.0.0).
     """
-    cmd, env = ui_command(db, app, port=port, headless=headless, extra=streamlit_args)
+    cmd, env = ui_command(
+        db, app, port=port, headless=headless, verbose=_verbosity(), extra=streamlit_args
+    )
     click.echo(f"gorch ui on {_safe(db_url(db))}", err=True)
     if os.name == "posix":
         os.execve(cmd[0], cmd, env)  # Streamlit takes this process over: signals reach it
@@ -229,9 +283,14 @@ def ui_command(
     *,
     port: int | None = None,
     headless: bool = False,
+    verbose: int = 0,
     extra: Sequence[str] = (),
 ) -> tuple[list[str], dict[str, str]]:
     """The ``streamlit run`` command line and environment of ``gorch ui``.
+
+    Streamlit's usage statistics and its first-run email prompt are off (``extra`` may turn
+    the statistics on again: the last ``--browser.gatherUsageStats`` wins). ``verbose`` (the
+    ``-v`` count) goes to the app as ``GORCH_VERBOSE``: gorch's INFO or DEBUG lines.
 
     Raises:
         click.ClickException: Streamlit (the ``ui`` extra) or the app package is missing.
@@ -244,15 +303,20 @@ def ui_command(
     if spec is None or spec.origin is None:
         raise click.ClickException("the gorch_ui package is missing: reinstall gorch")
     env = dict(os.environ)
+    # On a desktop (not headless), Streamlit's first run stops to ask for an email address.
+    env.setdefault("STREAMLIT_SERVER_SHOW_EMAIL_PROMPT", "false")
     if db:
         env["GORCH_DB_URL"] = db
     if app:
         env["GORCH_APP"] = app
+    if verbose:
+        env[VERBOSE_ENV] = str(verbose)
     cmd = [sys.executable, "-m", "streamlit", "run", str(Path(spec.origin).parent)]
     if port is not None:
         cmd += ["--server.port", str(port)]
     if headless:
         cmd += ["--server.headless", "true"]
+    cmd += ["--browser.gatherUsageStats", "false"]
     return [*cmd, *extra], env
 
 

@@ -4,13 +4,15 @@
 throwaway in-process store). ``GORCH_APP`` names an importable module: gorch uses its
 ``WORKFLOWS`` list if it has one, else every ``Workflow`` subclass defined in it, and its
 ``MANAGERS`` dict (handler type -> ``CallbackManager``) if it has one. The default app is the
-bundled examples.
+bundled examples. ``GORCH_VERBOSE`` (set by ``gorch ui -v``) is the UI process's log level
+(``configure_logging``).
 """
 
 from __future__ import annotations
 
 import importlib
 import inspect
+import logging
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +24,8 @@ from engine.workflow import Workflow
 
 DEFAULT_DB_URL = "sqlite:///gorch.db"
 DEFAULT_APP = "engine.examples"
+VERBOSE_ENV = "GORCH_VERBOSE"
+LOG_FORMAT = "%(asctime)s %(name)s %(levelname)s %(message)s"
 
 
 class ConfigError(GorchError):
@@ -79,3 +83,14 @@ def open_store(url: str | None = None) -> Store:
     from engine.store.sql import SQLModelStore
 
     return SQLModelStore(url)
+
+
+def configure_logging(verbose: int) -> None:
+    """Log to stderr at WARNING, INFO (``verbose`` 1) or DEBUG (2 or more).
+
+    For programs (the ``gorch`` command, the UI's process), never for the library. Alembic's
+    notes on every store opening ("Context impl SQLiteImpl.") show only at DEBUG.
+    """
+    logging.basicConfig(format=LOG_FORMAT)
+    logging.getLogger().setLevel(logging.WARNING - 10 * min(max(verbose, 0), 2))
+    logging.getLogger("alembic").setLevel(logging.WARNING if verbose < 2 else logging.NOTSET)

@@ -6,6 +6,7 @@ Every page is registered with ``st.navigation`` before the gate runs, so a URL s
 directly on a fresh server, which would skip the gate.)
 """
 
+import os
 import sys
 from pathlib import Path
 
@@ -16,7 +17,12 @@ except ImportError:  # `streamlit run gorch_ui` from a checkout that is not inst
 
 import streamlit as st
 
+from engine.config import VERBOSE_ENV, configure_logging
 from gorch_ui import auth
+
+_verbose = os.environ.get(VERBOSE_ENV, "")
+if _verbose.isdigit() and int(_verbose) > 0:  # `gorch ui -v`: gorch's INFO lines
+    configure_logging(int(_verbose))
 
 st.set_page_config(page_title="gorch", page_icon=":material/account_tree:", layout="wide")
 

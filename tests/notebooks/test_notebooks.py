@@ -178,6 +178,10 @@ def test_sqlite_notebook_writes_the_database_the_ui_reads(executed: dict[str, An
 
     nb, cwd = executed["run"]("04_sqlite_and_ui.ipynb")
     assert f"database: sqlite:///{cwd / 'ui.db'}" in stream(nb, code_cells(nb)[0])
+    # the command it prints opens this database from any directory (tests/ui/test_launch.py)
+    assert f"open it in the UI: gorch ui --db sqlite:///{cwd / 'ui.db'}\n" in stream(
+        nb, code_cells(nb)[0]
+    )
     assert not (cwd / "gorch-notebook.db").exists()  # GORCH_DB_URL was used
     # What the UI would show: a fresh engine on the same file, as the UI builds one.
     store = SQLModelStore(f"sqlite:///{cwd / 'ui.db'}")

@@ -1,10 +1,16 @@
-"""The ``gorch`` command: demo data, migrations, run-due, and configuration errors."""
+"""The ``gorch`` command: demo data, migrations, run-due, ``-v``, and configuration errors."""
 
 from __future__ import annotations
 
+import logging
+import signal
+import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -59,3 +65,89 @@ def test_app_module_without_workflows_list_uses_its_subclasses() -> None:
 def test_bad_app_module_is_a_clear_error(module: str) -> None:
     with pytest.raises(ConfigError, match=module):
         load_app(module)
+
+
+def gorch_script() -> str:
+    """The installed ``gorch`` script (its sys.path starts at its bin folder, not here)."""
+    path = Path(sys.executable).with_name("gorch")
+    assert path.is_file(), "the gorch script is not installed: pip install -e ."
+    return str(path)
+
+
+def command_paths(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every command of ``group`` and of its subgroups, as the words that call it."""
+    paths = []
+    for name, cmd in group.commands.items():
+        paths.append((*prefix, name))
+        if isinstance(cmd, click.Group):
+            paths += command_paths(cmd, (*prefix, name))
+    return paths
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """Put back the log levels a ``-v`` run in this process changes."""
+    loggers = [logging.getLogger(), logging.getLogger("alembic")]
+    levels = [lg.level for lg in loggers]
+    yield
+    for lg, level in zip(loggers, levels, strict=True):
+        lg.setLevel(level)
+
+
+@pytest.mark.usefixtures("restore_logging")
+@pytest.mark.parametrize("path", command_paths(main), ids=" ".join)
+def test_every_command_takes_v_before_and_after_it(path: tuple[str, ...]) -> None:
+    for args in (["-v", *path], [*path, "-v"], [*path, "-vv"], [*path, "--verbose"]):
+        result = CliRunner().invoke(main, [*args, "--help"])
+        assert result.exit_code == 0, (args, result.output)
+        assert "-v, --verbose" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "alembic"),
+    [(["worker", "-v"], False), (["-v", "worker"], False), (["-v", "worker", "-v"], True)],
+)
+def test_worker_v_logs_the_worker_and_leaves_alembic_quiet(
+    tmp_path: Path, args: list[str], alembic: bool
+) -> None:
+    """``-v`` shows gorch's INFO lines, not Alembic's; ``-vv`` (given in two places) shows all."""
+    db = f"sqlite:///{tmp_path / 'w.db'}"
+    store = SQLModelStore(db)
+    engine = Engine(store, WORKFLOWS, resumer=PollingResumer())
+    wid = engine.new_workflow(Expense(amount=3))  # left for the worker
+    proc = subprocess.Popen(
+        [gorch_script(), *args, "--db", db, "--poll", "0.1"],
+        cwd=tmp_path, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        # Once the worker ran the workflow, its SIGTERM handler is in place.
+        while engine.get(wid).status is not WorkflowStatus.WAITING:
+            assert proc.poll() is None, proc.communicate()[1]
+            assert time.monotonic() < deadline, "the worker did not run the workflow in 60 s"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        _, text = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        store.close()
+    assert proc.returncode == 0, text
+    assert "gorch.worker INFO worker stopped after" in text
+    assert ("alembic.runtime.migration INFO" in text) is alembic, text
+
+
+def test_app_module_in_the_working_directory_is_found(tmp_path: Path) -> None:
+    (tmp_path / "myapp.py").write_text(
+        "from engine import Return, S, Workflow\n\n"
+        "class Hello(Workflow):\n"
+        "    def definition(self):\n"
+        "        return S(Return('hi'))\n"
+    )
+    out = subprocess.run(
+        [gorch_script(), "run-due", "--db", f"sqlite:///{tmp_path / 'x.db'}", "--app", "myapp"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "0 due item(s) handled" in out.stdout
