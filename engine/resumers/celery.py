@@ -130,9 +130,14 @@ def register_tasks(
                 total += n
         return total
 
+    # Early acknowledgement whatever the app's ``task_acks_late``: the store, not the message,
+    # holds the work (a lost message costs nothing the sweep does not run), and a late-acked
+    # task is what Celery cancels, killing its step, when the broker connection drops
+    # (``worker_cancel_long_running_tasks_on_connection_loss``, the default from Celery 6).
+    options: dict[str, Any] = {"bind": True, "ignore_result": True, "acks_late": False}
     tasks = GorchTasks(
-        app.task(name=EXECUTE, bind=True, ignore_result=True)(execute),
-        app.task(name=SWEEP, bind=True, ignore_result=True)(sweep),
+        app.task(name=EXECUTE, **options)(execute),
+        app.task(name=SWEEP, **options)(sweep),
     )
     app.add_periodic_task(sweep_every.total_seconds(), tasks.sweep.s(), name=SWEEP)
     return tasks
