@@ -3,8 +3,8 @@
 Configured by the environment of the worker the test starts: ``GORCH_BROKER_URL``,
 ``GORCH_QUEUE`` (so tests sharing the machine's Redis never take each other's messages),
 ``GORCH_DB_URL``, ``GORCH_SWEEP_S`` (the sweep's period), ``GORCH_LEASE_S`` (the engine's
-lease), ``GORCH_ACKS_LATE`` (app-wide late acknowledgement) and ``GORCH_SIDE_DB`` (the side table of ``crash_app.record``, which counts step
-executions).
+lease), ``GORCH_ACKS_LATE`` (app-wide late acknowledgement) and ``GORCH_SIDE_DB`` (the side
+table of ``crash_app.record``, which counts step executions).
 """
 
 from __future__ import annotations
