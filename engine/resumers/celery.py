@@ -11,6 +11,11 @@ Needs the ``celery`` extra (``pip install 'gorch[celery]'``: Celery and the Redi
 
 ``CeleryResumer(app)`` sends ``gorch.execute``: at once when a workflow has work, with
 ``eta`` when a step's retry or a timer falls due.
+
+Both tasks acknowledge their message on receipt, whatever the app's ``task_acks_late``: a
+worker killed mid-step loses the message, not the work, which the sweep runs once the dead
+process's lease has expired (docs/operations.md, "Celery: crashes and the settings they rely
+on").
 """
 
 from __future__ import annotations
@@ -86,6 +91,10 @@ def register_tasks(
     batch: int = 100,
 ) -> GorchTasks:
     """Add ``gorch.execute`` and the periodic ``gorch.sweep`` to ``app``.
+
+    Both acknowledge their message on receipt (``acks_late=False``) and renew the leases of
+    what they run, so give ``make_engine``'s engine a short lease (a minute, say): a killed
+    worker's workflows wait that long, plus up to ``sweep_every``, before a sweep runs them.
 
     Args:
         app: your Celery app.
