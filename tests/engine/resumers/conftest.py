@@ -129,8 +129,8 @@ def celery_worker(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., Cele
 
     The worker runs 4 processes (so duplicate messages race) and an embedded beat that sends
     the sweep every ``sweep_s`` seconds. It is stopped, its queue deleted, after the test.
-    ``queue=`` puts it on another worker's queue, ``beat=False`` leaves the beat to that
-    one, ``concurrency=`` sizes its pool and ``env=`` adds to its environment.
+    ``queue=`` puts it on another worker's queue, ``concurrency=`` sizes its pool and
+    ``env=`` adds to its environment.
     """
     started: list[CeleryWorker] = []
 
@@ -140,7 +140,6 @@ def celery_worker(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., Cele
         sweep_s: float = 3600.0,
         broker: str = redis_url,
         queue: str | None = None,
-        beat: bool = True,
         concurrency: int = 4,
         env: dict[str, str] | None = None,
     ) -> CeleryWorker:
@@ -157,10 +156,9 @@ def celery_worker(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., Cele
             **(env or {}),
         }
         log = tmp_path / f"celery{n}.log"
-        beat_args = ["--beat", "--schedule", str(tmp_path / f"beat{n}")] if beat else []
         proc = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "celery_app", "worker", "--pool=prefork",
-             f"--concurrency={concurrency}", *beat_args,
+             f"--concurrency={concurrency}", "--beat", "--schedule", str(tmp_path / f"beat{n}"),
              "--without-mingle", "--without-gossip", "--without-heartbeat",
              "--hostname", f"{queue}-{n}@%h", "--loglevel=INFO"],
             env=environ, stdout=subprocess.DEVNULL, stderr=log.open("ab"), start_new_session=True,

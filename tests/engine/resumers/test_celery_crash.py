@@ -41,7 +41,7 @@ from engine import (
     WorkflowBusy,
     WorkflowStatus,
 )
-from engine.resumers.celery import CeleryResumer
+from engine.resumers.celery import CeleryResumer, register_tasks
 from tests.engine.resumers.conftest import APPS, Broker, CeleryWorker
 
 sys.path.insert(0, str(APPS))
@@ -118,14 +118,14 @@ def test_sigkill_celery_children_and_workers_and_restart_redis(
     os.environ["GORCH_SIDE_DB"] = str(side_db)
     env = {"GORCH_LEASE_S": str(LEASE_S)}
 
-    def start(queue: str | None, *, beat: bool) -> CeleryWorker:
+    def start(queue: str | None) -> CeleryWorker:
         return celery_worker(
-            db_url, sweep_s=SWEEP_S, broker=private_broker.url, queue=queue, beat=beat,
-            concurrency=2, env=env,
-        )  # fmt: skip
+            db_url, sweep_s=SWEEP_S, broker=private_broker.url, queue=queue, concurrency=2, env=env
+        )
 
-    first = start(None, beat=True)
-    workers = {"a": first, "b": start(first.queue, beat=True)}
+    # Each embeds a beat: one lost worker does not stop the sweep.
+    first = start(None)
+    workers = {"a": first, "b": start(first.queue)}
     # The test's own sessions never wait for a lease: a dead child may hold it for seconds.
     store = SQLModelStore(db_url)
     engine = Engine(
@@ -164,7 +164,7 @@ def test_sigkill_celery_children_and_workers_and_restart_redis(
             os.killpg(victim.proc.pid, signal.SIGKILL)
             victim.proc.wait()
             run.kills["worker"] += 1
-            workers[name] = start(first.queue, beat=True)  # its supervisor's restart
+            workers[name] = start(first.queue)  # its supervisor's restart
             continue
         # A prefork child: the next one to start a step, a few milliseconds into it. Only
         # processes that have run steps are candidates: the beat is a child of its worker too.
@@ -285,3 +285,17 @@ def test_a_broker_restart_does_not_cancel_running_steps(
     assert sorted(w for w, _, _, _ in all_runs(side_db)) == ["s0", "s1"]  # each step ran once
     assert worker.proc.poll() is None
     store.close()
+
+
+def test_gorch_tasks_acknowledge_early_whatever_the_app_says() -> None:
+    from celery import Celery
+
+    app = Celery("late", broker="memory://")
+    app.conf.task_acks_late = True
+
+    @app.task
+    def own() -> None: ...
+
+    tasks = register_tasks(app, lambda: pytest.fail("no engine is built to register tasks"))
+    assert (tasks.execute.acks_late, tasks.sweep.acks_late) == (False, False)
+    assert own.acks_late is True  # the app's own tasks keep its setting
