@@ -18,7 +18,10 @@ from engine.config import load_app, open_store
 from engine.resumers.celery import CeleryResumer, register_tasks
 
 app = Celery("myapp", broker=os.environ.get("GORCH_BROKER_URL", "redis://127.0.0.1:6379/0"))
-app.conf.broker_connection_retry_on_startup = True
+app.conf.update(
+    broker_connection_retry_on_startup=True,
+    broker_connection_max_retries=None,  # however long Redis is down, never give up and exit
+)
 
 
 def make_engine() -> Engine:
@@ -29,6 +32,9 @@ def make_engine() -> Engine:
         workflows.workflows,
         managers=workflows.managers,
         resumer=CeleryResumer(app),
+        # What a killed worker held is taken over once its lease expires; the tasks renew
+        # the leases of what they run, so steps may take longer than this.
+        lease=timedelta(minutes=1),
     )
 
 

@@ -11,6 +11,11 @@ Needs the ``celery`` extra (``pip install 'gorch[celery]'``: Celery and the Redi
 
 ``CeleryResumer(app)`` sends ``gorch.execute``: at once when a workflow has work, with
 ``eta`` when a step's retry or a timer falls due.
+
+Both tasks acknowledge their message on receipt, whatever the app's ``task_acks_late``: a
+worker killed mid-step loses the message, not the work, which the sweep runs once the dead
+process's lease has expired (docs/operations.md, "Celery: crashes and the settings they rely
+on").
 """
 
 from __future__ import annotations
@@ -87,6 +92,10 @@ def register_tasks(
 ) -> GorchTasks:
     """Add ``gorch.execute`` and the periodic ``gorch.sweep`` to ``app``.
 
+    Both acknowledge their message on receipt (``acks_late=False``) and renew the leases of
+    what they run, so give ``make_engine``'s engine a short lease (a minute, say): a killed
+    worker's workflows wait that long, plus up to ``sweep_every``, before a sweep runs them.
+
     Args:
         app: your Celery app.
         make_engine: builds the engine (with ``resumer=CeleryResumer(app)``); called once per
@@ -130,9 +139,14 @@ def register_tasks(
                 total += n
         return total
 
+    # Early acknowledgement whatever the app's ``task_acks_late``: the store, not the message,
+    # holds the work (a lost message costs nothing the sweep does not run), and a late-acked
+    # task is what Celery cancels, killing its step, when the broker connection drops
+    # (``worker_cancel_long_running_tasks_on_connection_loss``, the default from Celery 6).
+    options: dict[str, Any] = {"bind": True, "ignore_result": True, "acks_late": False}
     tasks = GorchTasks(
-        app.task(name=EXECUTE, bind=True, ignore_result=True)(execute),
-        app.task(name=SWEEP, bind=True, ignore_result=True)(sweep),
+        app.task(name=EXECUTE, **options)(execute),
+        app.task(name=SWEEP, **options)(sweep),
     )
     app.add_periodic_task(sweep_every.total_seconds(), tasks.sweep.s(), name=SWEEP)
     return tasks

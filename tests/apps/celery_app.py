@@ -2,7 +2,8 @@
 
 Configured by the environment of the worker the test starts: ``GORCH_BROKER_URL``,
 ``GORCH_QUEUE`` (so tests sharing the machine's Redis never take each other's messages),
-``GORCH_DB_URL``, ``GORCH_SWEEP_S`` (the sweep's period) and ``GORCH_SIDE_DB`` (the side
+``GORCH_DB_URL``, ``GORCH_SWEEP_S`` (the sweep's period), ``GORCH_LEASE_S`` (the engine's
+lease), ``GORCH_ACKS_LATE`` (app-wide late acknowledgement) and ``GORCH_SIDE_DB`` (the side
 table of ``crash_app.record``, which counts step executions).
 """
 
@@ -12,7 +13,7 @@ import os
 from datetime import timedelta
 
 from celery import Celery
-from crash_app import Crashy, record
+from crash_app import Crashy, Slow, record
 
 from engine import (
     Engine,
@@ -69,17 +70,31 @@ class QuickExpense(Workflow):
         self.approved, self.error = False, "approval timed out"
 
 
-WORKFLOWS = [Expense, QuickExpense, Crashy]
+WORKFLOWS = [Expense, QuickExpense, Crashy, Slow]
 
 app = Celery("gorch_tests", broker=os.environ.get("GORCH_BROKER_URL", "redis://127.0.0.1:6379/0"))
 app.conf.update(
     task_default_queue=os.environ.get("GORCH_QUEUE", "gorch"),
     broker_connection_retry_on_startup=True,
 )
+if os.environ.get("GORCH_ACKS_LATE"):
+    # An app that acknowledges its own tasks late, and (Celery 6's default) cancels those still
+    # running when the broker connection drops: gorch's tasks must not follow.
+    app.conf.update(
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_cancel_long_running_tasks_on_connection_loss=True,
+    )
 
 
 def make_engine() -> Engine:
-    return Engine(SQLModelStore(os.environ["GORCH_DB_URL"]), WORKFLOWS, resumer=CeleryResumer(app))
+    lease = timedelta(seconds=float(os.environ.get("GORCH_LEASE_S", "300")))
+    return Engine(
+        SQLModelStore(os.environ["GORCH_DB_URL"]),
+        WORKFLOWS,
+        resumer=CeleryResumer(app),
+        lease=lease,
+    )
 
 
 tasks = register_tasks(

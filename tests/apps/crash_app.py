@@ -34,11 +34,16 @@ from engine.examples import ApprovalMessages
 
 
 def record(workflow: str, key: str) -> None:
-    """Append one execution of step ``key`` of ``workflow`` by this process."""
+    """Append one execution of step ``key`` of ``workflow`` by this process, and when."""
     con = sqlite3.connect(os.environ["GORCH_SIDE_DB"], timeout=30, isolation_level=None)
     try:
-        con.execute("CREATE TABLE IF NOT EXISTS runs (workflow TEXT, key TEXT, pid INTEGER)")
-        con.execute("INSERT INTO runs VALUES (?, ?, ?)", (workflow, key, os.getpid()))
+        con.execute(
+            "CREATE TABLE IF NOT EXISTS runs (workflow TEXT, key TEXT, pid INTEGER, at REAL)"
+        )
+        con.execute(
+            "INSERT INTO runs (workflow, key, pid, at) VALUES (?, ?, ?, ?)",
+            (workflow, key, os.getpid(), time.time()),
+        )
     finally:
         con.close()
 

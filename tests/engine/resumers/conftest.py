@@ -129,13 +129,23 @@ def celery_worker(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., Cele
 
     The worker runs 4 processes (so duplicate messages race) and an embedded beat that sends
     the sweep every ``sweep_s`` seconds. It is stopped, its queue deleted, after the test.
+    ``queue=`` puts it on another worker's queue, ``concurrency=`` sizes its pool and
+    ``env=`` adds to its environment.
     """
     started: list[CeleryWorker] = []
 
-    def start(db: str, *, sweep_s: float = 3600.0, broker: str = redis_url) -> CeleryWorker:
+    def start(
+        db: str,
+        *,
+        sweep_s: float = 3600.0,
+        broker: str = redis_url,
+        queue: str | None = None,
+        concurrency: int = 4,
+        env: dict[str, str] | None = None,
+    ) -> CeleryWorker:
         n = len(started)
-        queue = f"gorch-test-{uuid.uuid4().hex[:12]}"
-        env = {
+        queue = queue or f"gorch-test-{uuid.uuid4().hex[:12]}"
+        environ = {
             **os.environ,
             "PYTHONPATH": os.pathsep.join([str(APPS), str(ROOT)]),
             "GORCH_DB_URL": db,
@@ -143,14 +153,15 @@ def celery_worker(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., Cele
             "GORCH_QUEUE": queue,
             "GORCH_SWEEP_S": str(sweep_s),
             "GORCH_SIDE_DB": str(tmp_path / "side.db"),
+            **(env or {}),
         }
         log = tmp_path / f"celery{n}.log"
         proc = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "celery_app", "worker", "--pool=prefork",
-             "--concurrency=4", "--beat", "--schedule", str(tmp_path / f"beat{n}"),
+             f"--concurrency={concurrency}", "--beat", "--schedule", str(tmp_path / f"beat{n}"),
              "--without-mingle", "--without-gossip", "--without-heartbeat",
-             "--hostname", f"{queue}@%h", "--loglevel=INFO"],
-            env=env, stdout=subprocess.DEVNULL, stderr=log.open("ab"), start_new_session=True,
+             "--hostname", f"{queue}-{n}@%h", "--loglevel=INFO"],
+            env=environ, stdout=subprocess.DEVNULL, stderr=log.open("ab"), start_new_session=True,
         )  # fmt: skip
         worker = CeleryWorker(proc, queue, broker, log)
         started.append(worker)
