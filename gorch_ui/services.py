@@ -362,8 +362,9 @@ def preview_state(engine: Engine, workflow_id: str, text: str) -> StateDiff:
         raise StateError(f"does not fit {cls.__name__}: {e}", workflow_id=workflow_id) from None
     unknown = undeclared_fields(cls, raw)
     if unknown:  # the engine refuses them too: the model would drop their values silently
+        names = ", ".join(map(repr, unknown))
         raise StateError(
-            f"{cls.__name__} does not declare {', '.join(map(repr, unknown))}: remove or rename",
+            f"has {names}, which {cls.__name__} does not declare: remove or rename it",
             workflow_id=workflow_id,
         )
     if info.state is None:  # a repair: the diff is against the JSON as stored
