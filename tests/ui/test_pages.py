@@ -369,3 +369,11 @@ def test_a_finished_workflow_whose_state_does_not_load_shows_it(
     assert any("has 'tracking_no', which Order" in plain(e.value) for e in at.error)
     assert json.loads(at.json[0].proto.body) == raw
     assert "state_editor" not in {t.key for t in at.text_area}  # finished: nothing to edit
+
+
+def test_a_hostile_stored_field_name_shows_as_text(open_page: Open, engine: Engine) -> None:
+    break_state(engine, "demo-expense-waiting", amount=("[sign in](https://evil)",))
+    at = open_page("workflow", id="demo-expense-waiting")
+    (error,) = [str(e.value) for e in at.error]
+    assert "\\[sign in\\](" in error and "[sign in](" not in error  # no link comes out of it
+    assert "[sign in](https://evil)" in plain(error).replace("\u2060", "")
