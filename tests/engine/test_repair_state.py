@@ -103,6 +103,7 @@ def test_get_shows_a_state_that_does_not_load_with_why(store: Store, clock: Manu
     assert old.status is WorkflowStatus.WAITING
     assert [(t.id, t.position) for t in old.threads] == [("main", "approval")]
     assert [w.event for w in engine.pending_waits("old")] == ["decision"]
+    assert old._repr_mimebundle_()["text/plain"] == f"claim old: waiting\n{old.state_error}"
     retyped = engine.get("retyped")
     assert retyped.state is None and "note" in (retyped.state_error or "")
     assert "valid array" in (retyped.state_error or "")
