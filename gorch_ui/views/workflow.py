@@ -53,8 +53,10 @@ def live() -> None:
             icon=":material/report:",
         )
         st.markdown(
-            "Nothing can run until it is fixed. The **State** editor below holds the JSON as "
-            "stored: correct it to fit the current model, preview the changes and save them."
+            "The workflow has ended: its JSON as stored is shown under **State**."
+            if info.status.done
+            else "Nothing can run until it is fixed. The **State** editor below holds the JSON "
+            "as stored: correct it to fit the current model, preview the changes and save them."
         )
     if view.dot:
         st.graphviz_chart(view.dot, width="content")

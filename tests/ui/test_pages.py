@@ -369,6 +369,7 @@ def test_a_finished_workflow_whose_state_does_not_load_shows_it(
     assert any("has 'tracking_no', which Order" in plain(e.value) for e in at.error)
     assert json.loads(at.json[0].proto.body) == raw
     assert "state_editor" not in {t.key for t in at.text_area}  # finished: nothing to edit
+    assert any("has ended" in m.value for m in at.markdown)
 
 
 def test_a_hostile_stored_field_name_shows_as_text(open_page: Open, engine: Engine) -> None:
