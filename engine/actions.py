@@ -8,6 +8,7 @@ change together with who made it and why.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from pydantic import ValidationError
@@ -20,8 +21,8 @@ from engine.errors import (
     StateError,
 )
 from engine.interpreter import _current_thread, _current_wait, run_callable
-from engine.limits import describe_error
-from engine.runner import LIVE, Run
+from engine.limits import describe_error, undeclared_fields
+from engine.runner import LIVE, Run, try_load_state
 from engine.runtime import Phase, ThreadStatus, WorkflowStatus
 from engine.statements import Wait
 from engine.validate import POSITIONABLE
@@ -225,27 +226,51 @@ def goto(
 def update_state(
     run: Run, state: Mapping[str, Any] | Workflow, actor: str, reason: str | None
 ) -> bool:
-    """Replace the state through the model's validation; False if nothing changed."""
+    """Replace the state through the model's validation; False if nothing changed.
+
+    The stored state need not load (``run.repair``): this is how an operator repairs a state
+    that no longer fits the model. The new one must fit it, hold no field the model does not
+    declare, be storable (size, NaN, NUL, ...) and load back as it will be stored.
+    """
     done_check(run)
     rec = run.record
     data = state.model_dump(mode="json") if isinstance(state, Workflow) else dict(state)
     try:
-        run.model = run.cls.model_validate(data)
+        model = run.cls.model_validate(data)
     except ValidationError as e:
         raise StateError(
             f"new state of workflow {rec.id!r} does not fit {run.cls.__name__}: "
             + "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors()),
             workflow_id=rec.id,
         ) from None
+    except RecursionError:
+        raise StateError(
+            f"new state of workflow {rec.id!r} is nested too deeply", workflow_id=rec.id
+        ) from None
+    unknown = undeclared_fields(run.cls, data)
+    if unknown:  # pydantic would drop them: a typo or a stale name would lose its value
+        raise StateError(
+            f"new state of workflow {rec.id!r} has {', '.join(map(repr, unknown))}, which "
+            f"{run.cls.__name__} does not declare: remove or rename it",
+            workflow_id=rec.id,
+        )
+    run.model = model
+    after = run.dump_state()  # StateError if a store cannot hold it: nothing written yet
+    back = try_load_state(run.cls, replace(rec, state=after))
+    if isinstance(back, StateError):
+        raise StateError(
+            f"new state of workflow {rec.id!r} would not load back as stored: {back.message}",
+            workflow_id=rec.id,
+        )
     run.check_positions()  # the program is built from the new state: nothing written yet
-    after = run.model.model_dump(mode="json")
     keys = sorted(set(rec.state) | set(after))
     changed = {
         k: [rec.state.get(k), after.get(k)] for k in keys if rec.state.get(k) != after.get(k)
     }
     if not changed:
         return False
-    run.note("state_updated", actor=actor, reason=reason, changed=changed)
+    repaired = run.state_error.message if run.state_error is not None else None
+    run.note("state_updated", actor=actor, reason=reason, changed=changed, repaired=repaired)
     run.wake_waitfors()  # a WaitFor may hold now: it becomes due for whoever polls
     run.checkpoint()
     return True

@@ -21,6 +21,7 @@ from engine.errors import (
     DefinitionError,
     GorchError,
     InvalidOperation,
+    StateError,
     UnknownWorkflowType,
     WorkflowBusy,
     WorkflowExists,
@@ -28,7 +29,7 @@ from engine.errors import (
 from engine.handlers import CallbackManager
 from engine.polling import Poller
 from engine.resumers import InlineResumer, Resumer
-from engine.runner import Run, jsonable, load_state, release_lease
+from engine.runner import Run, jsonable, load_state, release_lease, try_load_state
 from engine.runtime import (
     MAIN,
     PRUNABLE,
@@ -136,16 +137,20 @@ class Engine:
     # -- sessions ---------------------------------------------------------------------------
 
     @contextmanager
-    def _run(self, workflow_id: str, *, wait: bool = False, due: bool = False) -> Iterator[Run]:
+    def _run(
+        self, workflow_id: str, *, wait: bool = False, due: bool = False, repair: bool = False
+    ) -> Iterator[Run]:
         held = getattr(self.store, "held", None)  # one connection for the session, if offered
         with (
             held() if held is not None else nullcontext(),
-            self._session(workflow_id, wait=wait, due=due) as run,
+            self._session(workflow_id, wait=wait, due=due, repair=repair) as run,
         ):
             yield run
 
     @contextmanager
-    def _session(self, workflow_id: str, *, wait: bool, due: bool) -> Iterator[Run]:
+    def _session(
+        self, workflow_id: str, *, wait: bool, due: bool, repair: bool = False
+    ) -> Iterator[Run]:
         owner, workflow_id = f"{self.owner}-{next(self._sessions)}", limits.known_id(workflow_id)
         deadline = time.monotonic() + self.busy_timeout.total_seconds()
         delay = 0.005
@@ -181,6 +186,7 @@ class Engine:
                 self.max_state_bytes,
                 started,
                 max_input_bytes=self.max_input_bytes,
+                repair=repair,
             )
             yield run
         finally:
@@ -188,9 +194,24 @@ class Engine:
             if run is None or not run.released:
                 release_lease(self.store, workflow_id, owner)
 
-    def _info(self, record: WorkflowRecord, model: Workflow | None = None) -> WorkflowInfo[Any]:
+    def _info(
+        self, record: WorkflowRecord, model: Workflow | None = None, *, listing: bool = False
+    ) -> WorkflowInfo[Any]:
+        """``record`` as callers see it. A state that does not load is shown, not raised (an
+        operator can repair it): ``state`` None and ``state_error``. ``listing``: so is a
+        type this engine does not know, so that one row cannot hide the others."""
+        state_error = None
         if model is None:
-            model = load_state(self.workflow_class(record.type, record.id), record)
+            try:
+                loaded = try_load_state(self.workflow_class(record.type, record.id), record)
+            except UnknownWorkflowType as e:
+                if not listing:
+                    raise
+                loaded = StateError(e.message, workflow_id=record.id)
+            if isinstance(loaded, StateError):
+                state_error = loaded.message
+            else:
+                model = loaded
         return WorkflowInfo(
             id=record.id,
             type=record.type,
@@ -218,6 +239,7 @@ class Engine:
             updated_at=record.updated_at,
             next_run_at=record.next_run_at,
             fingerprint=record.fingerprint,
+            state_error=state_error,
         )
 
     # -- starting and running ---------------------------------------------------------------
@@ -442,7 +464,15 @@ class Engine:
     # -- reading ----------------------------------------------------------------------------
 
     def get(self, workflow_id: str) -> WorkflowInfo[Any]:
-        """The workflow as it stands. Raises ``WorkflowNotFound``."""
+        """The workflow as it stands.
+
+        A stored state that no longer loads into the model is no error here: ``state`` is
+        None and ``state_error`` says why (``update_state`` repairs it).
+
+        Raises:
+            WorkflowNotFound: no such workflow.
+            UnknownWorkflowType: its type is not registered with this engine.
+        """
         return self._info(self.store.load(limits.known_id(workflow_id)))
 
     def list(
@@ -454,7 +484,11 @@ class Engine:
         limit: int = 100,
         offset: int = 0,
     ) -> Sequence[WorkflowInfo[Any]]:
-        """Workflows, newest first, filtered by status, type and id substring."""
+        """Workflows, newest first, filtered by status, type and id substring.
+
+        A row whose state does not load (or whose type is not registered) is listed with
+        ``state`` None and ``state_error`` saying why, among the others as usual.
+        """
         limits.check_text(search=search, type=type)  # InvalidOperation: no store could match it
         try:
             st = WorkflowStatus(status) if status is not None else None
@@ -463,7 +497,7 @@ class Engine:
                 f"unknown status {status!r}: one of {', '.join(s.value for s in WorkflowStatus)}"
             ) from None
         return [
-            self._info(r)
+            self._info(r, listing=True)
             for r in self.store.list_workflows(
                 status=st, type=type, search=search, limit=limit, offset=offset
             )
@@ -572,15 +606,22 @@ class Engine:
         The history line (``state_updated``, with each changed field's old and new value) is
         written in the same checkpoint as the state. An edit that changes nothing writes nothing.
 
+        The stored state need not load: this is how a state that no longer fits the model
+        (a field renamed or retyped in the code) is repaired; the history line then also
+        says what was wrong with it (``repaired``).
+
         Raises:
-            StateError: ``state`` does not validate against the workflow's model.
+            StateError: ``state`` does not validate against the workflow's model, holds a
+                field the model does not declare, cannot be stored (too large, NaN, NUL,
+                ...) or would not load back as stored; nothing is written.
             DefinitionError: the definition built from the new state is malformed.
             DefinitionMismatch: a live thread's position is missing from that definition.
             InvalidOperation: the workflow is finished or cancelled.
         """
-        with self._run(workflow_id, wait=True) as run:
+        with self._run(workflow_id, wait=True, repair=True) as run:
             if not actions.update_state(run, state, actor, reason):
                 return self._info(run.record, run.model)
+        self._poller.quarantine.pop(workflow_id, None)  # it may run again at once, if repaired
         self.resumer.schedule(self, workflow_id)  # a WaitFor may hold now
         return self.get(workflow_id)
 

@@ -70,8 +70,8 @@ def workflow_bundle(
         head += f" (error: {info.error})"
     elif info.result is not None:
         head += f" (result: {info.result!r})"
-    if not isinstance(info.state, Workflow):
-        return {"text/plain": head}
+    if not isinstance(info.state, Workflow):  # a state that does not load: say why
+        return {"text/plain": head + (f"\n{info.state_error}" if info.state_error else "")}
     try:
         definition = info.state.definition()
         outline = graph.text_tree(definition, info)

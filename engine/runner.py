@@ -103,6 +103,25 @@ def load_state(cls: type[Workflow], record: WorkflowRecord) -> Workflow:
     return model
 
 
+def try_load_state(cls: type[Workflow], record: WorkflowRecord) -> Workflow | StateError:
+    """``load_state``, or the ``StateError`` saying why the stored state does not load.
+
+    For readers that must show such a workflow rather than fail on it (``Engine.get`` and
+    ``list``, ``update_state``'s repair). An exception from the model's own validators, which
+    pydantic lets through, counts as not loading too.
+    """
+    try:
+        return load_state(cls, record)
+    except StateError as e:
+        return e
+    except Exception as e:  # a user validator's bug must not hide the workflow from operators
+        return StateError(
+            f"stored state of workflow {record.id!r} does not load into {cls.__name__}: "
+            + describe_error(e),
+            workflow_id=record.id,
+        )
+
+
 def release_lease(store: Store, workflow_id: str, owner: str) -> None:
     """Give a session's lease up; if the store fails, log it: the lease expires by itself,
     and what the session wrote is durable, so its caller must not hear of a failure."""
@@ -142,6 +161,10 @@ class Run:
     max_state_bytes: int | None = None  # see ``state_json``
     started: Started | None = None  # what new_workflow made of this state, to take over
     max_input_bytes: int | None = None  # the largest set-up data, as JSON (``setup_json``)
+    # update_state may open a workflow whose stored state does not load, to replace it: then
+    # ``state_error`` says why, and ``model`` is unset until the new state is validated.
+    repair: bool = False
+    state_error: StateError | None = field(default=None, init=False)
     model: Workflow = field(init=False)
     pending: list[HistoryEntry] = field(default_factory=list)
     waits_changed: bool = False  # the set of waits changed since the last checkpoint
@@ -160,7 +183,14 @@ class Run:
         self._built_from = self.record.state
         started, self.started = self.started, None
         if started is None:
-            self.model = load_state(self.cls, self.record)
+            if not self.repair:
+                self.model = load_state(self.cls, self.record)
+                return
+            loaded = try_load_state(self.cls, self.record)
+            if isinstance(loaded, StateError):
+                self.state_error = loaded
+            else:
+                self.model = loaded
             return
         # new_workflow loaded and built this very state: take its model and program over.
         self.model = started.model

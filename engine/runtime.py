@@ -298,7 +298,12 @@ W = TypeVar("W")
 
 @dataclass(frozen=True, slots=True)
 class WorkflowInfo(Generic[W]):
-    """A workflow as callers see it, with its state as the workflow model."""
+    """A workflow as callers see it, with its state as the workflow model.
+
+    ``state`` is None when the stored state does not load into the current model (a field
+    renamed or retyped since it was stored); ``state_error`` then says why, and
+    ``Engine.update_state`` can replace it.
+    """
 
     id: str
     type: str
@@ -313,6 +318,7 @@ class WorkflowInfo(Generic[W]):
     updated_at: datetime
     next_run_at: datetime | None
     fingerprint: str | None = None
+    state_error: str | None = None
 
     def thread(self, thread_id: str) -> ThreadInfo | None:
         """The thread with this id, if any."""

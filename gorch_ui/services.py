@@ -39,7 +39,7 @@ from engine import (
 )
 from engine import graph as gorch_graph
 from engine.config import DEFAULT_APP, db_url, load_app, open_store
-from engine.limits import storable_text
+from engine.limits import storable_text, undeclared_fields
 from engine.workflow import Workflow
 from gorch_ui.access import Operator, actor
 
@@ -126,7 +126,8 @@ def list_workflows(
         # No store holds NUL or a lone surrogate (engine.limits), so nothing matches; and
         # PostgreSQL would refuse the query itself.
         return WorkflowPage([], page, page_size, False, None if search else 0)
-    records = engine.store.list_workflows(
+    # Engine.list loads each row's state, so a row whose state no longer loads shows why.
+    infos = engine.list(
         status=st,
         type=type or None,
         search=search or None,
@@ -145,13 +146,21 @@ def list_workflows(
             "where": ", ".join(
                 f"{t.id}@{t.position or 'start'}" for t in r.threads if t.status in LIVE_THREADS
             ),
-            "error": r.error or "",
+            "error": r.error or state_problem(r),
             "created": r.created_at,
             "updated": r.updated_at,
         }
-        for r in records[:page_size]
+        for r in infos[:page_size]
     ]
-    return WorkflowPage(rows, page, page_size, len(records) > page_size, total)
+    return WorkflowPage(rows, page, page_size, len(infos) > page_size, total)
+
+
+def state_problem(info: WorkflowInfo[Any]) -> str:
+    """Why the workflow's state does not load, short enough for a table cell ("" if it does)."""
+    if info.state_error is None:
+        return ""
+    # The id is in the row already: "state does not fit Expense: amount: ..."
+    return "state " + info.state_error.removeprefix(f"stored state of workflow {info.id!r} ")
 
 
 # -- one workflow ---------------------------------------------------------------------------
@@ -167,6 +176,7 @@ class WorkflowView:
     dot: str | None  # DOT source of the live graph; None if the definition cannot be drawn
     graph_error: str | None
     targets: dict[str, list[str]]  # thread id -> statements ``goto`` may move it to
+    stored_state: dict[str, Any] | None = None  # the raw JSON, when it does not load
 
 
 def inbox_link(workflow_id: str, wait: str = "{name}") -> str:
@@ -207,6 +217,11 @@ def workflow_view(engine: Engine, workflow_id: str) -> WorkflowView:
     history = engine.history(workflow_id)
     dot = error = None
     targets: dict[str, list[str]] = {}
+    if info.state is None:  # the state does not load: no definition to draw, nothing to move
+        stored = engine.store.load(workflow_id).state
+        error = f"the stored state does not load: {info.state_error}"
+        return WorkflowView(info, waits, history, None, error, {t.id: [] for t in info.threads},
+                            stored)  # fmt: skip
     try:
         g = gorch_graph.definition_graph(info.state.definition())
         targets = goto_targets(g, info)
@@ -323,6 +338,14 @@ def state_json(info: WorkflowInfo[Any]) -> str:
     return json.dumps(info.state.model_dump(mode="json"), indent=2, sort_keys=True)
 
 
+def editable_state(view: WorkflowView) -> str:
+    """What the state editor starts from: the state, or the stored JSON if it does not load
+    (for the operator to fix into something the model takes)."""
+    if view.info.state is None:
+        return json.dumps(view.stored_state, indent=2, sort_keys=True)
+    return state_json(view.info)
+
+
 def preview_state(engine: Engine, workflow_id: str, text: str) -> StateDiff:
     """Validate ``text`` (JSON) through the workflow's model; raise ``StateError`` if it fails."""
     info = engine.get(workflow_id)
@@ -337,7 +360,17 @@ def preview_state(engine: Engine, workflow_id: str, text: str) -> StateDiff:
         new = cls.model_validate(raw).model_dump(mode="json")
     except ValueError as e:
         raise StateError(f"does not fit {cls.__name__}: {e}", workflow_id=workflow_id) from None
-    old = info.state.model_dump(mode="json")
+    unknown = undeclared_fields(cls, raw)
+    if unknown:  # the engine refuses them too: the model would drop their values silently
+        names = ", ".join(map(repr, unknown))
+        raise StateError(
+            f"has {names}, which {cls.__name__} does not declare: remove or rename it",
+            workflow_id=workflow_id,
+        )
+    if info.state is None:  # a repair: the diff is against the JSON as stored
+        old = engine.store.load(workflow_id).state
+    else:
+        old = info.state.model_dump(mode="json")
     changed = {k: (old.get(k), new.get(k)) for k in sorted(set(old) | set(new))}
     changed = {k: v for k, v in changed.items() if v[0] != v[1]}
     diff = difflib.unified_diff(

@@ -20,10 +20,15 @@ try:
 except WorkflowNotFound:
     st.error(f"No workflow {md(repr(wid))}.")  # the id comes from the URL
     st.stop()
-except GorchError as e:  # state that no longer fits the model, a type not registered, ...
+except GorchError as e:  # a type not registered, ...
     st.error(md(f"Cannot show workflow {wid!r}: {e}"))
     st.stop()
 info = view.info
+# The stored state no longer loads into the model (a field renamed or retyped in the code):
+# nothing can run until an operator fixes it in the state editor below.
+broken = info.state_error is not None
+# Why the actions are disabled (else a viewer's "viewers cannot act" stays).
+blocked = {"help": "The stored state does not load: fix it under State first."} if broken else {}
 
 ui.show_flash()
 
@@ -42,6 +47,17 @@ def live() -> None:
         cols[3].error(md(info.error))
     elif info.result is not None:
         cols[3].success(md(f"result: {info.result}"))
+    if info.state_error:
+        st.error(
+            "**The state does not load into the current model.** " + md(info.state_error),
+            icon=":material/report:",
+        )
+        st.markdown(
+            "The workflow has ended: its JSON as stored is shown under **State**."
+            if info.status.done
+            else "Nothing can run until it is fixed. The **State** editor below holds the JSON "
+            "as stored: correct it to fit the current model, preview the changes and save them."
+        )
     if view.dot:
         st.graphviz_chart(view.dot, width="content")
         if view.waits:
@@ -49,7 +65,7 @@ def live() -> None:
                 "Click a highlighted wait to open its form in the inbox, or another statement "
                 "to move a thread there."
             )
-    else:
+    elif not view.info.state_error:  # a state that does not load is explained at the top
         st.warning(md(f"The definition cannot be drawn: {view.graph_error}"))
     st.subheader("Threads")
     st.dataframe(services.thread_rows(info), hide_index=True)
@@ -75,9 +91,15 @@ st.subheader("Actions")
 st.text_input("Reason (recorded in the history)", key="act_reason")
 a = st.columns(4)
 with a[0]:
-    ui.action("Step once", "act_step", services.step, wid, Field("act_reason"))
+    ui.action(
+        "Step once", "act_step", services.step, wid, Field("act_reason"), disabled=broken,
+        **blocked,
+    )  # fmt: skip
 with a[1]:
-    ui.action("Execute", "act_execute", services.execute, wid, Field("act_reason"))
+    ui.action(
+        "Execute", "act_execute", services.execute, wid, Field("act_reason"), disabled=broken,
+        **blocked,
+    )  # fmt: skip
 with a[2]:
     ui.action(
         "Retry failed",
@@ -85,12 +107,14 @@ with a[2]:
         services.retry,
         wid,
         Field("act_reason"),
-        disabled=info.status.value != "failed",
+        disabled=info.status.value != "failed" or broken,
+        **blocked,
     )
 with a[3]:
     ui.action(
-        "Cancel", "act_cancel", services.cancel, wid, Field("act_reason"), disabled=info.status.done
-    )
+        "Cancel", "act_cancel", services.cancel, wid, Field("act_reason"),
+        disabled=info.status.done or broken, **blocked,
+    )  # fmt: skip
 
 clicked = st.query_params.get("goto")  # a click on a statement of the graph
 if clicked and not info.status.done:
@@ -120,18 +144,28 @@ with g[2]:
         Field("goto_thread"),
         Field("goto_statement"),
         Field("act_reason"),
-        disabled=info.status.done,
+        disabled=info.status.done or broken,
     )
 
 st.subheader("State")
+if broken:
+    st.caption("As stored (it does not load into the current model):")
+    st.json(view.stored_state, expanded=True)
 if info.status.done:
-    st.json(info.state.model_dump(mode="json"))
+    if not broken:
+        st.json(info.state.model_dump(mode="json"))
 else:
     if st.session_state.get("state_for") != (wid, info.version):  # reload after any change
         st.session_state["state_for"] = (wid, info.version)
-        st.session_state["state_editor"] = services.state_json(info)
+        st.session_state["state_editor"] = services.editable_state(view)
         st.session_state.pop("state_preview", None)
-    st.text_area("State (JSON, validated by the model)", key="state_editor", height=220)
+    st.text_area(
+        "Fixed state (JSON, validated by the model)"
+        if broken
+        else "State (JSON, validated by the model)",
+        key="state_editor",
+        height=220,
+    )
 
     def preview() -> None:
         try:

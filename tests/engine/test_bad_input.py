@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -360,8 +361,9 @@ def test_stored_state_that_no_longer_fits_is_a_state_error_and_nothing_changes(
     state, match = DRIFT[case]
     tamper(store, wid, state)
     before = snapshot(engine, wid)
+    info = engine.get(wid)  # shown, not raised: an operator can repair it (update_state)
+    assert info.state is None and re.search(match, info.state_error or ""), info.state_error
     actions: list[Callable[[], object]] = [
-        lambda: engine.get(wid),
         lambda: engine.execute(wid),
         lambda: engine.step(wid),
         lambda: engine.on_callback(wid, "decision", {"approved": True}, actor="ana"),

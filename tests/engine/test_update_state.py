@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from typing import Any
+
 import pytest
+from pydantic import field_validator
 
 from engine import (
     DefinitionMismatch,
@@ -101,3 +105,36 @@ def test_an_edit_can_release_a_waitfor(store, clock) -> None:
     engine.update_state(wid, {"amount": 3, "approved": True, "ready": True}, actor="ana")
     info = engine.execute(wid)
     assert (info.status, info.result) == (WorkflowStatus.FINISHED, 3)
+
+
+def test_a_field_the_model_does_not_declare_is_refused(
+    engine: Engine, claim: str, snapshot
+) -> None:
+    before = snapshot(engine, claim)
+    with pytest.raises(StateError, match="'amout', which Claim does not declare"):
+        engine.update_state(claim, {"amout": 25}, actor="ana")  # pydantic alone would ignore it
+    assert snapshot(engine, claim) == before
+
+
+class Stamped(Workflow):
+    """Takes a datetime but refuses the text it is stored as: it would never load again."""
+
+    when: datetime | None = None
+
+    @field_validator("when", mode="before")
+    @classmethod
+    def no_text(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            raise ValueError("text is not accepted")
+        return value
+
+    def definition(self):
+        return S(Wait("w", On("go", WaitForUserAction(approve=print, deny=print))))
+
+
+def test_a_state_that_would_not_load_back_is_refused(engine: Engine, snapshot) -> None:
+    wid = engine.new_workflow(Stamped(), "s1")
+    before = snapshot(engine, wid)
+    with pytest.raises(StateError, match=r"would not load back as stored: .*when"):
+        engine.update_state(wid, {"when": datetime(2026, 1, 1, tzinfo=UTC)}, actor="ana")
+    assert snapshot(engine, wid) == before

@@ -10,7 +10,9 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -20,6 +22,23 @@ from engine import Engine, WaitInfo
 
 def user_wait(engine: Engine, workflow_id: str = "demo-expense-waiting") -> WaitInfo:
     return next(w for w in engine.pending_waits(workflow_id) if w.type == "user_action")
+
+
+def break_state(engine: Engine, workflow_id: str, **changes: Any) -> dict[str, Any]:
+    """Rewrite a stored state as a model change leaves it: ``changes`` set fields, and a
+    ``(new name,)`` tuple renames one (``amount=("amount_eur",)``). Returns the stored state."""
+    now = engine.clock.now()
+    rec = engine.store.acquire(workflow_id, "test", now=now, until=now + timedelta(minutes=1))
+    state = dict(rec.state)
+    for name, value in changes.items():
+        if isinstance(value, tuple):
+            state[value[0]] = state.pop(name)
+        else:
+            state[name] = value
+    rec.state = state
+    engine.store.checkpoint(rec, owner="test", waits=None, history=[])
+    engine.store.release(workflow_id, "test")
+    return state
 
 
 def messages(at: AppTest) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 
 import pytest
@@ -11,7 +12,7 @@ from streamlit.testing.v1 import AppTest
 from engine import Engine, WorkflowStatus
 from engine.examples import Expense
 from gorch_ui import APP_FILE
-from tests.ui.helpers import keys, messages, user_wait
+from tests.ui.helpers import break_state, keys, messages, user_wait
 
 Open = Callable[..., AppTest]
 
@@ -295,3 +296,85 @@ def test_oidc_uses_the_logged_in_user(
     at.switch_page("views/inbox.py").run()
     assert any("boss@example.com** (operator, oidc)" in str(c.value) for c in at.caption)
     assert not at.button(key=f"approve_{user_wait(engine).id}").disabled
+
+
+# -- a state that no longer loads (a field renamed or retyped since it was stored) ----------
+
+
+def plain(markdown: object) -> str:
+    """A message as shown: without the escapes that keep its text from being Markdown."""
+    return re.sub(r"\\(.)", r"\1", str(markdown))
+
+
+def test_the_list_page_shows_a_row_whose_state_does_not_load(
+    open_page: Open, engine: Engine
+) -> None:
+    break_state(engine, "demo-expense-waiting", amount="120 EUR")
+    at = open_page("workflows")
+    table = at.dataframe[-1].value
+    rows = dict(zip(table["id"], table["error"], strict=True))
+    assert len(rows) == 9
+    assert rows["demo-expense-waiting"].startswith("state does not fit Expense: amount: ")
+    assert rows["demo-expense-approved"] == ""
+
+
+def test_the_page_of_a_state_that_does_not_load_shows_it_and_repairs_it(
+    open_page: Open, engine: Engine
+) -> None:
+    wid = "demo-expense-waiting"
+    raw = break_state(engine, wid, amount="120 EUR")
+    at = open_page("workflow", id=wid)
+    assert [t.value for t in at.title] == [f"Expense · {wid}"]
+    (error,) = [plain(e.value) for e in at.error]
+    assert "does not load" in error and "amount: Input should be a valid integer" in error
+    (stored,) = at.json
+    assert json.loads(stored.proto.body) == raw  # the JSON as stored
+    assert json.loads(at.text_area(key="state_editor").value) == raw  # the editor starts from it
+    assert not at.get("graphviz_chart")  # no definition to draw from a state that does not load
+    for key in ("act_step", "act_execute", "act_cancel", "act_goto"):
+        assert at.button(key=key).disabled, key  # nothing runs until it is fixed
+    at.text_area(key="state_editor").set_value(json.dumps({**raw, "amount": 120}))
+    at.text_input(key="act_reason").set_value("EUR as a number")
+    at.button(key="state_preview_button").click().run()
+    (diff,) = [c.value for c in at.code if "@@" in c.value]
+    assert '-  "amount": "120 EUR",' in diff and '+  "amount": 120,' in diff
+    assert engine.get(wid).state is None  # nothing saved yet
+    at.button(key="state_save").click().run()
+    assert "state saved: amount changed" in [plain(m) for m in messages(at)]
+    info = engine.get(wid)
+    assert (info.state.amount, info.state_error) == (120, None)
+    last = engine.history(wid)[-1]
+    assert (last.kind, last.actor, last.detail["reason"]) == ("state_updated", "ana",
+                                                             "EUR as a number")  # fmt: skip
+    assert not at.error and at.get("graphviz_chart")  # the page as usual again
+    assert not at.button(key="act_execute").disabled
+
+
+def test_a_bad_fix_is_refused_on_the_page(open_page: Open, engine: Engine) -> None:
+    wid = "demo-expense-waiting"
+    raw = break_state(engine, wid, amount="120 EUR")
+    at = open_page("workflow", id=wid)
+    at.text_area(key="state_editor").set_value(json.dumps({**raw, "amount": "120.5 EUR"}))
+    at.button(key="state_preview_button").click().run()
+    assert any("Invalid state" in m and "amount" in m for m in messages(at))
+    assert "state_save" not in keys(at)
+    assert engine.store.load(wid).state == raw
+
+
+def test_a_finished_workflow_whose_state_does_not_load_shows_it(
+    open_page: Open, engine: Engine
+) -> None:
+    raw = break_state(engine, "demo-order-shipped", tracking=("tracking_no",))
+    at = open_page("workflow", id="demo-order-shipped")
+    assert any("has 'tracking_no', which Order" in plain(e.value) for e in at.error)
+    assert json.loads(at.json[0].proto.body) == raw
+    assert "state_editor" not in {t.key for t in at.text_area}  # finished: nothing to edit
+    assert any("has ended" in m.value for m in at.markdown)
+
+
+def test_a_hostile_stored_field_name_shows_as_text(open_page: Open, engine: Engine) -> None:
+    break_state(engine, "demo-expense-waiting", amount=("[sign in](https://evil)",))
+    at = open_page("workflow", id="demo-expense-waiting")
+    (error,) = [str(e.value) for e in at.error]
+    assert "\\[sign in\\](" in error and "[sign in](" not in error  # no link comes out of it
+    assert "[sign in](https://evil)" in plain(error).replace("\u2060", "")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from datetime import timedelta
@@ -33,6 +34,7 @@ from gorch_ui.access import (
     password_role,
 )
 from gorch_ui.schema import collect, form_fields
+from tests.ui.helpers import break_state
 
 ANA = Operator("ana")
 VIEWER = Operator("vic", Role.VIEWER, "password")
@@ -352,3 +354,79 @@ def test_enum_fields_offer_their_values() -> None:
 
     (field,) = form_fields(Shirt.model_json_schema())
     assert (field.kind, field.options, field.default) == ("enum", ("s", "m"), "m")
+
+
+# -- a state that no longer loads -----------------------------------------------------------
+
+
+def test_the_list_shows_a_row_whose_state_does_not_load_with_why(demo: Engine) -> None:
+    break_state(demo, "demo-expense-waiting", amount="120 EUR")
+    break_state(demo, "demo-order-shipped", tracking=("tracking_no",))
+    rows = {r["id"]: r for r in services.list_workflows(demo).rows}
+    assert len(rows) == 9  # every row, the broken ones among them
+    assert rows["demo-expense-waiting"]["error"] == (
+        "state does not fit Expense: amount: Input should be a valid integer, unable to parse "
+        "string as an integer"
+    )
+    assert rows["demo-order-shipped"]["error"].startswith(
+        "state has 'tracking_no', which Order no longer declares"
+    )
+    assert rows["demo-expense-waiting"]["where"] == "main@waiting for approval"
+    assert rows["demo-expense-denied"]["error"] == "workflow was not approved: over budget"
+    assert rows["demo-expense-approved"]["error"] == ""
+
+
+def test_the_view_of_a_state_that_does_not_load_holds_the_stored_json(demo: Engine) -> None:
+    raw = break_state(demo, "demo-expense-waiting", amount="120 EUR")
+    view = services.workflow_view(demo, "demo-expense-waiting")
+    assert view.info.state is None and "amount" in (view.info.state_error or "")
+    assert view.stored_state == raw
+    assert view.dot is None and "does not load" in (view.graph_error or "")
+    assert view.targets == {"main": [], "g1": []}  # nothing to move until it is fixed
+    assert sorted(w.event for w in view.waits) == ["slackApproval", "timeout"]  # still shown
+    assert json.loads(services.editable_state(view)) == raw  # the editor starts from it
+    fine = services.workflow_view(demo, "demo-expense-approved")
+    assert fine.stored_state is None
+    assert json.loads(services.editable_state(fine))["amount"] == 40
+
+
+def test_a_state_that_does_not_load_is_repaired_from_the_editor(demo: Engine) -> None:
+    wid = "demo-expense-waiting"
+    raw = break_state(demo, wid, amount="120 EUR")
+    fixed = json.dumps({**raw, "amount": 120})
+    diff = services.preview_state(demo, wid, fixed)
+    assert diff.changed == {"amount": ("120 EUR", 120)}  # against the JSON as stored
+    assert '-  "amount": "120 EUR",' in diff.text and '+  "amount": 120,' in diff.text
+    assert services.update_state(demo, ANA, wid, fixed, "EUR as a number") == (
+        "state saved: amount changed"
+    )
+    info = demo.get(wid)
+    assert (info.state.amount, info.state_error) == (120, None)
+    h = demo.history(wid)[-1]
+    assert (h.kind, h.actor, h.detail["reason"]) == ("state_updated", "ana", "EUR as a number")
+    assert "amount" in h.detail["repaired"]
+    services.approve(demo, ANA, user_wait(demo))  # and it goes on
+    assert demo.get(wid).result == {"approved": 120}
+
+
+@pytest.mark.parametrize(
+    ("edit", "match"),
+    [
+        ({"amount": "lots"}, "amount"),
+        ({"amount": 120, "amount_eur": 120}, "'amount_eur', which Expense does not declare"),
+    ],
+)
+def test_a_bad_repair_is_refused_and_changes_nothing(
+    demo: Engine, edit: dict[str, Any], match: str
+) -> None:
+    wid = "demo-expense-waiting"
+    raw = break_state(demo, wid, amount=("amount_eur",))
+    before, history = demo.store.load(wid), len(demo.history(wid))
+    with pytest.raises(StateError, match=match):
+        services.update_state(demo, ANA, wid, json.dumps({**raw, **edit}))
+    with pytest.raises(StateError, match=match):  # the engine refuses it too, given directly
+        demo.update_state(wid, {**raw, **edit}, "ana")
+    after = demo.store.load(wid)
+    assert (after.state, after.version, after.pc) == (before.state, before.version, before.pc)
+    assert len(demo.history(wid)) == history
+    assert demo.get(wid).state_error is not None
