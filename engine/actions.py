@@ -17,10 +17,11 @@ from engine.errors import (
     DefinitionMismatch,
     GorchError,
     InvalidOperation,
+    InvalidOutput,
     StateError,
 )
 from engine.interpreter import _current_thread, run_callable
-from engine.limits import describe_error
+from engine.limits import check_value, describe_error, state_data, undeclared_fields, validate_state
 from engine.runner import LIVE, Run
 from engine.runtime import Phase, ThreadStatus, WorkflowStatus
 from engine.statements import Wait
@@ -113,6 +114,16 @@ def deliver(
         ) from e
     finally:
         _current_thread.reset(token)
+    try:  # stored in the history as JSON: NaN or NUL would fail on PostgreSQL alone
+        check_value(output, run.max_state_bytes)
+    except ValueError as e:
+        raise InvalidOutput(
+            f"the output of the handler of {event!r} cannot be stored as JSON: {e}",
+            workflow_id=wid,
+            event=event,
+            thread=t.id,
+            statement=w.wait,
+        ) from None
     t.position, t.phase, t.event, t.status = w.wait, Phase.HANDLED, event, ThreadStatus.RUNNING
     run.close_waits(t.id, handled=w.id)
     run.note(
@@ -227,9 +238,16 @@ def update_state(
     """Replace the state through the model's validation; False if nothing changed."""
     done_check(run)
     rec = run.record
-    data = state.model_dump(mode="json") if isinstance(state, Workflow) else dict(state)
+    data = state_data(state) if isinstance(state, Workflow) else dict(state)
+    unknown = undeclared_fields(run.cls, data)  # pydantic would drop them silently
+    if unknown:
+        raise StateError(
+            f"new state of workflow {rec.id!r} has {', '.join(map(repr, unknown))}, which "
+            f"{run.cls.__name__} does not declare (state is keyed by field name, not alias)",
+            workflow_id=rec.id,
+        )
     try:
-        run.model = run.cls.model_validate(data)
+        run.model = validate_state(run.cls, data)
     except ValidationError as e:
         raise StateError(
             f"new state of workflow {rec.id!r} does not fit {run.cls.__name__}: "
@@ -237,7 +255,7 @@ def update_state(
             workflow_id=rec.id,
         ) from None
     run.check_positions()  # the program is built from the new state: nothing written yet
-    after = run.model.model_dump(mode="json")
+    after = run.dump_state()  # StateError if it would not load back as it is
     keys = sorted(set(rec.state) | set(after))
     changed = {
         k: [rec.state.get(k), after.get(k)] for k in keys if rec.state.get(k) != after.get(k)

@@ -20,7 +20,7 @@ from pydantic_core import to_jsonable_python
 
 from engine import reads as reads_of
 from engine.clock import Clock
-from engine.errors import GorchError, StateError, StepTimeout
+from engine.errors import GorchError, InvalidResult, StateError, StepTimeout
 from engine.handlers import CallbackManager
 from engine.interpreter import (
     Blocked,
@@ -36,9 +36,11 @@ from engine.interpreter import (
 )
 from engine.limits import (
     check_text,
+    check_value,
     describe_error,
     printable,
     state_json,
+    storable_text,
     undeclared_fields,
     validate_copy,
 )
@@ -100,6 +102,20 @@ def load_state(cls: type[Workflow], record: WorkflowRecord) -> Workflow:
             workflow_id=record.id,
         )
     return model
+
+
+def returned_problem(outcome: Returned, limit: int | None) -> str | None:
+    """Why a ``Return``'s value or error text cannot be stored (NaN, NUL, not JSON, over
+    ``limit`` bytes), or None."""
+    try:
+        check_value(outcome.value, limit)
+    except ValueError as e:
+        return f"the Return value cannot be stored as JSON: {e}"
+    if outcome.error is not None and not (
+        isinstance(outcome.error, str) and storable_text(outcome.error)
+    ):
+        return "the Return error must be text without NUL characters or unpaired surrogates"
+    return None
 
 
 def release_lease(store: Store, workflow_id: str, owner: str) -> None:
@@ -450,6 +466,11 @@ class Run:
             t.position, t.phase, t.status = outcome.waitfor.name, Phase.AT, ThreadStatus.WAITING
             self.note("waitfor", thread=t.id, statement=outcome.waitfor.name)
         elif isinstance(outcome, Returned):
+            problem = returned_problem(outcome, self.max_state_bytes)
+            if problem is not None:  # nothing of it is written: the thread fails at the Return
+                self.fail(t, t.position, InvalidResult(problem, workflow_id=self.record.id,
+                                                       thread=t.id))  # fmt: skip
+                return
             t.status = ThreadStatus.FINISHED
             self.note("return", thread=t.id, value=outcome.value, error=outcome.error)
             if t.id == MAIN:
