@@ -196,8 +196,11 @@ def state_json(model: BaseModel, workflow_id: str, limit: int | None) -> dict[st
         raw = storable_json(state)
     except (PydanticSerializationError, ValueError, RecursionError) as e:
         why = "it is nested too deeply" if isinstance(e, RecursionError) else str(e)
+        fields = _culprits(model)
         raise StateError(
-            f"the state of workflow {workflow_id!r} cannot be stored as JSON: {why}",
+            f"the state of workflow {workflow_id!r} cannot be stored as JSON: "
+            + (f"field {' and '.join(map(repr, fields))}: " if fields else "")
+            + why,
             workflow_id=workflow_id,
         ) from None
     if limit is not None and len(raw) > limit:
@@ -226,6 +229,18 @@ def state_json(model: BaseModel, workflow_id: str, limit: int | None) -> dict[st
             workflow_id=workflow_id,
         )
     return state
+
+
+def _culprits(model: BaseModel) -> list[str]:
+    """The fields (and extra fields) of ``model`` that cannot be stored, found one by one
+    (only once the whole state failed: it costs a dump per field)."""
+    found = []
+    for name in [*type(model).model_fields, *(model.__pydantic_extra__ or {})]:
+        try:
+            storable_json(model.model_dump(mode="json", include={name}, round_trip=True))
+        except (PydanticSerializationError, ValueError, RecursionError):
+            found.append(name)
+    return found
 
 
 def _loc(loc: tuple[int | str, ...]) -> str:
