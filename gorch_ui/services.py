@@ -39,7 +39,7 @@ from engine import (
 )
 from engine import graph as gorch_graph
 from engine.config import DEFAULT_APP, db_url, load_app, open_store
-from engine.limits import state_data, storable_text, validate_state
+from engine.limits import state_data, storable_text, undeclared_fields, validate_state
 from engine.workflow import Workflow
 from gorch_ui.access import Operator, actor
 
@@ -333,6 +333,11 @@ def preview_state(engine: Engine, workflow_id: str, text: str) -> StateDiff:
     if not isinstance(raw, dict):
         raise StateError("the state must be a JSON object", workflow_id=workflow_id)
     cls = engine.workflow_class(info.type, workflow_id)
+    unknown = undeclared_fields(cls, raw)  # would be dropped: keys are field names, not aliases
+    if unknown:
+        raise StateError(
+            f"{cls.__name__} has no field {', '.join(map(repr, unknown))}", workflow_id=workflow_id
+        )
     try:
         new = state_data(validate_state(cls, raw))  # by field name, as stored
     except ValueError as e:
