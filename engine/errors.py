@@ -171,8 +171,8 @@ class InvalidOutput(CallbackRejected):
 
 
 class InvalidResult(GorchError):
-    """A ``Return`` value (or error text) that cannot be stored as JSON; the thread fails at
-    the ``Return``, with this as its error, and nothing of the value is written."""
+    """A ``Return`` value that cannot be stored as JSON; the thread fails at the ``Return``,
+    with this as its error, and nothing of the value is written."""
 
 
 class InvalidOperation(GorchError):

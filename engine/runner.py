@@ -40,7 +40,6 @@ from engine.limits import (
     describe_error,
     printable,
     state_json,
-    storable_text,
     undeclared_fields,
     validate_copy,
 )
@@ -105,16 +104,12 @@ def load_state(cls: type[Workflow], record: WorkflowRecord) -> Workflow:
 
 
 def returned_problem(outcome: Returned, limit: int | None) -> str | None:
-    """Why a ``Return``'s value or error text cannot be stored (NaN, NUL, not JSON, over
-    ``limit`` bytes), or None."""
+    """Why a ``Return``'s value cannot be stored (NaN, NUL, not JSON, over ``limit`` bytes),
+    or None."""
     try:
         check_value(outcome.value, limit)
     except ValueError as e:
         return f"the Return value cannot be stored as JSON: {e}"
-    if outcome.error is not None and not (
-        isinstance(outcome.error, str) and storable_text(outcome.error)
-    ):
-        return "the Return error must be text without NUL characters or unpaired surrogates"
     return None
 
 
@@ -472,9 +467,11 @@ class Run:
                                                        thread=t.id))  # fmt: skip
                 return
             t.status = ThreadStatus.FINISHED
-            self.note("return", thread=t.id, value=outcome.value, error=outcome.error)
+            # error text describes, like a step's error: NUL and surrogates written as escapes
+            error = None if outcome.error is None else printable(outcome.error)
+            self.note("return", thread=t.id, value=outcome.value, error=error)
             if t.id == MAIN:
-                self.finish(outcome.value, outcome.error)
+                self.finish(outcome.value, error)
             else:
                 self.finish_if_done()
         elif isinstance(outcome, Ended):
