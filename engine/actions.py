@@ -18,10 +18,11 @@ from engine.errors import (
     DefinitionMismatch,
     GorchError,
     InvalidOperation,
+    InvalidOutput,
     StateError,
 )
 from engine.interpreter import _current_thread, _current_wait, run_callable
-from engine.limits import describe_error, undeclared_fields
+from engine.limits import check_value, describe_error, state_data, undeclared_fields, validate_state
 from engine.runner import LIVE, Run, try_load_state
 from engine.runtime import Phase, ThreadStatus, WorkflowStatus
 from engine.statements import Wait
@@ -115,6 +116,16 @@ def deliver(
     finally:
         _current_wait.reset(wait_token)
         _current_thread.reset(token)
+    try:  # stored in the history as JSON: NaN or NUL would fail on PostgreSQL alone
+        check_value(output, run.max_state_bytes)
+    except ValueError as e:
+        raise InvalidOutput(
+            f"the output of the handler of {event!r} cannot be stored as JSON: {e}",
+            workflow_id=wid,
+            event=event,
+            thread=t.id,
+            statement=w.wait,
+        ) from None
     t.position, t.phase, t.event, t.status = w.wait, Phase.HANDLED, event, ThreadStatus.RUNNING
     run.close_waits(t.id, handled=w.id)
     run.note(
@@ -234,9 +245,17 @@ def update_state(
     """
     done_check(run)
     rec = run.record
-    data = state.model_dump(mode="json") if isinstance(state, Workflow) else dict(state)
+    data = state_data(state) if isinstance(state, Workflow) else dict(state)
+    unknown = undeclared_fields(run.cls, data)  # pydantic would drop them silently
+    if unknown:
+        raise StateError(
+            f"new state of workflow {rec.id!r} has {', '.join(map(repr, unknown))}, which "
+            f"{run.cls.__name__} does not declare: remove or rename it (state is keyed by "
+            "field name, not alias)",
+            workflow_id=rec.id,
+        )
     try:
-        model = run.cls.model_validate(data)
+        model = validate_state(run.cls, data)
     except ValidationError as e:
         raise StateError(
             f"new state of workflow {rec.id!r} does not fit {run.cls.__name__}: "
@@ -247,13 +266,6 @@ def update_state(
         raise StateError(
             f"new state of workflow {rec.id!r} is nested too deeply", workflow_id=rec.id
         ) from None
-    unknown = undeclared_fields(run.cls, data)
-    if unknown:  # pydantic would drop them: a typo or a stale name would lose its value
-        raise StateError(
-            f"new state of workflow {rec.id!r} has {', '.join(map(repr, unknown))}, which "
-            f"{run.cls.__name__} does not declare: remove or rename it",
-            workflow_id=rec.id,
-        )
     run.model = model
     after = run.dump_state()  # StateError if a store cannot hold it: nothing written yet
     back = try_load_state(run.cls, replace(rec, state=after))

@@ -115,9 +115,15 @@ class Engine:
     # -- registry ---------------------------------------------------------------------------
 
     def register(self, cls: type[Workflow]) -> None:
-        """Make ``cls`` runnable by this engine under its type name."""
+        """Make ``cls`` runnable by this engine under its type name.
+
+        Raises:
+            DefinitionError: not a Workflow subclass, or another class has its type name.
+            StateError: a field of its state would not be stored (``Field(exclude=True)``).
+        """
         if not (isinstance(cls, type) and issubclass(cls, Workflow)):
             raise DefinitionError(f"{cls!r} is not a Workflow subclass")
+        limits.check_state_model(cls)  # StateError: a field that would not be stored
         name = cls.workflow_type()
         other = self.workflows.get(name)
         if other is not None and other is not cls:

@@ -9,10 +9,13 @@
     ├── WorkflowNotFound      no workflow with that id
     ├── WorkflowExists        the id is taken by a workflow of another type
     ├── CallbackRejected      a callback that cannot be applied; nothing changed
-    │   └── InvalidInput      the callback input failed validation
+    │   ├── InvalidInput      the callback input failed validation
+    │   └── InvalidOutput     the handler's output cannot be stored (NaN, NUL, not JSON, too big)
     ├── InvalidOperation      an operator action that does not apply (goto a non-statement, ...)
-    ├── StateError            stored state no longer validates against the workflow model
+    ├── StateError            stored state no longer validates against the workflow model,
+    │                         or a state that could not be stored or would not load back as it is
     ├── SetupDataError        a manager's setup() returned data that cannot be stored
+    ├── InvalidResult         a Return value no store can hold: the thread fails at the Return
     ├── LeaseLost             another process took the workflow over; nothing was written
     │   └── WorkflowBusy      another process holds the workflow's lease right now
     │       └── WorkflowNotDue  a poller reached for a workflow another process ran first
@@ -145,12 +148,41 @@ class InvalidInput(CallbackRejected):
         super().__init__(message, reason="invalid_input", workflow_id=workflow_id, event=event)
 
 
+class InvalidOutput(CallbackRejected):
+    """A handler's output that cannot be stored as JSON (NaN, NUL, an object JSON has no form
+    for, over ``Engine(max_state_bytes=...)``); nothing was written."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        workflow_id: str | None = None,
+        event: str | None = None,
+        thread: str | None = None,
+        statement: str | None = None,
+    ) -> None:
+        super().__init__(
+            message,
+            reason="invalid_output",
+            workflow_id=workflow_id,
+            event=event,
+            thread=thread,
+            statement=statement,
+        )
+
+
+class InvalidResult(GorchError):
+    """A ``Return`` value that cannot be stored as JSON; the thread fails at the ``Return``,
+    with this as its error, and nothing of the value is written."""
+
+
 class InvalidOperation(GorchError):
     """An operator action that does not apply to the workflow as it stands."""
 
 
 class StateError(GorchError):
-    """Stored state that no longer validates against the workflow's model."""
+    """Stored state that no longer validates against the workflow's model; or a state that
+    cannot be stored, or would not load back equal to itself (naming the field)."""
 
 
 class SetupDataError(GorchError):

@@ -20,7 +20,7 @@ from pydantic_core import to_jsonable_python
 
 from engine import reads as reads_of
 from engine.clock import Clock
-from engine.errors import GorchError, StateError, StepTimeout
+from engine.errors import GorchError, InvalidResult, StateError, StepTimeout
 from engine.handlers import CallbackManager
 from engine.interpreter import (
     Blocked,
@@ -36,6 +36,7 @@ from engine.interpreter import (
 )
 from engine.limits import (
     check_text,
+    check_value,
     describe_error,
     printable,
     setup_json,
@@ -120,6 +121,16 @@ def try_load_state(cls: type[Workflow], record: WorkflowRecord) -> Workflow | St
             + describe_error(e),
             workflow_id=record.id,
         )
+
+
+def returned_problem(outcome: Returned, limit: int | None) -> str | None:
+    """Why a ``Return``'s value cannot be stored (NaN, NUL, not JSON, over ``limit`` bytes),
+    or None."""
+    try:
+        check_value(outcome.value, limit)
+    except ValueError as e:
+        return f"the Return value cannot be stored as JSON: {e}"
+    return None
 
 
 def release_lease(store: Store, workflow_id: str, owner: str) -> None:
@@ -482,10 +493,17 @@ class Run:
             t.position, t.phase, t.status = outcome.waitfor.name, Phase.AT, ThreadStatus.WAITING
             self.note("waitfor", thread=t.id, statement=outcome.waitfor.name)
         elif isinstance(outcome, Returned):
+            problem = returned_problem(outcome, self.max_state_bytes)
+            if problem is not None:  # nothing of it is written: the thread fails at the Return
+                self.fail(t, t.position, InvalidResult(problem, workflow_id=self.record.id,
+                                                       thread=t.id))  # fmt: skip
+                return
             t.status = ThreadStatus.FINISHED
-            self.note("return", thread=t.id, value=outcome.value, error=outcome.error)
+            # error text describes, like a step's error: NUL and surrogates written as escapes
+            error = None if outcome.error is None else printable(outcome.error)
+            self.note("return", thread=t.id, value=outcome.value, error=error)
             if t.id == MAIN:
-                self.finish(outcome.value, outcome.error)
+                self.finish(outcome.value, error)
             else:
                 self.finish_if_done()
         elif isinstance(outcome, Ended):

@@ -39,7 +39,7 @@ from engine import (
 )
 from engine import graph as gorch_graph
 from engine.config import DEFAULT_APP, db_url, load_app, open_store
-from engine.limits import storable_text, undeclared_fields
+from engine.limits import state_data, storable_text, undeclared_fields, validate_state
 from engine.workflow import Workflow
 from gorch_ui.access import Operator, actor
 
@@ -335,7 +335,7 @@ class StateDiff:
 
 
 def state_json(info: WorkflowInfo[Any]) -> str:
-    return json.dumps(info.state.model_dump(mode="json"), indent=2, sort_keys=True)
+    return json.dumps(state_data(info.state), indent=2, sort_keys=True)
 
 
 def editable_state(view: WorkflowView) -> str:
@@ -356,21 +356,20 @@ def preview_state(engine: Engine, workflow_id: str, text: str) -> StateDiff:
     if not isinstance(raw, dict):
         raise StateError("the state must be a JSON object", workflow_id=workflow_id)
     cls = engine.workflow_class(info.type, workflow_id)
-    try:
-        new = cls.model_validate(raw).model_dump(mode="json")
-    except ValueError as e:
-        raise StateError(f"does not fit {cls.__name__}: {e}", workflow_id=workflow_id) from None
     unknown = undeclared_fields(cls, raw)
     if unknown:  # the engine refuses them too: the model would drop their values silently
         names = ", ".join(map(repr, unknown))
         raise StateError(
-            f"has {names}, which {cls.__name__} does not declare: remove or rename it",
+            f"has {names}, which {cls.__name__} does not declare: remove or rename it "
+            "(keys are field names, not aliases)",
             workflow_id=workflow_id,
         )
-    if info.state is None:  # a repair: the diff is against the JSON as stored
-        old = engine.store.load(workflow_id).state
-    else:
-        old = info.state.model_dump(mode="json")
+    try:
+        new = state_data(validate_state(cls, raw))  # by field name, as stored
+    except ValueError as e:
+        raise StateError(f"does not fit {cls.__name__}: {e}", workflow_id=workflow_id) from None
+    # a repair: the diff is against the JSON as stored
+    old = engine.store.load(workflow_id).state if info.state is None else state_data(info.state)
     changed = {k: (old.get(k), new.get(k)) for k in sorted(set(old) | set(new))}
     changed = {k: v for k, v in changed.items() if v[0] != v[1]}
     diff = difflib.unified_diff(
@@ -483,7 +482,7 @@ def _stale_message(engine: Engine, wait: WaitInfo) -> str:
 
 def model_schema(engine: Engine, type_name: str) -> dict[str, Any]:
     """The JSON schema of a registered workflow type's state."""
-    return engine.workflow_class(type_name).model_json_schema()
+    return engine.workflow_class(type_name).model_json_schema(by_alias=False)  # as stored
 
 
 def start(
@@ -500,7 +499,7 @@ def start(
     if wid is not None and _exists(engine, wid):
         raise InvalidOperation(f"a workflow with id {wid!r} exists already", workflow_id=wid)
     try:
-        state = cls.model_validate(dict(values))
+        state = validate_state(cls, dict(values))
     except ValueError as e:
         raise StateError(f"invalid {type_name}: {e}") from None
     return engine.new_workflow(state, wid, actor=who)

@@ -50,7 +50,7 @@ from engine import (
     WorkflowStatus,
 )
 from engine.graph import definition_graph, svg, to_dot, workflow_dot
-from engine.limits import storable_text
+from engine.limits import printable, storable_text
 from engine.notebook import Notebook, definition_bundle, workflow_bundle
 from tests.engine.dot_parse import Dot, html_text, parse, subst
 
@@ -256,8 +256,9 @@ def test_the_dot_declares_exactly_the_plain_graph_and_shows_the_text(t: str, app
         }
         assert done.tooltip(end) == cleaned(f"result: {info.result}")[:1000]
     else:
-        assert (info.status, info.error) == (WorkflowStatus.FINISHED, t)
-        assert done.tooltip(end) == f"error: {shown}"[:1000]
+        # a Return's error text is a description, like a step's: NUL and surrogates escaped
+        assert (info.status, info.error) == (WorkflowStatus.FINISHED, printable(t))
+        assert done.tooltip(end) == f"error: {cleaned(printable(t))}"[:1000]
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -382,7 +383,7 @@ def test_notebook_tables_escape_every_cell(t: str) -> None:
     (updated,) = [r for r in mine if r["kind"] == "state_updated"]
     assert json.loads(updated["detail"])["reason"] == storable(t)
     workflows = table(nb.workflows()._repr_html_())
-    assert [(r["id"], r["error"]) for r in workflows] == [(wid_of(t), t)]
+    assert [(r["id"], r["error"]) for r in workflows] == [(wid_of(t), printable(t))]
     assert table(nb.waits()._repr_html_()) == []  # finished: nothing waits
 
 

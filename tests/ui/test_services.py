@@ -9,7 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from engine import (
     Engine,
@@ -17,7 +17,13 @@ from engine import (
     InvalidOperation,
     ManualClock,
     MemoryStore,
+    On,
+    S,
+    Section,
     StateError,
+    Wait,
+    WaitForUserAction,
+    Workflow,
     WorkflowStatus,
 )
 from engine.examples import WORKFLOWS, Expense, Import
@@ -290,6 +296,30 @@ def test_start_validates_through_the_model(demo: Engine) -> None:
         services.start(demo, ANA, "Expense", {"amount": "seventy"})
     with pytest.raises(InvalidOperation, match="exists already"):
         services.start(demo, ANA, "Expense", {}, "mine")
+
+
+class Aliased(Workflow):
+    name: str = Field("nobody", alias="Name")
+
+    def definition(self) -> Section:
+        return S(Wait("hold", On("go", WaitForUserAction(approve=print, deny=print))))
+
+
+def test_an_aliased_field_is_started_shown_and_edited_by_field_name() -> None:
+    engine = Engine(MemoryStore(), [Aliased], clock=ManualClock())
+    assert list(services.model_schema(engine, "Aliased")["properties"]) == ["name"]
+    wid = services.start(engine, ANA, "Aliased", {"name": "ana"})
+    info = engine.get(wid)
+    assert info.state.name == "ana"
+    text = services.state_json(info)
+    assert json.loads(text) == {"name": "ana"}
+    edited = text.replace("ana", "bo")
+    assert services.preview_state(engine, wid, edited).changed == {"name": ("ana", "bo")}
+    assert services.update_state(engine, ANA, wid, edited) == "state saved: name changed"
+    assert engine.get(wid).state.name == "bo"
+    with pytest.raises(StateError, match="has 'Name', which Aliased does not declare"):
+        services.preview_state(engine, wid, '{"Name": "cy"}')  # not silently dropped
+    assert engine.get(wid).state.name == "bo"
 
 
 def test_open_engine_seeds_an_empty_examples_database_once(tmp_path: Any) -> None:
