@@ -97,7 +97,9 @@ def test_expense_times_out_on_time_through_celery(
     assert [h.actor for h in fired] == ["timer"]
     armed = next(h for h in engine.history(wid) if h.kind == "wait")
     late = (fired[0].at - armed.at).total_seconds() - 1.0
-    assert 0 <= late < 5, f"the one-second timer fired {late:.2f}s late"
+    # The timer is armed (its due time taken) a moment before the "wait" line is stamped:
+    # on a loaded machine that moment can be a few milliseconds, never 50.
+    assert -0.05 <= late < 5, f"the one-second timer fired {late:.3f}s late"
     assert set(step_counts(tmp_path).values()) == {1}
 
 
