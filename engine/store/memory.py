@@ -76,7 +76,9 @@ class MemoryStore:
             rec.lease_owner, rec.lease_until = owner, until
             return rec.copy()
 
-    def renew(self, workflow_id: str, owner: str, *, until: datetime) -> None:
+    def renew(
+        self, workflow_id: str, owner: str, *, until: datetime, now: datetime | None = None
+    ) -> None:
         with self._lock:
             rec = self._get(workflow_id)
             if rec.lease_owner != owner:

@@ -30,6 +30,13 @@ HOSTILE = [
 ]
 
 
+@pytest.fixture
+def lease_clock() -> str:
+    """The contract's leases go by the times it passes (T0 and later), on every backend: on
+    PostgreSQL by the caller's clock, then. The database's clock: test_lease_clock.py."""
+    return "caller"
+
+
 def record(
     wid: str = "wf-1",
     *,
