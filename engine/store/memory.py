@@ -15,7 +15,10 @@ from engine.runtime import HistoryEntry, WaitInfo, WorkflowRecord, WorkflowStatu
 
 
 class MemoryStore:
-    """Workflows, waits and history in dictionaries, guarded by one lock."""
+    """Workflows, waits and history in dictionaries, guarded by one lock.
+
+    Leases go by the times the caller passes (one process: its clock is the store's).
+    """
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
