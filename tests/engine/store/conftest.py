@@ -84,25 +84,20 @@ def open_store() -> Iterator[Callable[[str], SQLModelStore]]:
         s.close()
 
 
-@pytest.fixture
-def lease_clock() -> str | None:
-    """The ``lease_clock`` of the PostgreSQL ``store``: None, its default (the database's
-    clock). A module whose tests decide leases by the times they pass overrides it."""
-    return None
-
-
 @pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def store(
     request: pytest.FixtureRequest,
     tmp_path: Path,
     open_store: Callable[..., SQLModelStore],
-    lease_clock: str | None,
 ) -> Store:
-    """An empty store of each backend."""
+    """An empty store of each backend. On PostgreSQL its leases go by the database's clock,
+    unless the test module sets ``LEASE_CLOCK = "caller"`` (its tests decide leases by the
+    times they pass)."""
     if request.param == "memory":
         return MemoryStore()
     if request.param == "sqlite":
         return open_store(sqlite_url(tmp_path))
+    lease_clock = getattr(request.module, "LEASE_CLOCK", None)
     return open_store(request.getfixturevalue("pg_url"), lease_clock=lease_clock)
 
 

@@ -30,11 +30,10 @@ HOSTILE = [
 ]
 
 
-@pytest.fixture
-def lease_clock() -> str:
-    """The contract's leases go by the times it passes (T0 and later), on every backend: on
-    PostgreSQL by the caller's clock, then. The database's clock: test_lease_clock.py."""
-    return "caller"
+LEASE_CLOCK = "caller"
+"""The contract's leases go by the times it passes (T0 and later) on every backend, so on
+PostgreSQL by the caller's clock (the ``store`` fixture reads this). The database's clock
+has its own tests: test_lease_clock.py."""
 
 
 def record(
