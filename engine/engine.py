@@ -63,7 +63,8 @@ class Engine:
         max_steps: steps one ``execute()`` may run before the running threads are stopped as a
             runaway loop (they can be retried).
         max_iterations: loop iterations a thread may make without a step or a wait.
-        lease: how long one session may hold a workflow before others may take it over.
+        lease: how long one session may hold a workflow before others may take it over
+            (on PostgreSQL by the database's clock; see ``SQLModelStore(lease_clock=...)``).
         busy_timeout: how long callbacks and operator actions wait for a busy workflow.
         quarantine: how long ``run_due`` leaves a workflow alone that cannot run as stored.
         max_input_bytes, max_state_bytes: the largest callback input and state, as JSON;

@@ -81,7 +81,8 @@ def renewing_leases(engine: Engine) -> Iterator[None]:
         while not stop.wait(interval):
             for owner, workflow_id in list(engine.active.items()):
                 try:
-                    engine.store.renew(workflow_id, owner, until=engine.clock.now() + engine.lease)
+                    now = engine.clock.now()  # with ``now``: as long on the database's clock
+                    engine.store.renew(workflow_id, owner, until=now + engine.lease, now=now)
                 except LeaseLost as e:
                     # Given back by its session, which ended since the snapshot: all is well.
                     # Held by another process: the session will fail at its next checkpoint.

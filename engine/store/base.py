@@ -4,6 +4,12 @@ A store knows runtime records only (``engine.runtime``), never statements. Every
 engine makes while running a workflow goes through ``checkpoint``, one short atomic write
 guarded by the workflow's lease and version, or, for the waits' set-up and tear-down results,
 through ``update_wait``, ``delete_wait`` and ``append_history``, each guarded by the lease.
+
+Lease times come from the caller's clock, always with the caller's reading of now (``now``,
+or a record's ``updated_at``), so a store may keep leases on a clock of its own: a store on
+the database's clock (PostgreSQL's ``SQLModelStore``) decides expiry by that clock, and
+starts a lease of the caller's length (``until - now``) at that clock's now. So a process
+whose clock is off neither takes leases that are still held nor holds expired ones.
 """
 
 from __future__ import annotations
@@ -41,7 +47,9 @@ class Store(Protocol):
     def acquire(
         self, workflow_id: str, owner: str, *, now: datetime, until: datetime, due: bool = False
     ) -> WorkflowRecord:
-        """Take the workflow's lease for ``owner`` until ``until``.
+        """Take the workflow's lease for ``owner`` until ``until``, if it is free or expired.
+
+        ``now`` is the caller's time: a lease ``until - now`` long (see the module docstring).
 
         ``due``: only if the workflow is due now (running, ``next_run_at <= now``), as a
         poller wants it; two pollers often reach for the same due workflow, and the loser
@@ -54,8 +62,16 @@ class Store(Protocol):
         """
         ...
 
-    def renew(self, workflow_id: str, owner: str, *, until: datetime) -> None:
-        """Extend ``owner``'s lease. Raises ``LeaseLost`` if it is no longer ``owner``'s."""
+    def renew(
+        self, workflow_id: str, owner: str, *, until: datetime, now: datetime | None = None
+    ) -> None:
+        """Extend ``owner``'s lease to ``until``. Raises ``LeaseLost`` if it is no longer
+        ``owner``'s.
+
+        ``now``: the caller's time that ``until`` is reckoned from; a store on the database's
+        clock extends the lease by ``until - now`` past its own now (without ``now``, to
+        ``until`` as it is).
+        """
         ...
 
     def release(self, workflow_id: str, owner: str) -> None:
@@ -75,8 +91,9 @@ class Store(Protocol):
 
         Succeeds only if ``owner`` holds the lease and the stored version equals
         ``record.version``; then ``record.version`` is incremented. Raises ``LeaseLost`` otherwise.
-        A ``record.lease_until`` that is set extends ``owner``'s lease to it; ``release`` gives
-        the lease up in the same write (a session's last checkpoint).
+        A ``record.lease_until`` that is set extends ``owner``'s lease to it (a store on the
+        database's clock: by ``record.lease_until - record.updated_at`` past its own now);
+        ``release`` gives the lease up in the same write (a session's last checkpoint).
         """
         ...
 
@@ -139,7 +156,8 @@ class Store(Protocol):
         ...
 
     def due_workflows(self, now: datetime, limit: int | None = None) -> list[str]:
-        """Ids of running workflows due by ``now`` and not leased by anyone."""
+        """Ids of running workflows due by ``now`` and not leased by anyone (a lease expired
+        by the store's lease clock counts as none)."""
         ...
 
     def due_waits(self, now: datetime, limit: int | None = None) -> list[WaitInfo]:

@@ -16,7 +16,10 @@ from engine.store.base import check_prune
 
 
 class MemoryStore:
-    """Workflows, waits and history in dictionaries, guarded by one lock."""
+    """Workflows, waits and history in dictionaries, guarded by one lock.
+
+    Leases go by the times the caller passes (one process: its clock is the store's).
+    """
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
@@ -77,7 +80,9 @@ class MemoryStore:
             rec.lease_owner, rec.lease_until = owner, until
             return rec.copy()
 
-    def renew(self, workflow_id: str, owner: str, *, until: datetime) -> None:
+    def renew(
+        self, workflow_id: str, owner: str, *, until: datetime, now: datetime | None = None
+    ) -> None:
         with self._lock:
             rec = self._get(workflow_id)
             if rec.lease_owner != owner:

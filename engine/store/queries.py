@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import bindparam, delete, exists, insert, or_, select, update
+from sqlalchemy import Interval, bindparam, delete, exists, func, insert, or_, select, update
 from sqlalchemy.sql.elements import BindParameter, ColumnElement
 from sqlalchemy.sql.selectable import Exists
 
@@ -87,3 +87,20 @@ HISTORY = select(history).where(H.workflow_id == ID).order_by(H.id)
 INSERT_ENTRY = insert(history).returning(H.id)
 INSERT_HISTORY = insert(history).returning(H.id, sort_by_parameter_order=True)
 PROBE_ENTRY = HistoryEntry("", datetime.min, "")  # names the columns of a history row
+
+# Leases on the database's clock (PostgreSQL, ``SQLModelStore(lease_clock="database")``): a
+# lease has expired once the database's ``now()`` reaches it, and one taken, renewed or
+# extended runs ``k_lease`` (the caller's lease length) past the database's ``now()``, however
+# far the caller's own clock is off. A workflow's timers (``next_run_at``) stay on the caller's.
+DB_NOW = func.now()  # the statement's (autocommit) or transaction's start: stable within it
+DB_UNTIL = DB_NOW + bindparam("k_lease", type_=Interval())
+DB_ACQUIRE = (
+    update(workflows)
+    .where(W.id == ID, or_(FREE, W.lease_until <= DB_NOW))
+    .values(lease_owner=OWNER, lease_until=DB_UNTIL)
+)
+DB_ACQUIRE_RETURNING = DB_ACQUIRE.returning(*workflows.c)
+DB_ACQUIRE_DUE = DB_ACQUIRE.where(*DUE)
+DB_ACQUIRE_DUE_RETURNING = DB_ACQUIRE_DUE.returning(*workflows.c)
+DB_RENEW = update(workflows).where(W.id == ID, W.lease_owner == OWNER).values(lease_until=DB_UNTIL)
+DB_CHECKPOINT = CHECKPOINT.values(lease_until=DB_UNTIL)

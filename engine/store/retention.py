@@ -45,14 +45,15 @@ Transaction = Callable[[str], AbstractContextManager[Connection]]
 def conditions(
     *,
     finished_before: datetime,
-    now: datetime,
+    now: datetime | ColumnElement[datetime],
     statuses: Sequence[WorkflowStatus],
     types: Sequence[str] | None,
     unindexed: bool = False,
 ) -> list[ColumnElement[bool]]:
     """The WHERE of a workflow that may go: ended in ``statuses`` before the cut-off, of one
     of ``types``, and not leased (a lease that ran out by ``now`` is no lease, as ``acquire``
-    sees it: a crashed session's).
+    sees it: a crashed session's). ``now`` is the database's ``now()`` where it keeps leases
+    on its own clock (``SQLModelStore(lease_clock="database")``).
 
     ``unindexed``: written so that SQLite cannot use an index for them (``+column``), for the
     re-check beside a list of ids: without statistics SQLite would otherwise walk the status
@@ -78,7 +79,7 @@ def prune(
     dialect: str,
     *,
     finished_before: datetime,
-    now: datetime,
+    now: datetime | ColumnElement[datetime],
     statuses: Sequence[WorkflowStatus],
     types: Sequence[str] | None,
     batch: int,

@@ -20,6 +20,13 @@ PostgreSQL is reached through psycopg 3 (``postgresql+psycopg://``; a plain
 and ``due_workflows`` reads with ``FOR UPDATE SKIP LOCKED``, so a poller passes over
 workflows another worker is taking right now.
 
+Leases on PostgreSQL go by the database's clock (``lease_clock="database"``, its default):
+whether a lease has expired, and when one taken, renewed or extended by a checkpoint ends
+(``now()`` plus the caller's lease length), are decided in the same statements as before, so
+workers on machines whose clocks disagree never share a workflow, and none holds a dead lease
+for longer than its length. SQLite is one machine: the caller's clock is the database's.
+Timers and ``next_run_at`` stay on the caller's clock (``ManualClock`` in tests).
+
 Database failures surface as ``StoreError`` (the SQLAlchemy error as ``__cause__``).
 """
 
@@ -29,7 +36,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import (
     Connection,
@@ -97,9 +104,14 @@ class SQLModelStore:
         sqlite_synchronous: SQLite's ``PRAGMA synchronous``; ``"NORMAL"`` (the default)
             survives process crashes, ``"FULL"`` also power loss, at an fsync per commit.
         sqlite_busy_timeout: seconds a SQLite writer waits for the write lock.
+        lease_clock: whose clock decides leases: ``"database"`` (PostgreSQL only, its
+            default) or ``"caller"`` (the times the engine passes, from its ``Clock``; the
+            default elsewhere). ``"caller"`` on PostgreSQL is for tests that expire leases
+            by moving a ``ManualClock``, or for processes whose clocks are known to agree.
 
     Raises:
-        StoreError: the database could not be reached or migrated.
+        StoreError: the database could not be reached or migrated, or ``lease_clock`` is
+            not one this database can keep.
     """
 
     def __init__(
@@ -110,6 +122,7 @@ class SQLModelStore:
         migrate: bool = True,
         sqlite_synchronous: str = "NORMAL",
         sqlite_busy_timeout: float = 10.0,
+        lease_clock: Literal["database", "caller"] | None = None,
     ) -> None:
         try:
             self.engine: Engine = create_store_engine(
@@ -131,6 +144,16 @@ class SQLModelStore:
                 url, engine_kwargs={**(engine_kwargs or {}), "isolation_level": "AUTOCOMMIT"}
             )
         self._dialect = self.engine.dialect.name
+        if lease_clock is None:
+            lease_clock = "database" if self._dialect == "postgresql" else "caller"
+        if lease_clock not in ("database", "caller") or (
+            lease_clock == "database" and self._dialect != "postgresql"
+        ):
+            raise StoreError(
+                f"lease_clock must be 'caller' or, on PostgreSQL, 'database', not {lease_clock!r}"
+            )
+        self.lease_clock: Literal["database", "caller"] = lease_clock
+        self._db_clock = lease_clock == "database"  # the DB_* statements (``queries``)
         dialect = self.engine.dialect
         self._upsert = dialect.name in ("sqlite", "postgresql")
         self._returning = dialect.update_returning
@@ -283,7 +306,11 @@ class SQLModelStore:
     ) -> WorkflowRecord:
         params = {"k_id": workflow_id, "k_owner": owner, "k_now": now, "k_until": until}
         with self._alone("acquire", workflow_id) as conn:
-            if self._returning:
+            if self._db_clock:  # expired by the database's clock; as long from its now
+                params["k_lease"] = until - now
+                stmt = q.DB_ACQUIRE_DUE_RETURNING if due else q.DB_ACQUIRE_RETURNING
+                row = conn.execute(stmt, params).first()
+            elif self._returning:
                 stmt = q.ACQUIRE_DUE_RETURNING if due else q.ACQUIRE_RETURNING
                 row = conn.execute(stmt, params).first()
             else:
@@ -307,10 +334,15 @@ class SQLModelStore:
             owner=holder.lease_owner,
         )
 
-    def renew(self, workflow_id: str, owner: str, *, until: datetime) -> None:
+    def renew(
+        self, workflow_id: str, owner: str, *, until: datetime, now: datetime | None = None
+    ) -> None:
         params = {"k_id": workflow_id, "k_owner": owner, "k_until": until}
+        stmt = q.RENEW
+        if self._db_clock and now is not None:  # as long, from the database's now
+            params["k_lease"], stmt = until - now, q.DB_RENEW
         with self._write("renew", workflow_id) as conn:
-            if conn.execute(q.RENEW, params).rowcount == 1:
+            if conn.execute(stmt, params).rowcount == 1:
                 return
             holder = conn.execute(q.HOLDER, params).first()
         if holder is None:
@@ -347,6 +379,8 @@ class SQLModelStore:
                     del params[k]
         if release:  # the session's last checkpoint gives the lease up in the same write
             params["lease_owner"] = params["lease_until"] = None
+        elif record.lease_until is not None and self._db_clock:  # from the database's now
+            params["k_lease"] = record.lease_until - record.updated_at  # (``DB_CHECKPOINT``)
         elif record.lease_until is not None:  # the checkpoint extends the writer's lease
             params["lease_until"] = record.lease_until
         params.update(k_id=record.id, k_version=record.version, k_owner=owner)
@@ -378,7 +412,7 @@ class SQLModelStore:
                 if fast:
                     updated, seqs = self._fast_checkpoint(conn, params, history)
                 else:
-                    updated = conn.execute(q.CHECKPOINT, params).rowcount
+                    updated = conn.execute(_checkpoint(params), params).rowcount
                 if updated != 1:
                     self._lost(conn, record, params)
                 if waits is not None:
@@ -394,7 +428,7 @@ class SQLModelStore:
     ) -> tuple[int, list[int]]:
         """The checkpoint's UPDATE and history INSERTs on the driver's cursor: (rows updated,
         history ids). On PostgreSQL one statement does both."""
-        update_stmt = self._statements.compiled(q.CHECKPOINT, tuple(params))
+        update_stmt = self._statements.compiled(_checkpoint(params), tuple(params))
         entries = [history_values(e) for e in history]
         if self._dialect == "postgresql" and entries:
             return self._statements.with_history(update_stmt, len(entries)).run(
@@ -539,12 +573,13 @@ class SQLModelStore:
 
     def due_workflows(self, now: datetime, limit: int | None = None) -> list[str]:
         w = workflows.c
+        expired = q.DB_NOW if self._db_clock else now  # a lease past it is free
         stmt = (
             select(w.id)
             .where(
                 w.status == WorkflowStatus.RUNNING.value,
                 w.next_run_at <= now,
-                or_(w.lease_owner.is_(None), w.lease_until <= now),
+                or_(w.lease_owner.is_(None), w.lease_until <= expired),
             )
             .order_by(w.next_run_at, w.id)
             .limit(limit)
@@ -580,7 +615,9 @@ class SQLModelStore:
     ) -> PruneResult:
         check_prune(finished_before, statuses, batch)
         return retention.prune(self._write, self._read, self._dialect,
-                               finished_before=finished_before, now=now, statuses=statuses,
+                               finished_before=finished_before,
+                               now=q.DB_NOW if self._db_clock else now,  # whose clock: acquire's
+                               statuses=statuses,
                                types=types, batch=batch, dry_run=dry_run)  # fmt: skip
 
     # -- helpers ------------------------------------------------------------------------------
@@ -632,6 +669,12 @@ class SQLModelStore:
                 raise StoreError("the database returned no id for a history row")
             seqs.append(int(key[0]))
         return seqs
+
+
+def _checkpoint(params: dict[str, Any]) -> Any:
+    """The checkpoint's UPDATE for ``params``: with ``k_lease``, the one that extends the
+    lease from the database's now."""
+    return q.DB_CHECKPOINT if "k_lease" in params else q.CHECKPOINT
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -16,7 +16,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import timedelta
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Final
 
 from engine import (
     CallbackRejected,
@@ -43,6 +43,9 @@ from tests.apps.fault_app import (
 from tests.engine.faults.harness import FaultPlan, FaultyStore, FlakyManager, Point
 
 MANAGED = ("user_action", "event", "timeout")
+LEASE_CLOCK: Final = "caller"
+"""Leases go by the engine's ``ManualClock`` on PostgreSQL too: a lease a failed release left
+behind expires as the run moves time, as it would on the database's clock in real time."""
 
 
 @dataclass
@@ -112,7 +115,7 @@ class Rig:
 
     def __init__(self, url: str) -> None:
         LEDGER.clear()
-        self.inner = SQLModelStore(url)
+        self.inner = SQLModelStore(url, lease_clock=LEASE_CLOCK)
         self.plan = FaultPlan(random.Random(0), rate=0.0)
         self.store = FaultyStore(self.inner, self.plan)
         self.manager = FlakyManager(random.Random(0))
@@ -153,7 +156,7 @@ def run_scenario(
     LEDGER.clear()
     random.seed(seed)  # the poller shuffles due workflows with the global generator
     rng = random.Random(seed)
-    inner = SQLModelStore(url)
+    inner = SQLModelStore(url, lease_clock=LEASE_CLOCK)
     # A dropped connection is a server's failure: a SQLite file has no server to lose (and a
     # closed sqlite3 connection with a statement still open keeps its lock until collected).
     postgres = inner.engine.dialect.name == "postgresql"

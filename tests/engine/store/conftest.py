@@ -88,14 +88,17 @@ def open_store() -> Iterator[Callable[[str], SQLModelStore]]:
 def store(
     request: pytest.FixtureRequest,
     tmp_path: Path,
-    open_store: Callable[[str], SQLModelStore],
+    open_store: Callable[..., SQLModelStore],
 ) -> Store:
-    """An empty store of each backend."""
+    """An empty store of each backend. On PostgreSQL its leases go by the database's clock,
+    unless the test module sets ``LEASE_CLOCK = "caller"`` (its tests decide leases by the
+    times they pass)."""
     if request.param == "memory":
         return MemoryStore()
     if request.param == "sqlite":
         return open_store(sqlite_url(tmp_path))
-    return open_store(request.getfixturevalue("pg_url"))
+    lease_clock = getattr(request.module, "LEASE_CLOCK", None)
+    return open_store(request.getfixturevalue("pg_url"), lease_clock=lease_clock)
 
 
 @pytest.fixture

@@ -30,6 +30,12 @@ HOSTILE = [
 ]
 
 
+LEASE_CLOCK = "caller"
+"""The contract's leases go by the times it passes (T0 and later) on every backend, so on
+PostgreSQL by the caller's clock (the ``store`` fixture reads this). The database's clock
+has its own tests: test_lease_clock.py."""
+
+
 def record(
     wid: str = "wf-1",
     *,
