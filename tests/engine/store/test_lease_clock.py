@@ -236,3 +236,27 @@ def test_a_lease_clock_the_database_cannot_keep_is_refused(
     )
     with pytest.raises(StoreError, match="lease_clock"):
         SQLModelStore(url, lease_clock=lease_clock)  # type: ignore[arg-type]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("clock", [ahead, behind], ids=["ahead", "behind"])
+def test_prune_judges_a_lease_by_the_database_clock(
+    pg: SQLModelStore, clock: Callable[[], datetime]
+) -> None:
+    """A finished workflow still leased (its session died before releasing) is pruned once the
+    lease has run out by the database's clock, whatever the pruning caller's clock says."""
+    now = clock()
+    rec = pg.acquire("wf-1", "w-1", now=now, until=now + timedelta(seconds=1))
+    rec.status, rec.updated_at = WorkflowStatus.FINISHED, now
+    rec.lease_until = now + timedelta(seconds=1)  # a second more, from the database's now
+    pg.checkpoint(rec, owner="w-1", waits=None, history=[])  # finished, lease kept (a crash)
+    cut = now + timedelta(days=1)
+    ended = (WorkflowStatus.FINISHED,)
+    later = clock() + HOUR * 2  # by the caller's clock the lease ran out long ago
+    assert pg.prune(finished_before=cut, now=later, statuses=ended).workflows == 0
+    assert lease_of(pg)[0] == "w-1"
+    time.sleep(1.2)  # now it has run out by the database's clock
+    earlier = clock() - HOUR * 2  # by the caller's clock it has not even begun
+    assert pg.prune(finished_before=cut, now=earlier, statuses=ended).workflows == 1
+    with pytest.raises(Exception, match="wf-1"):
+        pg.load("wf-1")

@@ -40,6 +40,9 @@ from engine.store.tables import history, waits, workflows
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 DAY = timedelta(days=1)
+# These tests expire leases by moving a ManualClock: on PostgreSQL they keep leases on the
+# caller's clock (the store fixture reads this); test_lease_clock prunes by the database's.
+LEASE_CLOCK = "caller"
 
 
 class Quick(Workflow):
