@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -130,3 +131,13 @@ class RecordingManager:
 @pytest.fixture
 def manager() -> RecordingManager:
     return RecordingManager()
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """Put back the log levels a ``-v`` run in this process changes."""
+    loggers = [logging.getLogger(), logging.getLogger("alembic")]
+    levels = [lg.level for lg in loggers]
+    yield
+    for lg, level in zip(loggers, levels, strict=True):
+        lg.setLevel(level)

@@ -13,7 +13,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -70,16 +69,6 @@ def test_ui_command_turns_usage_statistics_and_the_email_prompt_off(
     assert env["STREAMLIT_SERVER_SHOW_EMAIL_PROMPT"] == "false"
     monkeypatch.setenv("STREAMLIT_SERVER_SHOW_EMAIL_PROMPT", "true")
     assert cli.ui_command(None, None)[1]["STREAMLIT_SERVER_SHOW_EMAIL_PROMPT"] == "true"
-
-
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    """Put back the log levels a ``-v`` run in this process changes."""
-    loggers = [logging.getLogger(), logging.getLogger("alembic")]
-    levels = [lg.level for lg in loggers]
-    yield
-    for lg, level in zip(loggers, levels, strict=True):
-        lg.setLevel(level)
 
 
 @pytest.mark.usefixtures("restore_logging")

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import logging
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -82,16 +80,6 @@ def command_paths(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tupl
         if isinstance(cmd, click.Group):
             paths += command_paths(cmd, (*prefix, name))
     return paths
-
-
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    """Put back the log levels a ``-v`` run in this process changes."""
-    loggers = [logging.getLogger(), logging.getLogger("alembic")]
-    levels = [lg.level for lg in loggers]
-    yield
-    for lg, level in zip(loggers, levels, strict=True):
-        lg.setLevel(level)
 
 
 @pytest.mark.usefixtures("restore_logging")
