@@ -17,10 +17,10 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine._definition.handlers import CallbackManager
+from engine._definition.workflow import Workflow
 from engine.errors import GorchError
-from engine.handlers import CallbackManager
 from engine.store.base import Store
-from engine.workflow import Workflow
 
 DEFAULT_DB_URL = "sqlite:///gorch.db"
 DEFAULT_APP = "engine.examples"
