@@ -63,8 +63,6 @@ from engine.clock import Clock, ManualClock, SystemClock
 from engine.config import (
     DEFAULT_APP,
     VERBOSE_ENV,
-    App,
-    ConfigError,
     configure_logging,
     db_url,
     load_app,
@@ -103,14 +101,12 @@ _display.attach()
 __all__ = [
     "DEFAULT_APP",
     "VERBOSE_ENV",
-    "App",
     "Break",
     "CallbackManager",
     "CallbackRejected",
     "Case",
     "Clock",
     "CompatibilityReport",
-    "ConfigError",
     "Continue",
     "Default",
     "DefinitionError",
@@ -194,3 +190,8 @@ def __getattr__(name: str) -> Any:
         globals()[name] = SQLModelStore  # later look-ups skip this function
         return SQLModelStore
     raise AttributeError(f"module 'engine' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The public names, the lazy ones included (they are not in the namespace until used)."""
+    return sorted({*globals(), *__all__})

@@ -1,4 +1,4 @@
-"""``Engine``: ties the interpreter, the handlers, the store, the clock and the resumer together."""
+"""``Engine``, the public facade: ties the interpreter, handlers, store, clock and resumer."""
 
 from __future__ import annotations
 

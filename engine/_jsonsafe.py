@@ -34,7 +34,10 @@ _REASONS = (
 
 
 def storable_text(text: str) -> bool:
-    """Whether every store can hold ``text``: no NUL character, no unpaired surrogate."""
+    """Whether every store can hold ``text``: no NUL character, no unpaired surrogate.
+
+    A search for text that is not storable can match nothing, on any store.
+    """
     if "\x00" in text:
         return False
     if text.isascii():

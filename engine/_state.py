@@ -25,6 +25,9 @@ def state_data(model: BaseModel) -> dict[str, Any]:
     """The state's fields as JSON data, the one form gorch stores: keyed by field name (never
     by alias), without computed fields (derived, not state). ``validate_copy`` reads it back
     by field name, so an aliased field is never written under one key and read under another.
+
+    Args:
+        model: a workflow (or any pydantic model).
     """
     return model.model_dump(
         mode="json", by_alias=False, round_trip=True, exclude_computed_fields=True
@@ -191,6 +194,10 @@ def fields_only(cls: type[BaseModel], data: dict[str, Any]) -> dict[str, Any]:
 def validate_state(cls: type[M], data: Any) -> M:
     """``cls`` validated from Python ``data`` (a mapping keyed by field name, as stored).
 
+    Args:
+        cls: the workflow (model) class.
+        data: the state, e.g. as ``state_data`` gave it or as an operator edited it.
+
     Raises:
         ValidationError: ``data`` does not fit ``cls``.
     """
@@ -265,6 +272,10 @@ def _declared(cls: type[BaseModel]) -> frozenset[str] | None:
 
 def undeclared_fields(cls: type[BaseModel], state: dict[str, Any]) -> list[str]:
     """Keys of a stored ``state`` that ``cls`` no longer declares (a field removed or renamed).
+
+    Args:
+        cls: the workflow (model) class.
+        state: the state as stored, keyed by field name.
 
     pydantic would drop them silently, and the next checkpoint would lose their values. Empty
     when the model chose its ``extra`` policy itself or migrates its input in a

@@ -24,3 +24,8 @@ def __getattr__(name: str) -> Any:
         globals()[name] = SQLModelStore
         return SQLModelStore
     raise AttributeError(f"module 'engine.store' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The public names, the lazy ones included (they are not in the namespace until used)."""
+    return sorted({*globals(), *__all__})
