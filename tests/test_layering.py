@@ -137,3 +137,13 @@ def test_lazy_names_are_the_real_classes() -> None:
     assert engine.SQLModelStore is SQLModelStore
     assert engine.store.SQLModelStore is SQLModelStore
     assert "SQLModelStore" in engine.__all__
+
+
+def test_the_import_linter_contracts_are_kept() -> None:
+    """The contracts of pyproject.toml, also checked here so that pytest alone catches a break."""
+    lint_imports = Path(sys.executable).parent / "lint-imports"
+    out = subprocess.run(
+        [str(lint_imports), "--no-cache"], capture_output=True, text=True, cwd=ROOT
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "0 broken" in out.stdout
