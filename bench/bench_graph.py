@@ -38,8 +38,7 @@ from engine import (
     Wait,
     WaitForUserAction,
 )
-from engine.graph import Overlay, definition_graph, svg, to_dot
-from engine.runtime import (
+from engine._records import (
     HistoryEntry,
     Phase,
     ThreadInfo,
@@ -47,6 +46,7 @@ from engine.runtime import (
     WorkflowInfo,
     WorkflowStatus,
 )
+from engine.graph import Overlay, definition_graph, svg, to_dot
 
 ROWS = {
     "graph.dot": (None, "graph + DOT of a definition"),

@@ -86,7 +86,7 @@ def sized(statements: int, *, callable_condition: bool = False) -> type[Workflow
     Its one condition reads ``n``, which every step changes. As a bool (``If(self.n > 10,
     ...)``) it is evaluated when ``definition()`` is built, so the definition is built again
     after every step; as a callable (``If(lambda: self.n > 10, ...)``) the definition reads
-    no field and is built once per session (``engine.reads``).
+    no field and is built once per session (``engine._definition.reads``).
     """
 
     class Sized(Workflow):

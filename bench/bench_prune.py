@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import Row, pg_schema, pg_unreachable, print_table, skipped
 
 from engine import Engine, PollingResumer, SQLModelStore, WaitStatus, WorkflowStatus
-from engine.runtime import HistoryEntry, ThreadState, WaitInfo, WorkflowRecord
+from engine._records import HistoryEntry, ThreadState, WaitInfo, WorkflowRecord
 from engine.store.rows import history_values, wait_values, workflow_values
 from engine.store.tables import history, waits, workflows
 

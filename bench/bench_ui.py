@@ -36,8 +36,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import Row, Target, best_of, peak_memory, print_table, skipped
 
 from engine import Engine, PollingResumer, SQLModelStore, WorkflowStatus
+from engine._records import ThreadState, WorkflowRecord
 from engine.examples import WORKFLOWS
-from engine.runtime import ThreadState, WorkflowRecord
 
 ROWS = {
     "ui.page.list": (7, "UI list page, first page"),

@@ -1,17 +1,73 @@
 """gorch: durable workflows written as plain Python, in your own database.
 
-The public API is flat: everything a user needs is importable from ``engine``.
+The public API is flat: everything a user needs is importable from ``engine``. The modules
+behind it are private (``engine._definition``, ``engine._session``, ...; see docs/design.md);
+the public modules are ``engine.errors``, ``engine.clock``, ``engine.store``,
+``engine.resumers``, ``engine.graph``, ``engine.notebook``, ``engine.config``, ``engine.cli``
+and ``engine.examples``.
+
+``import engine`` loads no SQL or graph library: ``SQLModelStore`` (SQLAlchemy, Alembic,
+psycopg) is imported on first use of the name (PEP 562), and Graphviz and networkx load with
+``engine.graph`` or on a notebook's first rich display.
 """
 
-from engine.clock import Clock, ManualClock, SystemClock
-from engine.compat import (
-    CompatibilityReport,
-    MoveReport,
-    Problem,
-    Renamed,
-    check_compatibility,
+from typing import TYPE_CHECKING, Any
+
+from engine import _display
+from engine._compat import CompatibilityReport, Problem, Renamed, check_compatibility
+from engine._definition.compiler import validate
+from engine._definition.handlers import (
+    CallbackManager,
+    Event,
+    Handler,
+    Timeout,
+    UserAction,
+    WaitForUserAction,
 )
-from engine.engine import Engine
+from engine._definition.statements import (
+    Break,
+    Case,
+    Continue,
+    Default,
+    For,
+    Go,
+    If,
+    On,
+    RetryPolicy,
+    Return,
+    S,
+    Section,
+    Step,
+    Switch,
+    Wait,
+    WaitFor,
+)
+from engine._definition.workflow import Workflow
+from engine._engine import Engine
+from engine._interpreter import current_attempt, current_thread, current_wait
+from engine._jsonsafe import storable_text
+from engine._records import (
+    HistoryEntry,
+    MoveReport,
+    Phase,
+    PruneResult,
+    ThreadInfo,
+    ThreadStatus,
+    WaitInfo,
+    WaitStatus,
+    WorkflowInfo,
+    WorkflowStatus,
+)
+from engine._state import state_data, undeclared_fields, validate_state
+from engine.clock import Clock, ManualClock, SystemClock
+from engine.config import (
+    DEFAULT_APP,
+    VERBOSE_ENV,
+    configure_logging,
+    db_url,
+    load_app,
+    open_store,
+)
 from engine.errors import (
     CallbackRejected,
     DefinitionError,
@@ -33,50 +89,18 @@ from engine.errors import (
     WorkflowNotDue,
     WorkflowNotFound,
 )
-from engine.handlers import (
-    CallbackManager,
-    Event,
-    Handler,
-    Timeout,
-    UserAction,
-    WaitForUserAction,
-)
-from engine.interpreter import current_attempt, current_thread, current_wait
 from engine.resumers import InlineResumer, PollingResumer, Resumer
-from engine.runtime import (
-    HistoryEntry,
-    Phase,
-    PruneResult,
-    ThreadInfo,
-    ThreadStatus,
-    WaitInfo,
-    WaitStatus,
-    WorkflowInfo,
-    WorkflowStatus,
-)
-from engine.statements import (
-    Break,
-    Case,
-    Continue,
-    Default,
-    For,
-    Go,
-    If,
-    On,
-    RetryPolicy,
-    Return,
-    S,
-    Section,
-    Step,
-    Switch,
-    Wait,
-    WaitFor,
-)
-from engine.store import MemoryStore, SQLModelStore, Store
-from engine.validate import validate
-from engine.workflow import Workflow
+from engine.store.base import Store
+from engine.store.memory import MemoryStore
+
+if TYPE_CHECKING:
+    from engine.store.sql import SQLModelStore
+
+_display.attach()
 
 __all__ = [
+    "DEFAULT_APP",
+    "VERBOSE_ENV",
     "Break",
     "CallbackManager",
     "CallbackRejected",
@@ -143,8 +167,31 @@ __all__ = [
     "WorkflowNotFound",
     "WorkflowStatus",
     "check_compatibility",
+    "configure_logging",
     "current_attempt",
     "current_thread",
     "current_wait",
+    "db_url",
+    "load_app",
+    "open_store",
+    "state_data",
+    "storable_text",
+    "undeclared_fields",
     "validate",
+    "validate_state",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import the heavy public names on first use: ``SQLModelStore`` loads SQLAlchemy."""
+    if name == "SQLModelStore":
+        from engine.store.sql import SQLModelStore
+
+        globals()[name] = SQLModelStore  # later look-ups skip this function
+        return SQLModelStore
+    raise AttributeError(f"module 'engine' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The public names, the lazy ones included (they are not in the namespace until used)."""
+    return sorted({*globals(), *__all__})

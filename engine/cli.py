@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from engine._engine import Engine
 from engine.config import (
     VERBOSE_ENV,
     ConfigError,
@@ -22,7 +23,6 @@ from engine.config import (
     load_app,
     open_store,
 )
-from engine.engine import Engine
 from engine.errors import GorchError
 from engine.resumers import PollingResumer
 
@@ -119,7 +119,7 @@ def main() -> None:
 )
 def worker(db: str | None, app: str | None, poll: float, batch: int, lease: float) -> None:
     """Run due timers and workflows until SIGTERM/SIGINT; start as many as you like."""
-    from engine.worker import run_worker
+    from engine._scheduling.worker import run_worker
 
     engine = _engine(db, app, lease)
     click.echo(f"gorch worker {engine.owner} on {_safe(db_url(db))}", err=True)
@@ -132,7 +132,7 @@ def worker(db: str | None, app: str | None, poll: float, batch: int, lease: floa
 @click.option("--once", is_flag=True, help="One pass, even if more became due meanwhile.")
 def run_due(db: str | None, app: str | None, once: bool) -> None:
     """Execute everything due now, then exit (for cron; safe on many machines at once)."""
-    from engine.worker import renewing_leases
+    from engine._scheduling.worker import renewing_leases
 
     engine = _engine(db, app)
     total = 0
@@ -156,7 +156,7 @@ def run_due(db: str | None, app: str | None, once: bool) -> None:
 )
 def check(db: str | None, app: str | None, type_names: tuple[str, ...]) -> None:
     """Check stored workflows against the code now; exit 1 if a deploy would break any."""
-    from engine.compat import check_compatibility
+    from engine._compat import check_compatibility
 
     loaded = load_app(app)
     store = open_store(db)

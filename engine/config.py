@@ -17,10 +17,10 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine._definition.handlers import CallbackManager
+from engine._definition.workflow import Workflow
 from engine.errors import GorchError
-from engine.handlers import CallbackManager
 from engine.store.base import Store
-from engine.workflow import Workflow
 
 DEFAULT_DB_URL = "sqlite:///gorch.db"
 DEFAULT_APP = "engine.examples"
@@ -42,12 +42,24 @@ class App:
 
 
 def db_url(url: str | None = None) -> str:
-    """``url``, else ``$GORCH_DB_URL``, else the default SQLite file."""
+    """The database URL to use: ``url``, else ``$GORCH_DB_URL``, else ``sqlite:///gorch.db``.
+
+    Args:
+        url: an explicit URL (``memory://`` or any SQLAlchemy URL), or None.
+    """
     return url or os.environ.get("GORCH_DB_URL") or DEFAULT_DB_URL
 
 
 def load_app(module: str | None = None) -> App:
-    """Import the app module (``module``, else ``$GORCH_APP``, else the examples)."""
+    """Import the app module and collect its workflows and callback managers.
+
+    Args:
+        module: the module's import name; else ``$GORCH_APP``; else ``engine.examples``.
+
+    Raises:
+        ConfigError: the module cannot be imported, defines no ``Workflow`` subclass, or lists
+            something else in ``WORKFLOWS``.
+    """
     name = module or os.environ.get("GORCH_APP") or DEFAULT_APP
     try:
         mod = importlib.import_module(name)
@@ -74,7 +86,11 @@ def load_app(module: str | None = None) -> App:
 
 
 def open_store(url: str | None = None) -> Store:
-    """The store for ``url`` (see ``db_url``): ``memory://`` or any SQLAlchemy URL."""
+    """Open the store for a URL: a ``MemoryStore`` for ``memory://``, else a ``SQLModelStore``.
+
+    Args:
+        url: as for ``db_url`` (None: ``$GORCH_DB_URL`` or the default SQLite file).
+    """
     url = db_url(url)
     if url.startswith("memory:"):
         from engine.store.memory import MemoryStore
@@ -87,6 +103,9 @@ def open_store(url: str | None = None) -> Store:
 
 def configure_logging(verbose: int) -> None:
     """Log to stderr at WARNING, INFO (``verbose`` 1) or DEBUG (2 or more).
+
+    Args:
+        verbose: how many ``-v`` were given.
 
     For programs (the ``gorch`` command, the UI's process), never for the library. Alembic's
     notes on every store opening ("Context impl SQLiteImpl.") show only at DEBUG.

@@ -24,18 +24,8 @@ from typing import Any
 import graphviz
 import networkx as nx
 
-from engine.outline import branch_label as _branch_label
-from engine.outline import text_tree
-from engine.runtime import (
-    MAIN,
-    HistoryEntry,
-    Phase,
-    ThreadInfo,
-    ThreadStatus,
-    WaitInfo,
-    WorkflowInfo,
-)
-from engine.statements import (
+from engine._definition.compiler import compile_definition
+from engine._definition.statements import (
     Break,
     Continue,
     For,
@@ -49,7 +39,17 @@ from engine.statements import (
     Wait,
     WaitFor,
 )
-from engine.validate import compile_definition
+from engine._outline import branch_label as _branch_label
+from engine._outline import text_tree
+from engine._records import (
+    MAIN,
+    HistoryEntry,
+    Phase,
+    ThreadInfo,
+    ThreadStatus,
+    WaitInfo,
+    WorkflowInfo,
+)
 
 STYLES: dict[str, dict[str, str]] = {
     "step": {"shape": "box", "style": "rounded,filled", "fillcolor": "#ffffff"},

@@ -1,7 +1,8 @@
 """Jupyter display of definitions and workflows, and one-liners to drive workflows by hand.
 
-Definitions (``Section``) and ``WorkflowInfo`` display themselves as graphs through
-``_repr_mimebundle_``, which calls ``definition_bundle`` and ``workflow_bundle`` here: SVG when
+Definitions (``Section``) and ``WorkflowInfo`` display as graphs through the
+``_repr_mimebundle_`` that ``engine._display`` attaches to them, which calls
+``definition_bundle`` and ``workflow_bundle`` here: SVG when
 the Graphviz binary is installed, else a text outline and a note on how to get SVG.
 
 ``Notebook`` wraps an ``Engine`` (best with a ``ManualClock`` and a ``PollingResumer``, so
@@ -27,12 +28,12 @@ from typing import Any
 import graphviz
 
 from engine import graph
+from engine._definition.statements import Section
+from engine._definition.workflow import Workflow
+from engine._engine import Engine
+from engine._records import HistoryEntry, WaitInfo, WorkflowInfo
 from engine.clock import ManualClock
-from engine.engine import Engine
 from engine.errors import CallbackRejected, GorchError, InvalidOperation
-from engine.runtime import HistoryEntry, WaitInfo, WorkflowInfo
-from engine.statements import Section
-from engine.workflow import Workflow
 
 NO_GRAPHVIZ = (
     "(Text outline: the Graphviz `dot` program is not installed. To see this as a graph, "

@@ -21,6 +21,7 @@ from urllib.parse import quote
 import networkx as nx
 
 from engine import (
+    DEFAULT_APP,
     CallbackRejected,
     CompatibilityReport,
     Engine,
@@ -32,15 +33,20 @@ from engine import (
     StateError,
     ThreadStatus,
     WaitInfo,
+    Workflow,
     WorkflowInfo,
     WorkflowNotFound,
     WorkflowStatus,
     check_compatibility,
+    db_url,
+    load_app,
+    open_store,
+    state_data,
+    storable_text,
+    undeclared_fields,
+    validate_state,
 )
 from engine import graph as gorch_graph
-from engine.config import DEFAULT_APP, db_url, load_app, open_store
-from engine.limits import state_data, storable_text, undeclared_fields, validate_state
-from engine.workflow import Workflow
 from gorch_ui.access import Operator, actor
 
 
@@ -123,7 +129,7 @@ def list_workflows(
         raise InvalidOperation(f"unknown status {status!r}") from None
     page = max(0, page)
     if not all(storable_text(x) for x in (search or "", type or "")):
-        # No store holds NUL or a lone surrogate (engine.limits), so nothing matches; and
+        # No store holds NUL or a lone surrogate (engine._jsonsafe), so nothing matches; and
         # PostgreSQL would refuse the query itself.
         return WorkflowPage([], page, page_size, False, None if search else 0)
     # Engine.list loads each row's state, so a row whose state no longer loads shows why.

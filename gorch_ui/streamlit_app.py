@@ -17,7 +17,7 @@ except ImportError:  # `streamlit run gorch_ui` from a checkout that is not inst
 
 import streamlit as st
 
-from engine.config import VERBOSE_ENV, configure_logging
+from engine import VERBOSE_ENV, configure_logging
 from gorch_ui import auth
 
 _verbose = os.environ.get(VERBOSE_ENV, "")

@@ -9,8 +9,7 @@ from typing import Any
 
 import streamlit as st
 
-from engine import Engine, GorchError, WorkflowStatus
-from engine.config import DEFAULT_APP, db_url
+from engine import DEFAULT_APP, Engine, GorchError, WorkflowStatus, db_url
 from gorch_ui import services
 from gorch_ui.access import Operator, Role
 from gorch_ui.escape import md

@@ -3,7 +3,7 @@
 #   1. create .venv (if missing) and install gorch editable with dev, ui, notebook and celery
 #      extras;
 #   2. start external services when running in CI (see start_services);
-#   3. lint with ruff and type-check with mypy;
+#   3. lint with ruff, type-check with mypy and check the import layering with lint-imports;
 #   4. run pytest, passing along any arguments given to this script;
 #   5. run the benchmarks' smoke run (bench/run.py --quick): it must complete and print its
 #      whole table; it asserts no timings.
@@ -62,6 +62,9 @@ if (( ${#lint_dirs[@]} )); then
 fi
 if [[ -d engine ]]; then
     .venv/bin/mypy engine
+    # The layering contracts in pyproject.toml ([tool.importlinter]; the map is in
+    # docs/design.md). tests/test_layering.py checks for import cycles.
+    .venv/bin/lint-imports
 fi
 
 .venv/bin/python -m pytest "$@"

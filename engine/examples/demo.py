@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from engine.engine import Engine
+from engine._engine import Engine
 from engine.examples.expense import Expense
 from engine.examples.importer import Import
 from engine.examples.order import Order

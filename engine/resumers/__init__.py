@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Protocol
 from engine.errors import GorchError
 
 if TYPE_CHECKING:
-    from engine.engine import Engine
+    from engine._engine import Engine
 
 log = logging.getLogger("gorch")
 

@@ -28,11 +28,11 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from celery import Celery, Task
 
+from engine._scheduling.worker import renewing_leases
 from engine.errors import GorchError, WorkflowBusy
-from engine.worker import renewing_leases
 
 if TYPE_CHECKING:
-    from engine.engine import Engine
+    from engine._engine import Engine
 
 log = logging.getLogger("gorch.celery")
 

@@ -1,7 +1,31 @@
-"""Stores: where workflows, waits and history live."""
+"""Stores: where workflows, waits and history live.
+
+``Store`` is the protocol every store implements; ``MemoryStore`` keeps everything in the
+process; ``SQLModelStore`` (SQLite, PostgreSQL) is imported on first use of the name, so that
+``engine.store`` loads no SQL library until a SQL store is wanted.
+"""
+
+from typing import TYPE_CHECKING, Any
 
 from engine.store.base import Store
 from engine.store.memory import MemoryStore
-from engine.store.sql import SQLModelStore
+
+if TYPE_CHECKING:
+    from engine.store.sql import SQLModelStore
 
 __all__ = ["MemoryStore", "SQLModelStore", "Store"]
+
+
+def __getattr__(name: str) -> Any:
+    """Import ``SQLModelStore`` (and SQLAlchemy, Alembic, psycopg) on first use of the name."""
+    if name == "SQLModelStore":
+        from engine.store.sql import SQLModelStore
+
+        globals()[name] = SQLModelStore
+        return SQLModelStore
+    raise AttributeError(f"module 'engine.store' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The public names, the lazy ones included (they are not in the namespace until used)."""
+    return sorted({*globals(), *__all__})

@@ -1,6 +1,6 @@
 """The ``Store`` protocol: what the engine needs from a database.
 
-A store knows runtime records only (``engine.runtime``), never statements. Every write the
+A store knows runtime records only (``engine._records``), never statements. Every write the
 engine makes while running a workflow goes through ``checkpoint``, one short atomic write
 guarded by the workflow's lease and version, or, for the waits' set-up and tear-down results,
 through ``update_wait``, ``delete_wait`` and ``append_history``, each guarded by the lease.
@@ -18,8 +18,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
-from engine.errors import InvalidOperation
-from engine.runtime import (
+from engine._records import (
     PRUNABLE,
     HistoryEntry,
     PruneResult,
@@ -27,6 +26,7 @@ from engine.runtime import (
     WorkflowRecord,
     WorkflowStatus,
 )
+from engine.errors import InvalidOperation
 
 
 class Store(Protocol):

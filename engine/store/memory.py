@@ -10,8 +10,8 @@ import threading
 from collections.abc import Sequence
 from datetime import datetime
 
+from engine._records import HistoryEntry, PruneResult, WaitInfo, WorkflowRecord, WorkflowStatus
 from engine.errors import LeaseLost, WorkflowBusy, WorkflowNotDue, WorkflowNotFound
-from engine.runtime import HistoryEntry, PruneResult, WaitInfo, WorkflowRecord, WorkflowStatus
 from engine.store.base import check_prune
 
 

@@ -11,7 +11,7 @@ from sqlalchemy import Interval, bindparam, delete, exists, func, insert, or_, s
 from sqlalchemy.sql.elements import BindParameter, ColumnElement
 from sqlalchemy.sql.selectable import Exists
 
-from engine.runtime import HistoryEntry, WaitStatus, WorkflowStatus
+from engine._records import HistoryEntry, WaitStatus, WorkflowStatus
 from engine.store.tables import history, waits, workflows
 
 OPEN = [s.value for s in WaitStatus if s.open]

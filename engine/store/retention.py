@@ -32,8 +32,8 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql.elements import ColumnElement, UnaryExpression
 from sqlalchemy.sql.operators import custom_op
 
+from engine._records import PruneResult, WorkflowStatus
 from engine.errors import StoreError
-from engine.runtime import PruneResult, WorkflowStatus
 from engine.store.tables import history, waits, workflows
 
 W, C, H = workflows.c, waits.c, history.c

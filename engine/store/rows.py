@@ -8,8 +8,7 @@ from typing import Any
 from sqlalchemy import Row
 from sqlalchemy.exc import SQLAlchemyError
 
-from engine.errors import StoreError
-from engine.runtime import (
+from engine._records import (
     HistoryEntry,
     ThreadState,
     WaitInfo,
@@ -17,6 +16,7 @@ from engine.runtime import (
     WorkflowRecord,
     WorkflowStatus,
 )
+from engine.errors import StoreError
 
 
 def history_values(e: HistoryEntry) -> dict[str, Any]:

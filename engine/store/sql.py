@@ -53,14 +53,8 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.pool import QueuePool
 from sqlalchemy.sql.elements import ColumnElement
 
+from engine._records import HistoryEntry, PruneResult, WaitInfo, WorkflowRecord, WorkflowStatus
 from engine.errors import LeaseLost, StoreError, WorkflowBusy, WorkflowNotDue, WorkflowNotFound
-from engine.runtime import (
-    HistoryEntry,
-    PruneResult,
-    WaitInfo,
-    WorkflowRecord,
-    WorkflowStatus,
-)
 from engine.store import queries as q
 from engine.store import retention
 from engine.store.base import check_prune

@@ -54,7 +54,7 @@ from engine import (
     current_attempt,
     validate,
 )
-from engine.limits import call_with_timeout
+from engine._timeouts import call_with_timeout
 from tests.engine.store.conftest import open_store, pg_server, pg_url, store  # noqa: F401
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)

@@ -493,7 +493,7 @@ HOSTILE = [
     "&amp; &lt; &#x27;",
     "-> n0 }\ndigraph { evil",
     "<<TABLE>>",
-    # NUL and unpaired surrogates cannot be stored (engine.limits): test_hostile.py draws them
+    # NUL and unpaired surrogates cannot be stored (engine._jsonsafe): test_hostile.py draws them
     # in names only, and test_escaping_helpers below checks text() on them
     "a\x01b\x1b\ufffe\x7f",
 ]

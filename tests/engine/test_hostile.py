@@ -49,8 +49,8 @@ from engine import (
     Workflow,
     WorkflowStatus,
 )
+from engine._jsonsafe import printable, storable_text
 from engine.graph import definition_graph, svg, to_dot, workflow_dot
-from engine.limits import printable, storable_text
 from engine.notebook import Notebook, definition_bundle, workflow_bundle
 from tests.engine.dot_parse import Dot, html_text, parse, subst
 
@@ -88,7 +88,7 @@ class Note(BaseModel):
 
 
 STAND_INS = {"\x00": "\ue000", "\ud800": "\ue001"}
-"""No store holds NUL or unpaired surrogates (``engine.limits``): state, ids, actors and inputs
+"""No store holds NUL or unpaired surrogates (``engine._jsonsafe``): state, ids, actors and inputs
 hold these private-use stand-ins instead, and only the names decode them."""
 
 

@@ -27,7 +27,8 @@ from engine import (
     WaitForUserAction,
     current_thread,
 )
-from engine.interpreter import (
+from engine._definition.compiler import compile_definition
+from engine._interpreter import (
     Blocked,
     BlockedFor,
     Crashed,
@@ -39,8 +40,7 @@ from engine.interpreter import (
     advance,
     run_callable,
 )
-from engine.runtime import Phase, ThreadState
-from engine.validate import compile_definition
+from engine._records import Phase, ThreadState
 
 
 def noop() -> None:

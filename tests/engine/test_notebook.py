@@ -214,7 +214,7 @@ def test_waits_and_workflows_tables(nb: Notebook) -> None:
 
 def test_importing_engine_loads_no_graph_or_notebook_module() -> None:
     code = (
-        "import sys, engine, engine.statements, engine.runtime; "
+        "import sys, engine, engine._definition.statements, engine._records; "
         "print(sorted(m for m in ('engine.graph', 'engine.notebook', 'graphviz', 'networkx') "
         "if m in sys.modules))"
     )

@@ -1,4 +1,4 @@
-"""definition() is built again only when a field it read changed (engine.reads)."""
+"""definition() is built again only when a field it read changed (engine._definition.reads)."""
 
 from __future__ import annotations
 
@@ -22,8 +22,9 @@ from engine import (
     Workflow,
     WorkflowStatus,
 )
-from engine.reads import EVERYTHING, changed, traced
-from engine.validate import Started, StartedWorkflows, build_traced
+from engine._definition.compiler import build_traced
+from engine._definition.reads import EVERYTHING, changed, traced
+from engine._session.started import Started, StartedWorkflows
 
 BUILDS: list[str] = []  # one entry per definition() call
 

@@ -30,7 +30,7 @@ from engine import (
     WaitFor,
     WaitForUserAction,
 )
-from engine.statements import evaluate
+from engine._definition.statements import evaluate
 
 
 def noop() -> None:

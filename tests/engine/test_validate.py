@@ -29,7 +29,7 @@ from engine import (
     WorkflowNotFound,
     validate,
 )
-from engine.validate import compile_definition
+from engine._definition.compiler import compile_definition
 
 
 def noop() -> None:

@@ -43,7 +43,7 @@ from typing import Any
 from sqlalchemy import event
 
 from engine import HistoryEntry, SQLModelStore, StoreError, WaitInfo, WaitStatus
-from engine.runtime import WorkflowRecord
+from engine._records import WorkflowRecord
 from tests.apps.fault_app import LEDGER
 
 

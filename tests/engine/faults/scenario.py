@@ -28,8 +28,8 @@ from engine import (
     SQLModelStore,
     ThreadStatus,
     WorkflowStatus,
-    runner,
 )
+from engine._session import runner
 from tests.apps.fault_app import (
     APPROVE,
     CANCEL,

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import text
 
 from engine import LeaseLost, SQLModelStore, StoreError, WorkflowBusy, WorkflowNotDue
-from engine.runtime import HistoryEntry, ThreadState, WaitInfo, WorkflowRecord, WorkflowStatus
+from engine._records import HistoryEntry, ThreadState, WaitInfo, WorkflowRecord, WorkflowStatus
 
 HOUR = timedelta(hours=1)
 LEASE = timedelta(minutes=5)

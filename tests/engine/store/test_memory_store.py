@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from engine import LeaseLost, MemoryStore, WorkflowBusy, WorkflowNotFound, WorkflowStatus
-from engine.runtime import HistoryEntry, ThreadState, WorkflowRecord
+from engine._records import HistoryEntry, ThreadState, WorkflowRecord
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -21,7 +21,7 @@ from engine import (
     WaitStatus,
     WorkflowStatus,
 )
-from engine.runtime import ThreadState, WorkflowRecord
+from engine._records import ThreadState, WorkflowRecord
 from engine.store.sql import database_url
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

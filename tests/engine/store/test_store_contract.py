@@ -18,7 +18,7 @@ from engine import (
     WorkflowNotFound,
     WorkflowStatus,
 )
-from engine.runtime import FORMAT_VERSION, Phase, ThreadState, ThreadStatus, WorkflowRecord
+from engine._records import FORMAT_VERSION, Phase, ThreadState, ThreadStatus, WorkflowRecord
 
 T0 = datetime(2026, 1, 1, 12, 0, 0, 123456, tzinfo=UTC)
 HOSTILE = [

@@ -31,7 +31,7 @@ from engine import (
     WorkflowBusy,
     WorkflowStatus,
 )
-from engine.runtime import ThreadState, WorkflowRecord
+from engine._records import ThreadState, WorkflowRecord
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

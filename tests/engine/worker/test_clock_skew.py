@@ -26,7 +26,7 @@ from engine import (
     WorkflowBusy,
     WorkflowStatus,
 )
-from engine.worker import renewing_leases
+from engine._scheduling.worker import renewing_leases
 
 pytestmark = pytest.mark.postgres
 

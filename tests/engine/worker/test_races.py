@@ -25,7 +25,7 @@ from engine import (
     WaitStatus,
     WorkflowStatus,
 )
-from engine.worker import renewing_leases
+from engine._scheduling.worker import renewing_leases
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "apps"))
 from crash_app import Crashy, side_runs

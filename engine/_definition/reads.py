@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Final
 from pydantic import BaseModel
 
 if TYPE_CHECKING:
-    from engine.workflow import Workflow
+    from engine._definition.workflow import Workflow
 
 EVERYTHING: Final = "*"
 """In a set of reads: the build read what the trace cannot follow; any change counts."""

@@ -1,4 +1,4 @@
-"""``Engine``: ties the interpreter, the handlers, the store, the clock and the resumer together."""
+"""``Engine``, the public facade: ties the interpreter, handlers, store, clock and resumer."""
 
 from __future__ import annotations
 
@@ -12,10 +12,32 @@ from contextlib import contextmanager, nullcontext, suppress
 from datetime import datetime, timedelta
 from typing import Any
 
-from engine import actions, limits
+from engine import _jsonsafe as limits
+from engine import _state, _timeouts
+from engine._compat import DONE_THREADS, unfinished
+from engine._definition.compiler import build_traced
+from engine._definition.handlers import CallbackManager
+from engine._definition.statements import RetryPolicy
+from engine._definition.workflow import Workflow
+from engine._records import (
+    MAIN,
+    PRUNABLE,
+    HistoryEntry,
+    MoveReport,
+    PruneResult,
+    ThreadInfo,
+    ThreadState,
+    WaitInfo,
+    WorkflowInfo,
+    WorkflowRecord,
+    WorkflowStatus,
+)
+from engine._scheduling.polling import Poller
+from engine._session import actions
+from engine._session.drive import drive
+from engine._session.runner import Run, jsonable, load_state, release_lease, try_load_state
+from engine._session.started import Started, StartedWorkflows
 from engine.clock import Clock, SystemClock
-from engine.compat import DONE_THREADS, MoveReport, unfinished
-from engine.drive import drive
 from engine.errors import (
     CallbackRejected,
     DefinitionError,
@@ -26,26 +48,8 @@ from engine.errors import (
     WorkflowBusy,
     WorkflowExists,
 )
-from engine.handlers import CallbackManager
-from engine.polling import Poller
 from engine.resumers import InlineResumer, Resumer
-from engine.runner import Run, jsonable, load_state, release_lease, try_load_state
-from engine.runtime import (
-    MAIN,
-    PRUNABLE,
-    HistoryEntry,
-    PruneResult,
-    ThreadInfo,
-    ThreadState,
-    WaitInfo,
-    WorkflowInfo,
-    WorkflowRecord,
-    WorkflowStatus,
-)
-from engine.statements import RetryPolicy
 from engine.store.base import Store
-from engine.validate import Started, StartedWorkflows, build_traced
-from engine.workflow import Workflow
 
 log = logging.getLogger("gorch")
 
@@ -102,7 +106,7 @@ class Engine:
         self.busy_timeout = busy_timeout
         self.quarantine = quarantine
         self.max_input_bytes, self.max_state_bytes = max_input_bytes, max_state_bytes
-        self.step_timeout = limits.timeout_seconds(step_timeout, "Engine(step_timeout=...)")
+        self.step_timeout = _timeouts.timeout_seconds(step_timeout, "Engine(step_timeout=...)")
         self._poller = Poller(self)
         self.draining = False  # set by a worker on shutdown: stop between steps
         self.active: dict[str, str] = {}  # lease owner -> workflow id, for lease heartbeats
@@ -124,7 +128,7 @@ class Engine:
         """
         if not (isinstance(cls, type) and issubclass(cls, Workflow)):
             raise DefinitionError(f"{cls!r} is not a Workflow subclass")
-        limits.check_state_model(cls)  # StateError: a field that would not be stored
+        _state.check_state_model(cls)  # StateError: a field that would not be stored
         name = cls.workflow_type()
         other = self.workflows.get(name)
         if other is not None and other is not cls:
@@ -276,7 +280,7 @@ class Engine:
             id=wid,
             type=cls.workflow_type(),
             status=WorkflowStatus.RUNNING,
-            state=limits.state_json(state, wid, self.max_state_bytes),
+            state=_state.state_json(state, wid, self.max_state_bytes),
             threads=[ThreadState(MAIN)],
             created_at=now,
             updated_at=now,
@@ -441,7 +445,7 @@ class Engine:
         Workflows busy elsewhere are skipped (they are someone else's work). A workflow that
         cannot run as stored (``DefinitionMismatch``, ``StateError``, unknown type) is logged,
         noted once in its history, and left alone by this engine for ``quarantine``, so one
-        broken workflow cannot hog it. See ``engine.polling``.
+        broken workflow cannot hog it. See ``engine._scheduling.polling``.
 
         Args:
             limit: at most this many timers and this many workflows.

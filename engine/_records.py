@@ -12,6 +12,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
+from engine.errors import GorchError
+
 FORMAT_VERSION = 1
 """Version of the stored thread/state format; bumped with a migration when it changes."""
 
@@ -324,11 +326,15 @@ class WorkflowInfo(Generic[W]):
         """The thread with this id, if any."""
         return next((t for t in self.threads if t.id == thread_id), None)
 
-    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
-        """Jupyter shows a workflow as its graph with its threads (see ``engine.notebook``)."""
-        from engine.notebook import workflow_bundle  # lazy: no import cycle, no I/O on import
 
-        return workflow_bundle(self)
+
+@dataclass
+class MoveReport:
+    """What ``Engine.move`` did: one audited operation over many workflows."""
+
+    operation: str
+    moved: list[tuple[str, str]] = field(default_factory=list)
+    failed: list[tuple[str, str, GorchError]] = field(default_factory=list)
 
 
 PRUNABLE = frozenset({WorkflowStatus.FINISHED, WorkflowStatus.CANCELLED, WorkflowStatus.FAILED})

@@ -1,20 +1,18 @@
-"""Compile a definition: check its structure and index every named statement by its path.
+"""Compile a definition into a ``Program``: check its structure and index its named statements.
 
-``validate(definition)`` raises ``DefinitionError`` listing every problem. ``compile_definition``
-returns a ``Program``: the index the interpreter uses to find a thread's position by name.
+A ``Program`` is the index the interpreter uses to find a thread's position by name.
+``validate(definition)`` raises ``DefinitionError`` listing every problem; ``build_program``
+calls a model's ``definition()`` and compiles it, tracing the state fields it reads.
 """
 
 from __future__ import annotations
 
 import hashlib
-import threading
 from enum import Enum
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from engine import reads as reads_of
-from engine.errors import DefinitionError, GorchError
-from engine.limits import describe_error, timeout_seconds
-from engine.statements import (
+from engine._definition import reads as reads_of
+from engine._definition.statements import (
     Break,
     Continue,
     For,
@@ -28,9 +26,12 @@ from engine.statements import (
     Wait,
     WaitFor,
 )
+from engine._jsonsafe import describe_error
+from engine._timeouts import timeout_seconds
+from engine.errors import DefinitionError, GorchError
 
 if TYPE_CHECKING:
-    from engine.workflow import Workflow
+    from engine._definition.workflow import Workflow
 
 
 class FrameKind(Enum):
@@ -407,42 +408,6 @@ def validate(definition: Any) -> None:
     compile_definition(definition)
 
 
-class Started(NamedTuple):
-    """What ``new_workflow`` made of a new workflow before storing it: the model validated
-    from the state as stored (as a session loads it), the program built from that model, the
-    fields the build read, and the stored state."""
-
-    model: Workflow
-    program: Program
-    reads: frozenset[str]
-    state: dict[str, Any]
-
-
-class StartedWorkflows:
-    """``Started`` by workflow id, until the workflow's first session takes it over.
-
-    ``new_workflow`` loads the model and builds the definition to check them before anything
-    is stored; the first session, on the same state, uses them instead of doing both again.
-    Bounded (the last ``size``): an entry of a workflow that another process runs is pushed
-    out by later ones, so a process that only starts workflows keeps little.
-    """
-
-    def __init__(self, size: int = 32) -> None:
-        self._size = size
-        self._started: dict[str, Started] = {}
-        self._lock = threading.Lock()
-
-    def put(self, workflow_id: str, started: Started) -> None:
-        with self._lock:
-            self._started[workflow_id] = started
-            if len(self._started) > self._size:
-                del self._started[next(iter(self._started))]
-
-    def take(self, workflow_id: str) -> Started | None:
-        with self._lock:
-            return self._started.pop(workflow_id, None)
-
-
 def build_program(
     model: Workflow, workflow_id: str | None = None, prev: Program | None = None
 ) -> Program:
@@ -457,7 +422,8 @@ def build_program(
 def build_traced(
     model: Workflow, workflow_id: str | None, prev: Program | None, *, trace: bool = True
 ) -> tuple[Program, frozenset[str]]:
-    """``build_program``, and the state fields ``definition()`` read (``engine.reads``)."""
+    """``build_program``, and the state fields ``definition()`` read (see
+    ``engine._definition.reads``)."""
     reads = frozenset({reads_of.EVERYTHING})
     try:
         if trace:

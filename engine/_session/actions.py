@@ -13,6 +13,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from engine._definition.compiler import POSITIONABLE
+from engine._definition.statements import Wait
+from engine._definition.workflow import Workflow
+from engine._interpreter import _current_thread, _current_wait, run_callable
+from engine._jsonsafe import check_value, describe_error
+from engine._records import Phase, ThreadStatus, WorkflowStatus
+from engine._session.runner import LIVE, Run, try_load_state
+from engine._state import state_data, undeclared_fields, validate_state
 from engine.errors import (
     CallbackRejected,
     DefinitionMismatch,
@@ -21,13 +29,6 @@ from engine.errors import (
     InvalidOutput,
     StateError,
 )
-from engine.interpreter import _current_thread, _current_wait, run_callable
-from engine.limits import check_value, describe_error, state_data, undeclared_fields, validate_state
-from engine.runner import LIVE, Run, try_load_state
-from engine.runtime import Phase, ThreadStatus, WorkflowStatus
-from engine.statements import Wait
-from engine.validate import POSITIONABLE
-from engine.workflow import Workflow
 
 
 def deliver(

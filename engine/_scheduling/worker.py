@@ -13,9 +13,12 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
+from typing import TYPE_CHECKING
 
-from engine.engine import Engine
 from engine.errors import GorchError, LeaseLost
+
+if TYPE_CHECKING:  # the worker drives an Engine it is given; it never builds one
+    from engine._engine import Engine
 
 log = logging.getLogger("gorch.worker")
 

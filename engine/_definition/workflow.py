@@ -6,8 +6,8 @@ from typing import ClassVar
 
 from pydantic import BaseModel
 
+from engine._definition.statements import Section
 from engine.errors import DefinitionError
-from engine.statements import Section
 
 
 class Workflow(BaseModel):
@@ -16,7 +16,7 @@ class Workflow(BaseModel):
     ``definition()`` is rebuilt from the current state whenever a field it read changed, so
     a plain bool condition such as ``If(self.approved, ...)`` always sees the latest state,
     and a definition that reads no field (its conditions are callables) is built once per
-    session. Which fields it read is traced while it runs (see ``engine.reads``); set
+    session. Which fields it read is traced while it runs (see ``engine._definition.reads``); set
     ``trace_definition_reads = False`` to rebuild it after any change of the state instead.
 
     ``type_name`` is the name stored with each workflow (default: the class name); keep it

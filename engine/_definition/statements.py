@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from engine.errors import DefinitionError
 
 if TYPE_CHECKING:
-    from engine.handlers import Handler
+    from engine._definition.handlers import Handler
 
 Cond = bool | Callable[[], bool]
 """A condition: a bool evaluated when ``definition()`` is rebuilt, or a zero-argument callable."""
@@ -91,11 +91,6 @@ class Section(Stmt):
     renamed: tuple[tuple[str, str], ...] = ()
     kind = "section"
 
-    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
-        """Jupyter shows a definition as its graph (see ``engine.notebook``)."""
-        from engine.notebook import definition_bundle  # lazy: statements stay free of I/O
-
-        return definition_bundle(self)
 
 
 def S(*stmts: Stmt, renamed: Mapping[str, str] | None = None) -> Section:

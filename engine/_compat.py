@@ -12,26 +12,17 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from engine._definition.compiler import Program, build_program, compile_definition
+from engine._definition.statements import Section
+from engine._definition.workflow import Workflow
+from engine._interpreter import position_problems
+from engine._records import ThreadStatus, WorkflowRecord, WorkflowStatus
+from engine._session.runner import load_state
 from engine.errors import DefinitionError, GorchError, StateError
-from engine.interpreter import position_problems
-from engine.runner import load_state
-from engine.runtime import ThreadStatus, WorkflowRecord, WorkflowStatus
-from engine.statements import Section
 from engine.store.base import Store
-from engine.validate import Program, build_program, compile_definition
-from engine.workflow import Workflow
 
 UNFINISHED = (WorkflowStatus.RUNNING, WorkflowStatus.WAITING, WorkflowStatus.FAILED)
 DONE_THREADS = (ThreadStatus.FINISHED, ThreadStatus.CANCELLED)
-
-
-@dataclass
-class MoveReport:
-    """What ``Engine.move`` did: one audited operation over many workflows."""
-
-    operation: str
-    moved: list[tuple[str, str]] = field(default_factory=list)
-    failed: list[tuple[str, str, GorchError]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

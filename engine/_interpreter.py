@@ -15,10 +15,8 @@ from contextvars import ContextVar, copy_context
 from dataclasses import dataclass
 from typing import Any
 
-from engine.errors import DefinitionMismatch, RunawayLoop
-from engine.limits import call_with_timeout, timeout_seconds
-from engine.runtime import Phase, ThreadState, ThreadStatus, WaitInfo
-from engine.statements import (
+from engine._definition.compiler import FrameKind, Program
+from engine._definition.statements import (
     Break,
     Continue,
     For,
@@ -32,7 +30,9 @@ from engine.statements import (
     WaitFor,
     evaluate,
 )
-from engine.validate import FrameKind, Program
+from engine._records import Phase, ThreadState, ThreadStatus, WaitInfo
+from engine._timeouts import call_with_timeout, timeout_seconds
+from engine.errors import DefinitionMismatch, RunawayLoop
 
 _current_thread: ContextVar[str | None] = ContextVar("gorch_current_thread", default=None)
 

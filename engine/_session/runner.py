@@ -18,11 +18,12 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_core import to_jsonable_python
 
-from engine import reads as reads_of
-from engine.clock import Clock
-from engine.errors import GorchError, InvalidResult, StateError, StepTimeout
-from engine.handlers import CallbackManager
-from engine.interpreter import (
+from engine._definition import reads as reads_of
+from engine._definition.compiler import Program, build_traced
+from engine._definition.handlers import CallbackManager
+from engine._definition.statements import RetryPolicy, Wait, WaitFor, evaluate
+from engine._definition.workflow import Workflow
+from engine._interpreter import (
     Blocked,
     BlockedFor,
     Crashed,
@@ -34,17 +35,8 @@ from engine.interpreter import (
     StepRan,
     position_problems,
 )
-from engine.limits import (
-    check_text,
-    check_value,
-    describe_error,
-    printable,
-    setup_json,
-    state_json,
-    undeclared_fields,
-    validate_copy,
-)
-from engine.runtime import (
+from engine._jsonsafe import check_text, check_value, describe_error, printable, setup_json
+from engine._records import (
     MAIN,
     HistoryEntry,
     Phase,
@@ -55,10 +47,11 @@ from engine.runtime import (
     WorkflowRecord,
     WorkflowStatus,
 )
-from engine.statements import RetryPolicy, Wait, WaitFor, evaluate
+from engine._session.started import Started
+from engine._state import state_json, undeclared_fields, validate_copy
+from engine.clock import Clock
+from engine.errors import GorchError, InvalidResult, StateError, StepTimeout
 from engine.store.base import Store
-from engine.validate import Program, Started, build_traced
-from engine.workflow import Workflow
 
 log = logging.getLogger("gorch")
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from engine.runtime import ThreadStatus, WorkflowInfo
-from engine.statements import Branch, For, Go, If, Return, Section, Stmt, Switch, Wait
+from engine._definition.statements import Branch, For, Go, If, Return, Section, Stmt, Switch, Wait
+from engine._records import ThreadStatus, WorkflowInfo
 
 
 def branch_label(kind: str, i: int, br: Branch) -> str:

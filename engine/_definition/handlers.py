@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from engine.errors import DefinitionError, InvalidInput
 
 if TYPE_CHECKING:
-    from engine.runtime import WaitInfo
+    from engine._records import WaitInfo
 
 
 @runtime_checkable

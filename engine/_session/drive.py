@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from engine._interpreter import advance
+from engine._records import ThreadState, ThreadStatus, WorkflowStatus
+from engine._session.runner import Run
 from engine.errors import DefinitionError, DefinitionMismatch, RunawayLoop
-from engine.interpreter import advance
-from engine.runner import Run
-from engine.runtime import ThreadState, ThreadStatus, WorkflowStatus
 
 if TYPE_CHECKING:
-    from engine.engine import Engine
+    from engine._engine import Engine
 
 
 def drive(engine: Engine, run: Run, limit: int, *, runaway: bool) -> None:

@@ -14,6 +14,9 @@ from datetime import datetime
 from functools import partial
 from typing import TYPE_CHECKING
 
+from engine._jsonsafe import describe_error
+from engine._records import HistoryEntry
+from engine._session.runner import release_lease
 from engine.errors import (
     CallbackRejected,
     DefinitionError,
@@ -23,12 +26,9 @@ from engine.errors import (
     UnknownWorkflowType,
     WorkflowBusy,
 )
-from engine.limits import describe_error
-from engine.runner import release_lease
-from engine.runtime import HistoryEntry
 
 if TYPE_CHECKING:
-    from engine.engine import Engine
+    from engine._engine import Engine
 
 log = logging.getLogger("gorch")
 

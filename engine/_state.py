@@ -1,8 +1,7 @@
-"""Limits on what gorch accepts: callback input and state size and form, and step timeouts.
+"""Workflow state models: dump a state to JSON every store can hold, and validate it back.
 
-Everything gorch stores is JSON that every backend can hold. PostgreSQL's JSONB rejects NaN and
-infinities, the NUL character and unpaired surrogates, which SQLite and the memory store would
-take, so gorch rejects them on every backend, before anything is written.
+A state is stored as its fields' JSON data, keyed by field name; it must load back equal to the
+model it came from, or it is refused before anything is written.
 """
 
 from __future__ import annotations
@@ -10,215 +9,25 @@ from __future__ import annotations
 import functools
 import json
 import math
-import os
-import re
-import sys
-import sysconfig
-import threading
-import traceback
-from collections.abc import Callable
-from contextvars import copy_context
-from datetime import timedelta
 from decimal import Decimal
 from typing import Any, TypeVar, get_args
 
 from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticSerializationError, to_json
 
+from engine._jsonsafe import storable_json
 from engine.errors import (
-    DefinitionError,
-    InvalidInput,
-    InvalidOperation,
-    SetupDataError,
     StateError,
-    StepTimeout,
-    WorkflowNotFound,
 )
-from engine.runtime import WaitInfo
-
-# A JSON \u0000 escape that is not itself an escaped backslash followed by "u0000".
-_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
-
-_REASONS = (
-    ("surrogates not allowed", "it holds an unpaired surrogate, which is not valid Unicode"),
-    ("depth exceeded", "it is nested too deeply (more than about 250 levels)"),
-    ("Circular reference", "it holds a circular reference"),
-    ("invalid utf-8", "it holds bytes that are not valid UTF-8"),
-)
-"""pydantic-core's serialisation errors, and how gorch explains them."""
-
-
-def storable_text(text: str) -> bool:
-    """Whether every store can hold ``text``: no NUL character, no unpaired surrogate."""
-    if "\x00" in text:
-        return False
-    if text.isascii():
-        return True
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def printable(text: str) -> str:
-    """``text`` with what a store cannot hold (NUL, unpaired surrogates) written as escapes.
-
-    For descriptions gorch writes itself (a step's error, a traceback), never for data.
-    """
-    if storable_text(text):
-        return text
-    return text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
-
-
-def valid_id(workflow_id: Any) -> bool:
-    """Whether ``workflow_id`` can name a workflow: 1 to 200 characters every store can hold."""
-    if not isinstance(workflow_id, str) or not 0 < len(workflow_id) <= 200:
-        return False
-    return storable_text(workflow_id)
-
-
-def known_id(workflow_id: Any) -> str:
-    """``workflow_id``, if it could name a workflow at all; else ``WorkflowNotFound`` at once
-    (rather than a database error about characters it cannot hold)."""
-    if not valid_id(workflow_id):
-        shown = workflow_id if isinstance(workflow_id, str) else repr(workflow_id)
-        raise WorkflowNotFound(shown if len(shown) <= 200 else shown[:200] + "...")
-    return str(workflow_id)
-
-
-def check_text(**fields: str | None) -> None:
-    """Raise ``InvalidOperation`` naming each field (an actor, a reason) a store cannot hold."""
-    bad = [k for k, v in fields.items() if v is not None and not storable_text(str(v))]
-    if bad:
-        raise InvalidOperation(
-            f"{' and '.join(bad)} must be text without NUL characters or unpaired surrogates"
-        )
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"it holds {name}, which is not JSON")
-
-
-def storable_json(value: Any, *, strict: bool = False) -> bytes:
-    """``value`` as compact UTF-8 JSON that every store can hold.
-
-    Objects JSON has no form for are written as their ``repr``; with ``strict``, refused.
-
-    Raises:
-        ValueError: saying why not (NaN or an infinity, the NUL character, an unpaired
-            surrogate, invalid UTF-8 bytes, a circular reference, nesting too deep).
-    """
-    try:
-        raw = to_json(value, fallback=None if strict else repr)
-    except PydanticSerializationError as e:
-        msg = str(e).removeprefix("Error serializing to JSON: ")
-        for known, why in _REASONS:
-            if known in msg:
-                msg = why
-                break
-        raise ValueError(msg) from None
-    if b"NaN" in raw or b"Infinity" in raw:  # rare: only then parse, to tell tokens from text
-        json.loads(raw, parse_constant=_no_constant)
-    if b"\\u0000" in raw and _NUL.search(raw):
-        raise ValueError("it holds the NUL character (\\x00), which PostgreSQL cannot store")
-    return raw
-
-
-def check_value(value: Any, limit: int | None) -> None:
-    """Refuse a handler's output or a ``Return`` value that could not be stored exactly as
-    the JSON form of ``value``, or is over ``limit`` bytes as JSON.
-
-    Raises:
-        ValueError: saying why (not JSON-able, NaN or an infinity, the NUL character, an
-            unpaired surrogate, nested too deeply, too large).
-    """
-    try:
-        size = len(storable_json(value, strict=True))
-    except RecursionError:
-        raise ValueError("it is nested too deeply") from None
-    if limit is not None and size > limit:
-        raise ValueError(
-            f"it is {size} bytes as JSON, over the limit of {limit} (Engine(max_state_bytes=...))"
-        )
-
-
-def check_input(
-    input: Any, limit: int | None, workflow_id: str, event: str, actor: str | None = None
-) -> None:
-    """Reject callback input (and an actor) that could not be stored, or input over ``limit``
-    bytes as JSON.
-
-    Raises:
-        InvalidInput: saying why; nothing has run.
-    """
-    if actor is not None and not storable_text(str(actor)):
-        raise InvalidInput(
-            "the actor must be text without NUL characters or unpaired surrogates",
-            workflow_id=workflow_id,
-            event=event,
-        )
-    try:
-        size = len(storable_json(input))
-    except (ValueError, RecursionError) as e:
-        why = "it is nested too deeply" if isinstance(e, RecursionError) else str(e)
-        raise InvalidInput(
-            f"callback input cannot be stored as JSON: {why}", workflow_id=workflow_id, event=event
-        ) from None
-    if limit is not None and size > limit:
-        raise InvalidInput(
-            f"callback input of {size} bytes is over the limit of {limit} "
-            "(Engine(max_input_bytes=...)); store large data elsewhere and send a reference",
-            workflow_id=workflow_id,
-            event=event,
-        )
-
-
-def setup_json(value: Any, limit: int | None, wait: WaitInfo) -> Any:
-    """What a manager's ``setup(wait)`` returned, as the store will keep it: a fresh copy.
-
-    It must be plain JSON data that comes back from every store as it was (dicts with string
-    keys, lists, strings, finite numbers, booleans, None), of at most ``limit`` bytes.
-
-    Raises:
-        SetupDataError: saying why not (a tuple, a datetime or any other object JSON would
-            turn into something else; NaN, the NUL character; too large).
-    """
-
-    def refuse(why: str) -> SetupDataError:
-        return SetupDataError(
-            f"setup of wait {wait.wait!r} (event {wait.event!r}) returned data that cannot "
-            f"be stored: {why}",
-            workflow_id=wait.workflow_id,
-            thread=wait.thread_id,
-            statement=wait.wait,
-            event=wait.event,
-        )
-
-    try:
-        raw = storable_json(value)
-    except (ValueError, RecursionError) as e:
-        why = "it is nested too deeply" if isinstance(e, RecursionError) else str(e)
-        raise refuse(why) from None
-    if limit is not None and len(raw) > limit:
-        raise refuse(
-            f"{len(raw)} bytes as JSON, over the limit of {limit} (Engine(max_input_bytes=...)); "
-            "keep an id or a reference"
-        )
-    back = json.loads(raw)
-    if back != value:
-        raise refuse(
-            f"{type(value).__name__} {printable(repr(value))[:80]} is not plain JSON data "
-            "(dicts with string keys, lists, strings, numbers, booleans, None): it would come "
-            f"back as {printable(repr(back))[:80]}"
-        )
-    return back
 
 
 def state_data(model: BaseModel) -> dict[str, Any]:
     """The state's fields as JSON data, the one form gorch stores: keyed by field name (never
     by alias), without computed fields (derived, not state). ``validate_copy`` reads it back
     by field name, so an aliased field is never written under one key and read under another.
+
+    Args:
+        model: a workflow (or any pydantic model).
     """
     return model.model_dump(
         mode="json", by_alias=False, round_trip=True, exclude_computed_fields=True
@@ -385,6 +194,10 @@ def fields_only(cls: type[BaseModel], data: dict[str, Any]) -> dict[str, Any]:
 def validate_state(cls: type[M], data: Any) -> M:
     """``cls`` validated from Python ``data`` (a mapping keyed by field name, as stored).
 
+    Args:
+        cls: the workflow (model) class.
+        data: the state, e.g. as ``state_data`` gave it or as an operator edited it.
+
     Raises:
         ValidationError: ``data`` does not fit ``cls``.
     """
@@ -460,6 +273,10 @@ def _declared(cls: type[BaseModel]) -> frozenset[str] | None:
 def undeclared_fields(cls: type[BaseModel], state: dict[str, Any]) -> list[str]:
     """Keys of a stored ``state`` that ``cls`` no longer declares (a field removed or renamed).
 
+    Args:
+        cls: the workflow (model) class.
+        state: the state as stored, keyed by field name.
+
     pydantic would drop them silently, and the next checkpoint would lose their values. Empty
     when the model chose its ``extra`` policy itself or migrates its input in a
     ``model_validator(mode="before")`` (or ``"wrap"``).
@@ -468,82 +285,3 @@ def undeclared_fields(cls: type[BaseModel], state: dict[str, Any]) -> list[str]:
     if declared is None or declared.issuperset(state):
         return []
     return sorted(k for k in state if k not in declared)
-
-
-def timeout_seconds(value: Any, where: str) -> float | None:
-    """A step timeout (a ``timedelta`` or seconds) in seconds; None for none.
-
-    Raises:
-        DefinitionError: not a positive, finite duration.
-    """
-    if value is None:
-        return None
-    if isinstance(value, timedelta):
-        seconds = value.total_seconds()
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        seconds = float(value)
-    else:
-        raise DefinitionError(
-            f"{where} must be a timedelta or a number of seconds, not {type(value).__name__}"
-        )
-    if not (seconds > 0 and math.isfinite(seconds)):
-        raise DefinitionError(f"{where} must be positive and finite (None for no timeout)")
-    return seconds
-
-
-def call_with_timeout(call: Callable[[], Any], seconds: float, *, step: str, thread: str) -> Any:
-    """Run ``call()`` on a helper thread and return its result or raise its exception.
-
-    Raises:
-        StepTimeout: it did not return within ``seconds``. The helper thread is a daemon that
-            keeps running in the background: Python has no way to stop it.
-    """
-    ctx = copy_context()  # current_thread() and current_attempt() work inside the step
-    box: list[tuple[bool, Any]] = []
-
-    def target() -> None:
-        try:
-            box.append((True, ctx.run(call)))
-        except BaseException as e:
-            box.append((False, e))
-
-    helper = threading.Thread(target=target, name=f"gorch-step-{step}"[:60], daemon=True)
-    helper.start()
-    helper.join(seconds)
-    if helper.is_alive():
-        where = _where(helper)
-        raise StepTimeout(
-            f"step {step!r} did not return within {seconds:g} s"
-            + (f" (it was at {where})" if where else "")
-            + "; it was abandoned and may still be running in the background, since Python "
-            "cannot stop a thread",
-            timeout=seconds,
-            where=where,
-            thread=thread,
-            statement=step,
-        )
-    ok, value = box[0]
-    if ok:
-        return value
-    raise value
-
-
-def _where(helper: threading.Thread) -> str | None:
-    """Where ``helper`` is now: its innermost frame outside Python's standard library and gorch."""
-    frame = sys._current_frames().get(helper.ident or -1)
-    if frame is None:
-        return None
-    stack = traceback.extract_stack(frame)
-    skip = (sysconfig.get_paths()["stdlib"], os.path.dirname(__file__))
-    last = next((f for f in reversed(stack) if not f.filename.startswith(skip)), stack[-1])
-    return f"{last.filename}:{last.lineno} in {last.name}()"
-
-
-def describe_error(e: BaseException) -> str:
-    """``Type: message`` for a user exception, as stored on threads and in history (with NUL
-    and unpaired surrogates, which a store cannot hold, written as escapes)."""
-    try:
-        text = f"{type(e).__name__}: {e}"
-    except Exception:  # an exception whose __str__ raises
-        text = f"{type(e).__name__}: <str() failed>"
-    return printable(text)
