@@ -22,6 +22,8 @@ from engine.errors import (
     InvalidOutput,
     InvalidResult,
     LeaseLost,
+    MismatchKind,
+    RejectReason,
     RunawayLoop,
     SetupDataError,
     StateError,
@@ -37,6 +39,7 @@ from engine.handlers import (
     CallbackManager,
     Event,
     Handler,
+    HandlerType,
     Timeout,
     UserAction,
     WaitForUserAction,
@@ -44,7 +47,9 @@ from engine.handlers import (
 from engine.interpreter import current_attempt, current_thread, current_wait
 from engine.resumers import InlineResumer, PollingResumer, Resumer
 from engine.runtime import (
+    MAIN,
     HistoryEntry,
+    HistoryKind,
     Phase,
     PruneResult,
     ThreadInfo,
@@ -67,16 +72,20 @@ from engine.statements import (
     Return,
     S,
     Section,
+    Statement,
+    StatementKind,
     Step,
     Switch,
     Wait,
     WaitFor,
 )
 from engine.store import MemoryStore, SQLModelStore, Store
-from engine.validate import validate
+from engine.validate import POSITIONABLE_KINDS, validate
 from engine.workflow import Workflow
 
 __all__ = [
+    "MAIN",
+    "POSITIONABLE_KINDS",
     "Break",
     "CallbackManager",
     "CallbackRejected",
@@ -93,7 +102,9 @@ __all__ = [
     "Go",
     "GorchError",
     "Handler",
+    "HandlerType",
     "HistoryEntry",
+    "HistoryKind",
     "If",
     "InlineResumer",
     "InvalidInput",
@@ -103,12 +114,14 @@ __all__ = [
     "LeaseLost",
     "ManualClock",
     "MemoryStore",
+    "MismatchKind",
     "MoveReport",
     "On",
     "Phase",
     "PollingResumer",
     "Problem",
     "PruneResult",
+    "RejectReason",
     "Renamed",
     "Resumer",
     "RetryPolicy",
@@ -119,6 +132,8 @@ __all__ = [
     "Section",
     "SetupDataError",
     "StateError",
+    "Statement",
+    "StatementKind",
     "Step",
     "StepTimeout",
     "Store",

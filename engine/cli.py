@@ -25,6 +25,7 @@ from engine.config import (
 from engine.engine import Engine
 from engine.errors import GorchError
 from engine.resumers import PollingResumer
+from engine.runtime import PRUNABLE, WorkflowStatus
 
 DB = click.option(
     "--db",
@@ -212,7 +213,7 @@ def age(ctx: click.Context, param: click.Parameter, value: str) -> timedelta:
     "--status",
     "statuses",
     multiple=True,
-    type=click.Choice(["finished", "cancelled", "failed"]),
+    type=click.Choice([s.value for s in WorkflowStatus if s in PRUNABLE]),
     help="Only this status (repeatable); default finished and cancelled. Failed ones are kept "
     "unless named.",
 )
@@ -236,7 +237,7 @@ def prune(
     result = engine.prune(
         before,
         types=type_names or None,
-        statuses=statuses or ("finished", "cancelled"),
+        statuses=statuses or (WorkflowStatus.FINISHED, WorkflowStatus.CANCELLED),
         batch=batch,
         dry_run=dry_run,
     )

@@ -15,14 +15,11 @@ from dataclasses import dataclass, field
 from engine.errors import DefinitionError, GorchError, StateError
 from engine.interpreter import position_problems
 from engine.runner import load_state
-from engine.runtime import ThreadStatus, WorkflowRecord, WorkflowStatus
+from engine.runtime import WorkflowRecord, WorkflowStatus
 from engine.statements import Section
 from engine.store.base import Store
 from engine.validate import Program, build_program, compile_definition
 from engine.workflow import Workflow
-
-UNFINISHED = (WorkflowStatus.RUNNING, WorkflowStatus.WAITING, WorkflowStatus.FAILED)
-DONE_THREADS = (ThreadStatus.FINISHED, ThreadStatus.CANCELLED)
 
 
 @dataclass
@@ -104,7 +101,7 @@ class CompatibilityReport:
 
 def unfinished(store: Store, type_name: str, *, page: int = 500) -> Iterator[WorkflowRecord]:
     """Every running, waiting or failed workflow of ``type_name``, a page at a time."""
-    for status in UNFINISHED:
+    for status in (s for s in WorkflowStatus if s.unfinished):
         offset = 0
         while True:
             batch = store.list_workflows(status=status, type=type_name, limit=page, offset=offset)

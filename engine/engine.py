@@ -14,7 +14,7 @@ from typing import Any
 
 from engine import actions, limits
 from engine.clock import Clock, SystemClock
-from engine.compat import DONE_THREADS, MoveReport, unfinished
+from engine.compat import MoveReport, unfinished
 from engine.drive import drive
 from engine.errors import (
     CallbackRejected,
@@ -34,6 +34,7 @@ from engine.runtime import (
     MAIN,
     PRUNABLE,
     HistoryEntry,
+    HistoryKind,
     PruneResult,
     ThreadInfo,
     ThreadState,
@@ -286,7 +287,12 @@ class Engine:
         model = load_state(cls, record)
         program, reads = build_traced(model, wid, None)
         created = self.store.create(
-            record, [HistoryEntry(wid, now, "created", actor=actor, detail={"type": record.type})]
+            record,
+            [
+                HistoryEntry(
+                    wid, now, HistoryKind.CREATED, actor=actor, detail={"type": record.type}
+                )
+            ],
         )
         if not created:
             existing = self.store.load(wid)
@@ -318,7 +324,7 @@ class Engine:
             DefinitionMismatch: a thread's position is gone from the code (nothing changed).
         """
         return self._advance(workflow_id, self.max_steps, runaway=True,
-                             request=("execute_requested", actor, reason))  # fmt: skip
+                             request=(HistoryKind.EXECUTE_REQUESTED, actor, reason))  # fmt: skip
 
     def step(
         self, workflow_id: str, *, actor: str | None = None, reason: str | None = None
@@ -328,7 +334,7 @@ class Engine:
         ``actor`` and ``reason`` are recorded as ``step_requested`` in that checkpoint.
         """
         return self._advance(workflow_id, 1, runaway=False,
-                             request=("step_requested", actor, reason))  # fmt: skip
+                             request=(HistoryKind.STEP_REQUESTED, actor, reason))  # fmt: skip
 
     def resume(self, workflow_id: str) -> WorkflowInfo[Any]:
         """Fire the workflow's due timers, retry its due set-ups and tear-downs, then execute it.
@@ -356,7 +362,7 @@ class Engine:
         limit: int,
         *,
         runaway: bool,
-        request: tuple[str, str | None, str | None] = ("", None, None),
+        request: tuple[HistoryKind, str | None, str | None] | None = None,
         due: bool = False,
     ) -> WorkflowInfo[Any]:
         with self._run(workflow_id, due=due) as run:
@@ -364,7 +370,7 @@ class Engine:
             if rec.status.done:  # nothing runs, nothing is written
                 return self._info(rec, run.model)
             run.prepare()
-            kind, actor, reason = request
+            kind, actor, reason = request or (HistoryKind.EXECUTE_REQUESTED, None, None)
             if actor is not None:  # written with the first checkpoint of this session
                 run.note(kind, actor=actor, reason=reason)
             drive(self, run, limit, runaway=runaway)
@@ -568,7 +574,7 @@ class Engine:
             (r.id, t.id)
             for r in unfinished(self.store, type_name)
             for t in r.threads
-            if t.position == from_statement and t.status not in DONE_THREADS
+            if t.position == from_statement and not t.status.done
         ]
         for wid, tid in candidates:
             try:
@@ -639,7 +645,10 @@ class Engine:
         finished_before: datetime,
         *,
         types: Iterable[str] | str | None = None,
-        statuses: Iterable[WorkflowStatus | str] | str = ("finished", "cancelled"),
+        statuses: Iterable[WorkflowStatus | str] | str = (
+            WorkflowStatus.FINISHED,
+            WorkflowStatus.CANCELLED,
+        ),
         batch: int = 1000,
         dry_run: bool = False,
     ) -> PruneResult:

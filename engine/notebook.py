@@ -29,7 +29,8 @@ import graphviz
 from engine import graph
 from engine.clock import ManualClock
 from engine.engine import Engine
-from engine.errors import CallbackRejected, GorchError, InvalidOperation
+from engine.errors import CallbackRejected, GorchError, InvalidOperation, RejectReason
+from engine.handlers import HandlerType
 from engine.runtime import HistoryEntry, WaitInfo, WorkflowInfo
 from engine.statements import Section
 from engine.workflow import Workflow
@@ -213,13 +214,13 @@ class Notebook:
 
     def _user_event(self, workflow_id: str) -> str:
         events = sorted(
-            {w.event for w in self.engine.pending_waits(workflow_id, type="user_action")}
+            {w.event for w in self.engine.pending_waits(workflow_id, type=HandlerType.USER_ACTION)}
         )
         if len(events) != 1:
             raise CallbackRejected(
                 f"workflow {workflow_id!r} has {len(events)} open user-action waits "
                 f"({', '.join(events) or 'none'}): pass event=",
-                reason="no_wait" if not events else "ambiguous",
+                reason=RejectReason.NO_WAIT if not events else RejectReason.AMBIGUOUS,
                 workflow_id=workflow_id,
             )
         return events[0]
