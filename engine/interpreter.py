@@ -33,7 +33,7 @@ from engine.statements import (
     WaitFor,
     evaluate,
 )
-from engine.validate import FrameKind, PathFrame, Program
+from engine.validate import FrameKind, Program
 
 _current_thread: ContextVar[str | None] = ContextVar("gorch_current_thread", default=None)
 
@@ -143,11 +143,6 @@ class Frame:
         self.stmts = stmts
         self.index = index
         self.kind = kind
-
-    @classmethod
-    def of(cls, path: PathFrame) -> Frame:
-        """The frame at one step of a path (``Entry.path``)."""
-        return cls(*path)
 
     def __repr__(self) -> str:
         return f"Frame({len(self.stmts)} statements, index={self.index}, kind={self.kind.name})"

@@ -28,17 +28,17 @@ class WorkflowStatus(StrEnum):
     @property
     def done(self) -> bool:
         """True once nothing more will run (finished or cancelled)."""
-        return self in (WorkflowStatus.FINISHED, WorkflowStatus.CANCELLED)
+        return self in _WORKFLOW_DONE
 
     @property
     def live(self) -> bool:
         """True while it runs or waits: never pruned (see ``PRUNABLE``)."""
-        return self in (WorkflowStatus.RUNNING, WorkflowStatus.WAITING)
+        return self in _WORKFLOW_LIVE
 
     @property
     def unfinished(self) -> bool:
         """True while not done: running, waiting or failed (a failed one can be retried)."""
-        return not self.done
+        return self not in _WORKFLOW_DONE
 
 
 class ThreadStatus(StrEnum):
@@ -53,17 +53,25 @@ class ThreadStatus(StrEnum):
     @property
     def live(self) -> bool:
         """True while it runs or waits."""
-        return self in (ThreadStatus.RUNNING, ThreadStatus.WAITING)
+        return self in _THREAD_LIVE
 
     @property
     def done(self) -> bool:
         """True once it finished or was cancelled: it stands nowhere any more."""
-        return self in (ThreadStatus.FINISHED, ThreadStatus.CANCELLED)
+        return self in _THREAD_DONE
 
     @property
     def unfinished(self) -> bool:
         """True while it stands somewhere: running, waiting or failed."""
-        return not self.done
+        return self not in _THREAD_DONE
+
+
+# The groups above, each defined once. Tuples, not sets: ``in`` on a tuple of members compares
+# identity first, where a set would call Enum.__hash__ (Python code): these run every step.
+_WORKFLOW_DONE = (WorkflowStatus.FINISHED, WorkflowStatus.CANCELLED)
+_WORKFLOW_LIVE = (WorkflowStatus.RUNNING, WorkflowStatus.WAITING)
+_THREAD_LIVE = (ThreadStatus.RUNNING, ThreadStatus.WAITING)
+_THREAD_DONE = (ThreadStatus.FINISHED, ThreadStatus.CANCELLED)
 
 
 class Phase(StrEnum):

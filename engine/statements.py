@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, ClassVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from engine.errors import DefinitionError
 
@@ -99,7 +99,7 @@ def _section(stmts: tuple[Any, ...], where: str, name: Any = None) -> tuple[Stat
         if not isinstance(s, Stmt):
             break
     else:
-        return cast("tuple[Statement, ...]", stmts)
+        return stmts  # no cast() call: this is the hot path of every rebuild
     if name is not None:
         where = f"{where}({name!r})"
     for i, s in enumerate(stmts):
@@ -108,7 +108,7 @@ def _section(stmts: tuple[Any, ...], where: str, name: Any = None) -> tuple[Stat
                 f"{where}: item {i} is {type(s).__name__} {s!r:.60}, not a statement "
                 "(did you forget to wrap an action in Step(name, action)?)"
             )
-    return cast("tuple[Statement, ...]", stmts)  # pragma: no cover - a non-statement was found
+    return stmts  # pragma: no cover - the first loop found a non-statement
 
 
 @dataclass(frozen=True, slots=True)
