@@ -15,11 +15,12 @@ from typing import TYPE_CHECKING, Any
 
 from engine import _display
 from engine._compat import CompatibilityReport, Problem, Renamed, check_compatibility
-from engine._definition.compiler import validate
+from engine._definition.compiler import POSITIONABLE_KINDS, validate
 from engine._definition.handlers import (
     CallbackManager,
     Event,
     Handler,
+    HandlerType,
     Timeout,
     UserAction,
     WaitForUserAction,
@@ -37,6 +38,8 @@ from engine._definition.statements import (
     Return,
     S,
     Section,
+    Statement,
+    StatementKind,
     Step,
     Switch,
     Wait,
@@ -47,7 +50,9 @@ from engine._engine import Engine
 from engine._interpreter import current_attempt, current_thread, current_wait
 from engine._jsonsafe import storable_text
 from engine._records import (
+    MAIN,
     HistoryEntry,
+    HistoryKind,
     MoveReport,
     Phase,
     PruneResult,
@@ -78,6 +83,8 @@ from engine.errors import (
     InvalidOutput,
     InvalidResult,
     LeaseLost,
+    MismatchKind,
+    RejectReason,
     RunawayLoop,
     SetupDataError,
     StateError,
@@ -100,6 +107,8 @@ _display.attach()
 
 __all__ = [
     "DEFAULT_APP",
+    "MAIN",
+    "POSITIONABLE_KINDS",
     "VERBOSE_ENV",
     "Break",
     "CallbackManager",
@@ -117,7 +126,9 @@ __all__ = [
     "Go",
     "GorchError",
     "Handler",
+    "HandlerType",
     "HistoryEntry",
+    "HistoryKind",
     "If",
     "InlineResumer",
     "InvalidInput",
@@ -127,12 +138,14 @@ __all__ = [
     "LeaseLost",
     "ManualClock",
     "MemoryStore",
+    "MismatchKind",
     "MoveReport",
     "On",
     "Phase",
     "PollingResumer",
     "Problem",
     "PruneResult",
+    "RejectReason",
     "Renamed",
     "Resumer",
     "RetryPolicy",
@@ -143,6 +156,8 @@ __all__ = [
     "Section",
     "SetupDataError",
     "StateError",
+    "Statement",
+    "StatementKind",
     "Step",
     "StepTimeout",
     "Store",

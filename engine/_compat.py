@@ -16,13 +16,10 @@ from engine._definition.compiler import Program, build_program, compile_definiti
 from engine._definition.statements import Section
 from engine._definition.workflow import Workflow
 from engine._interpreter import position_problems
-from engine._records import ThreadStatus, WorkflowRecord, WorkflowStatus
+from engine._records import WorkflowRecord, WorkflowStatus
 from engine._session.runner import load_state
 from engine.errors import DefinitionError, GorchError, StateError
 from engine.store.base import Store
-
-UNFINISHED = (WorkflowStatus.RUNNING, WorkflowStatus.WAITING, WorkflowStatus.FAILED)
-DONE_THREADS = (ThreadStatus.FINISHED, ThreadStatus.CANCELLED)
 
 
 @dataclass(frozen=True)
@@ -95,7 +92,7 @@ class CompatibilityReport:
 
 def unfinished(store: Store, type_name: str, *, page: int = 500) -> Iterator[WorkflowRecord]:
     """Every running, waiting or failed workflow of ``type_name``, a page at a time."""
-    for status in UNFINISHED:
+    for status in (s for s in WorkflowStatus if s.unfinished):
         offset = 0
         while True:
             batch = store.list_workflows(status=status, type=type_name, limit=page, offset=offset)

@@ -14,7 +14,7 @@ from typing import Any
 
 from engine import _jsonsafe as limits
 from engine import _state, _timeouts
-from engine._compat import DONE_THREADS, unfinished
+from engine._compat import unfinished
 from engine._definition.compiler import build_traced
 from engine._definition.handlers import CallbackManager
 from engine._definition.statements import RetryPolicy
@@ -23,6 +23,7 @@ from engine._records import (
     MAIN,
     PRUNABLE,
     HistoryEntry,
+    HistoryKind,
     MoveReport,
     PruneResult,
     ThreadInfo,
@@ -290,7 +291,12 @@ class Engine:
         model = load_state(cls, record)
         program, reads = build_traced(model, wid, None)
         created = self.store.create(
-            record, [HistoryEntry(wid, now, "created", actor=actor, detail={"type": record.type})]
+            record,
+            [
+                HistoryEntry(
+                    wid, now, HistoryKind.CREATED, actor=actor, detail={"type": record.type}
+                )
+            ],
         )
         if not created:
             existing = self.store.load(wid)
@@ -322,7 +328,7 @@ class Engine:
             DefinitionMismatch: a thread's position is gone from the code (nothing changed).
         """
         return self._advance(workflow_id, self.max_steps, runaway=True,
-                             request=("execute_requested", actor, reason))  # fmt: skip
+                             request=(HistoryKind.EXECUTE_REQUESTED, actor, reason))  # fmt: skip
 
     def step(
         self, workflow_id: str, *, actor: str | None = None, reason: str | None = None
@@ -332,7 +338,7 @@ class Engine:
         ``actor`` and ``reason`` are recorded as ``step_requested`` in that checkpoint.
         """
         return self._advance(workflow_id, 1, runaway=False,
-                             request=("step_requested", actor, reason))  # fmt: skip
+                             request=(HistoryKind.STEP_REQUESTED, actor, reason))  # fmt: skip
 
     def resume(self, workflow_id: str) -> WorkflowInfo[Any]:
         """Fire the workflow's due timers, retry its due set-ups and tear-downs, then execute it.
@@ -360,7 +366,7 @@ class Engine:
         limit: int,
         *,
         runaway: bool,
-        request: tuple[str, str | None, str | None] = ("", None, None),
+        request: tuple[HistoryKind, str | None, str | None] | None = None,
         due: bool = False,
     ) -> WorkflowInfo[Any]:
         with self._run(workflow_id, due=due) as run:
@@ -368,7 +374,7 @@ class Engine:
             if rec.status.done:  # nothing runs, nothing is written
                 return self._info(rec, run.model)
             run.prepare()
-            kind, actor, reason = request
+            kind, actor, reason = request or (HistoryKind.EXECUTE_REQUESTED, None, None)
             if actor is not None:  # written with the first checkpoint of this session
                 run.note(kind, actor=actor, reason=reason)
             drive(self, run, limit, runaway=runaway)
@@ -572,7 +578,7 @@ class Engine:
             (r.id, t.id)
             for r in unfinished(self.store, type_name)
             for t in r.threads
-            if t.position == from_statement and t.status not in DONE_THREADS
+            if t.position == from_statement and not t.status.done
         ]
         for wid, tid in candidates:
             try:
@@ -643,7 +649,10 @@ class Engine:
         finished_before: datetime,
         *,
         types: Iterable[str] | str | None = None,
-        statuses: Iterable[WorkflowStatus | str] | str = ("finished", "cancelled"),
+        statuses: Iterable[WorkflowStatus | str] | str = (
+            WorkflowStatus.FINISHED,
+            WorkflowStatus.CANCELLED,
+        ),
         batch: int = 1000,
         dry_run: bool = False,
     ) -> PruneResult:

@@ -13,7 +13,7 @@ import inspect
 from collections.abc import Callable, Coroutine, Sequence
 from contextvars import ContextVar, copy_context
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, assert_never
 
 from engine._definition.compiler import FrameKind, Program
 from engine._definition.statements import (
@@ -24,6 +24,7 @@ from engine._definition.statements import (
     If,
     Return,
     Section,
+    Statement,
     Step,
     Switch,
     Wait,
@@ -32,7 +33,7 @@ from engine._definition.statements import (
 )
 from engine._records import Phase, ThreadState, ThreadStatus, WaitInfo
 from engine._timeouts import call_with_timeout, timeout_seconds
-from engine.errors import DefinitionMismatch, RunawayLoop
+from engine.errors import DefinitionMismatch, MismatchKind, RunawayLoop
 
 _current_thread: ContextVar[str | None] = ContextVar("gorch_current_thread", default=None)
 
@@ -125,32 +126,54 @@ class Ended:
 
 
 Outcome = StepRan | StepRaised | Crashed | GoStart | Blocked | BlockedFor | Returned | Ended
+"""What ``advance`` can report; a ``match`` on it ends with ``case _: assert_never(outcome)``."""
 
 
-def _mismatch(thread: ThreadState, msg: str, kind: str = "statement") -> DefinitionMismatch:
+class Frame:
+    """One level of the interpreter's cursor: a section's statements, the index of the one to
+    run next, and what owns the section (which decides what happens when it ends).
+
+    Mutable (the index moves) and never stored: a thread is stored by statement *name*, and
+    its frames are rebuilt from the program's path to that name (``start_frames``).
+    """
+
+    __slots__ = ("index", "kind", "stmts")
+
+    def __init__(self, stmts: tuple[Statement, ...], index: int, kind: FrameKind) -> None:
+        self.stmts = stmts
+        self.index = index
+        self.kind = kind
+
+    def __repr__(self) -> str:
+        return f"Frame({len(self.stmts)} statements, index={self.index}, kind={self.kind.name})"
+
+
+def _mismatch(
+    thread: ThreadState, msg: str, kind: MismatchKind = MismatchKind.STATEMENT
+) -> DefinitionMismatch:
     e = DefinitionMismatch(msg, thread=thread.id, statement=thread.position or None)
     e.kind = kind
     return e
 
 
-def start_frames(program: Program, thread: ThreadState) -> list[list[Any]]:
-    """The interpreter's cursor for ``thread``: a stack of [statements, index, kind] frames.
+def start_frames(program: Program, thread: ThreadState) -> list[Frame]:
+    """The interpreter's cursor for ``thread``: a stack of frames, innermost last.
 
     Raises:
         DefinitionMismatch: the thread's position, wait case or goroutine is gone from the code.
     """
     if not thread.position:
         if thread.go is None:
-            return [[program.root.stmts, 0, FrameKind.ROOT]]
+            return [Frame(program.root.stmts, 0, FrameKind.ROOT)]
         go = program.go(thread.go)
         if go is None:
             raise _mismatch(
                 thread,
                 f"thread {thread.id!r} runs goroutine {thread.go!r}, "
                 "which the current definition no longer has",
-                "goroutine",
+                MismatchKind.GOROUTINE,
             )
-        return [[go.section.stmts, 0, FrameKind.ROOT]]
+        return [Frame(go.section.stmts, 0, FrameKind.ROOT)]
     entry = program.entry(thread.position)
     if entry is None:
         raise _mismatch(
@@ -164,9 +187,9 @@ def start_frames(program: Program, thread: ThreadState) -> list[list[Any]]:
             thread,
             f"thread {thread.id!r} stands on {thread.position!r}, which now belongs to {where}",
         )
-    frames: list[list[Any]] = [[stmts, i, kind] for stmts, i, kind in entry.path]
+    frames = [Frame(stmts, i, kind) for stmts, i, kind in entry.path]
     if thread.phase is Phase.DONE:
-        frames[-1][1] += 1
+        frames[-1].index += 1
     elif thread.phase is Phase.HANDLED:
         wait = entry.stmt
         case = wait.case(thread.event or "") if isinstance(wait, Wait) else None
@@ -175,9 +198,9 @@ def start_frames(program: Program, thread: ThreadState) -> list[list[Any]]:
                 thread,
                 f"thread {thread.id!r} handled event {thread.event!r} of "
                 f"{thread.position!r}, which no longer has that case",
-                "case",
+                MismatchKind.CASE,
             )
-        frames.append([case.body.stmts, 0, FrameKind.CASE])
+        frames.append(Frame(case.body.stmts, 0, FrameKind.CASE))
     return frames
 
 
@@ -205,75 +228,77 @@ def advance(
     iterations = 0
     while frames:
         frame = frames[-1]
-        stmts, i, kind = frame
+        stmts, i = frame.stmts, frame.index
         if i >= len(stmts):
             frames.pop()
-            if frames and kind is not FrameKind.LOOP:
-                frames[-1][1] += 1  # a finished branch/case/section moves its owner on
+            if frames and frame.kind is not FrameKind.LOOP:
+                frames[-1].index += 1  # a finished branch/case/section moves its owner on
             continue  # a finished loop body leaves its owner on the For: check it again
         st = stmts[i]
-        if isinstance(st, Step):
-            if before_step is not None:
-                before_step()
-            return _run_step(st, thread, step_timeout)
-        if isinstance(st, Section):
-            frames.append([st.stmts, 0, FrameKind.SEQ])
-        elif isinstance(st, (If, Switch)):
-            try:
-                branch = next((b for b in st.branches if evaluate(b.cond)), None)
-            except Exception as e:
-                return Crashed(st.name or thread.position, e)
-            if branch is None:
-                frame[1] += 1
-            else:
-                frames.append([branch.body.stmts, 0, FrameKind.BRANCH])
-        elif isinstance(st, For):
-            iterations += 1
-            if iterations > max_iterations:
-                raise RunawayLoop(
-                    f"loop {st.name!r} ran {max_iterations} iterations without reaching a step "
-                    "or a wait",
-                    thread=thread.id,
-                    statement=st.name,
-                )
-            try:
-                go_on = evaluate(st.cond)
-            except Exception as e:
-                return Crashed(st.name, e)
-            if go_on:
-                frames.append([st.body.stmts, 0, FrameKind.LOOP])
-            else:
-                frame[1] += 1
-        elif isinstance(st, (Break, Continue)):
-            while frames and frames[-1][2] is not FrameKind.LOOP:
-                frames.pop()
-            frames.pop()  # the loop body itself
-            if isinstance(st, Break):
-                frames[-1][1] += 1
-        elif isinstance(st, Wait):
-            return Blocked(st)
-        elif isinstance(st, WaitFor):
-            try:
-                holds = evaluate(st.cond)
-            except Exception as e:
-                return Crashed(st.name, e)
-            if not holds:
-                return BlockedFor(st)
-            frame[1] += 1
-        elif isinstance(st, Go):
-            try:
-                tid = st.id() if callable(st.id) else (st.id if st.id is not None else st.name)
-            except Exception as e:
-                return Crashed(st.name, e)
-            if not isinstance(tid, str) or not tid:
-                return Crashed(
-                    st.name, TypeError(f"Go {st.name!r}: id gave {tid!r}, not a non-empty string")
-                )
-            return GoStart(st, tid)
-        elif isinstance(st, Return):
-            return Returned(st.value, st.error)
-        else:  # pragma: no cover - compile_definition rejects unknown statements
-            raise _mismatch(thread, f"unknown statement {st!r:.60}")
+        match st:  # the most frequent first: it is the hot path
+            case Step():
+                if before_step is not None:
+                    before_step()
+                return _run_step(st, thread, step_timeout)
+            case Section():
+                frames.append(Frame(st.stmts, 0, FrameKind.SEQ))
+            case If() | Switch():
+                try:
+                    branch = next((b for b in st.branches if evaluate(b.cond)), None)
+                except Exception as e:
+                    return Crashed(st.name or thread.position, e)
+                if branch is None:
+                    frame.index += 1
+                else:
+                    frames.append(Frame(branch.body.stmts, 0, FrameKind.BRANCH))
+            case For():
+                iterations += 1
+                if iterations > max_iterations:
+                    raise RunawayLoop(
+                        f"loop {st.name!r} ran {max_iterations} iterations without reaching a "
+                        "step or a wait",
+                        thread=thread.id,
+                        statement=st.name,
+                    )
+                try:
+                    go_on = evaluate(st.cond)
+                except Exception as e:
+                    return Crashed(st.name, e)
+                if go_on:
+                    frames.append(Frame(st.body.stmts, 0, FrameKind.LOOP))
+                else:
+                    frame.index += 1
+            case Break() | Continue():
+                while frames and frames[-1].kind is not FrameKind.LOOP:
+                    frames.pop()
+                frames.pop()  # the loop body itself
+                if isinstance(st, Break):
+                    frames[-1].index += 1
+            case Wait():
+                return Blocked(st)
+            case WaitFor():
+                try:
+                    holds = evaluate(st.cond)
+                except Exception as e:
+                    return Crashed(st.name, e)
+                if not holds:
+                    return BlockedFor(st)
+                frame.index += 1
+            case Go():
+                try:
+                    tid = st.id() if callable(st.id) else (st.id if st.id is not None else st.name)
+                except Exception as e:
+                    return Crashed(st.name, e)
+                if not isinstance(tid, str) or not tid:
+                    return Crashed(
+                        st.name,
+                        TypeError(f"Go {st.name!r}: id gave {tid!r}, not a non-empty string"),
+                    )
+                return GoStart(st, tid)
+            case Return():
+                return Returned(st.value, st.error)
+            case _:
+                assert_never(st)
     return Ended()
 
 
@@ -332,7 +357,7 @@ def position_problems(
     """
     problems: list[DefinitionMismatch] = []
     for t in threads:
-        if t.status in (ThreadStatus.FINISHED, ThreadStatus.CANCELLED):
+        if t.status.done:
             continue
         try:
             start_frames(program, t)
@@ -355,6 +380,6 @@ def position_problems(
                     thread=t.id,
                     statement=t.position,
                 )
-                gone.kind = "case"
+                gone.kind = MismatchKind.CASE
                 problems.append(gone)
     return problems

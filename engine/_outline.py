@@ -3,17 +3,32 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, assert_never
 
-from engine._definition.statements import Branch, For, Go, If, Return, Section, Stmt, Switch, Wait
-from engine._records import ThreadStatus, WorkflowInfo
+from engine._definition.statements import (
+    Branch,
+    Break,
+    Continue,
+    For,
+    Go,
+    If,
+    Return,
+    Section,
+    Statement,
+    StatementKind,
+    Step,
+    Switch,
+    Wait,
+    WaitFor,
+)
+from engine._records import WorkflowInfo
 
 
 def branch_label(kind: str, i: int, br: Branch) -> str:
     """``if (true)``, ``elif``, ``else``, ``case 2``, ``default``: with a bool condition's value."""
     if br.default:
-        return "else" if kind == "if" else "default"
-    label = ("if" if i == 0 else "elif") if kind == "if" else f"case {i + 1}"
+        return "else" if kind == StatementKind.IF else "default"
+    label = ("if" if i == 0 else "elif") if kind == StatementKind.IF else f"case {i + 1}"
     return label + (f" ({str(br.cond).lower()})" if isinstance(br.cond, bool) else "")
 
 
@@ -22,22 +37,18 @@ def text_tree(definition: Section, info: WorkflowInfo[Any] | None = None) -> str
     here: dict[str, list[str]] = {}
     if info is not None:
         for t in info.threads:
-            if t.position and t.status in (
-                ThreadStatus.RUNNING,
-                ThreadStatus.WAITING,
-                ThreadStatus.FAILED,
-            ):
+            if t.position and t.status.unfinished:
                 here.setdefault(t.position, []).append(f"{t.id}:{t.status.value}")
     lines: list[str] = []
 
-    def walk(stmts: Sequence[Stmt], depth: int) -> None:
+    def walk(stmts: Sequence[Statement], depth: int) -> None:
         pad = "  " * depth
         for st in stmts:
-            name = st.label
-            mark = f"   <- {', '.join(here[name])}" if name in here else ""
-            if isinstance(st, Section):
+            if isinstance(st, Section):  # a nested section is not a line of its own
                 walk(st.stmts, depth)
                 continue
+            name = st.label
+            mark = f"   <- {', '.join(here[name])}" if name in here else ""
             title = f"{type(st).__name__}({name!r})" if name else type(st).__name__
             if isinstance(st, Return):
                 args = [repr(st.value)] if st.value is not None else []
@@ -45,18 +56,23 @@ def text_tree(definition: Section, info: WorkflowInfo[Any] | None = None) -> str
                     args.append(f"error={st.error!r}")
                 title = f"Return({', '.join(args)})"
             lines.append(f"{pad}{title}{mark}")
-            if isinstance(st, Go):
-                walk(st.section.stmts, depth + 1)
-            elif isinstance(st, Wait):
-                for c in st.cases:
-                    lines.append(f"{pad}  On({c.event!r})")
-                    walk(c.body.stmts, depth + 2)
-            elif isinstance(st, (If, Switch)):
-                for i, br in enumerate(st.branches):
-                    lines.append(f"{pad}  {branch_label(st.kind, i, br)}:")
-                    walk(br.body.stmts, depth + 2)
-            elif isinstance(st, For):
-                walk(st.body.stmts, depth + 1)
+            match st:
+                case Go():
+                    walk(st.section.stmts, depth + 1)
+                case Wait():
+                    for c in st.cases:
+                        lines.append(f"{pad}  On({c.event!r})")
+                        walk(c.body.stmts, depth + 2)
+                case If() | Switch():
+                    for i, br in enumerate(st.branches):
+                        lines.append(f"{pad}  {branch_label(st.kind, i, br)}:")
+                        walk(br.body.stmts, depth + 2)
+                case For():
+                    walk(st.body.stmts, depth + 1)
+                case Step() | WaitFor() | Return() | Break() | Continue():
+                    pass  # no body
+                case _:
+                    assert_never(st)
 
     walk(definition.stmts, 0)
     return "\n".join(lines)

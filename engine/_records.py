@@ -30,7 +30,17 @@ class WorkflowStatus(StrEnum):
     @property
     def done(self) -> bool:
         """True once nothing more will run (finished or cancelled)."""
-        return self in (WorkflowStatus.FINISHED, WorkflowStatus.CANCELLED)
+        return self in _WORKFLOW_DONE
+
+    @property
+    def live(self) -> bool:
+        """True while it runs or waits: never pruned (see ``PRUNABLE``)."""
+        return self in _WORKFLOW_LIVE
+
+    @property
+    def unfinished(self) -> bool:
+        """True while not done: running, waiting or failed (a failed one can be retried)."""
+        return self not in _WORKFLOW_DONE
 
 
 class ThreadStatus(StrEnum):
@@ -41,6 +51,29 @@ class ThreadStatus(StrEnum):
     FINISHED = "finished"
     FAILED = "failed"
     CANCELLED = "cancelled"
+
+    @property
+    def live(self) -> bool:
+        """True while it runs or waits."""
+        return self in _THREAD_LIVE
+
+    @property
+    def done(self) -> bool:
+        """True once it finished or was cancelled: it stands nowhere any more."""
+        return self in _THREAD_DONE
+
+    @property
+    def unfinished(self) -> bool:
+        """True while it stands somewhere: running, waiting or failed."""
+        return self not in _THREAD_DONE
+
+
+# The groups above, each defined once. Tuples, not sets: ``in`` on a tuple of members compares
+# identity first, where a set would call Enum.__hash__ (Python code): these run every step.
+_WORKFLOW_DONE = (WorkflowStatus.FINISHED, WorkflowStatus.CANCELLED)
+_WORKFLOW_LIVE = (WorkflowStatus.RUNNING, WorkflowStatus.WAITING)
+_THREAD_LIVE = (ThreadStatus.RUNNING, ThreadStatus.WAITING)
+_THREAD_DONE = (ThreadStatus.FINISHED, ThreadStatus.CANCELLED)
 
 
 class Phase(StrEnum):
@@ -68,6 +101,37 @@ class WaitStatus(StrEnum):
 
 MAIN = "main"
 """The id of every workflow's main thread."""
+
+
+class HistoryKind(StrEnum):
+    """What a history line records (``HistoryEntry.kind``): the closed set the engine writes.
+
+    The values are stored as they are: never rename one (stored history keeps the old text).
+    """
+
+    CREATED = "created"  # new_workflow
+    EXECUTE_REQUESTED = "execute_requested"  # execute() by a named actor
+    STEP_REQUESTED = "step_requested"  # step() by a named actor
+    STEP = "step"  # a step's action returned and its result was written
+    STEP_ERROR = "step_error"  # a step's action raised; it is retried
+    THREAD_FAILED = "thread_failed"  # out of attempts, or a condition raised
+    GO = "go"  # a Go started a thread
+    WAIT = "wait"  # a thread blocked on a Wait
+    WAITFOR = "waitfor"  # a thread blocked on a WaitFor
+    WAITFOR_DONE = "waitfor_done"  # a WaitFor's condition came to hold
+    CALLBACK = "callback"  # an event was delivered and its handler ran
+    RETURN = "return"  # a thread reached Return
+    THREAD_END = "thread_end"  # a thread ran off the end of its body
+    FINISHED = "finished"  # the workflow ended
+    RENAMED = "renamed"  # a thread followed a rename alias
+    CODE_CHANGED = "code_changed"  # the definition's shape differs from the last run's
+    CANCELLED = "cancelled"  # an operator cancelled the workflow
+    RETRIED = "retried"  # an operator gave a failed thread fresh attempts
+    GOTO = "goto"  # an operator moved a thread
+    STATE_UPDATED = "state_updated"  # an operator replaced the state
+    SETUP_ERROR = "setup_error"  # a CallbackManager's setup raised
+    TEARDOWN_ERROR = "teardown_error"  # a CallbackManager's teardown raised
+    BLOCKED = "blocked"  # the poller cannot run it as stored (see ``engine.polling``)
 
 
 @dataclass(slots=True)
@@ -212,7 +276,7 @@ class HistoryEntry:
 
     workflow_id: str
     at: datetime
-    kind: str
+    kind: str  # a ``HistoryKind``; read back from a store as its plain string value
     thread: str | None = None
     statement: str | None = None
     actor: str | None = None
@@ -337,7 +401,7 @@ class MoveReport:
     failed: list[tuple[str, str, GorchError]] = field(default_factory=list)
 
 
-PRUNABLE = frozenset({WorkflowStatus.FINISHED, WorkflowStatus.CANCELLED, WorkflowStatus.FAILED})
+PRUNABLE = frozenset(s for s in WorkflowStatus if not s.live)
 """The statuses ``Engine.prune`` may remove: never a live one (running, waiting)."""
 
 

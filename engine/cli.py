@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from engine._engine import Engine
+from engine._records import PRUNABLE, WorkflowStatus
 from engine.config import (
     VERBOSE_ENV,
     ConfigError,
@@ -212,7 +213,7 @@ def age(ctx: click.Context, param: click.Parameter, value: str) -> timedelta:
     "--status",
     "statuses",
     multiple=True,
-    type=click.Choice(["finished", "cancelled", "failed"]),
+    type=click.Choice([s.value for s in WorkflowStatus if s in PRUNABLE]),
     help="Only this status (repeatable); default finished and cancelled. Failed ones are kept "
     "unless named.",
 )
@@ -236,7 +237,7 @@ def prune(
     result = engine.prune(
         before,
         types=type_names or None,
-        statuses=statuses or ("finished", "cancelled"),
+        statuses=statuses or (WorkflowStatus.FINISHED, WorkflowStatus.CANCELLED),
         batch=batch,
         dry_run=dry_run,
     )

@@ -30,6 +30,7 @@ so that callers can react without parsing messages.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from enum import StrEnum
 from typing import Any
 
 
@@ -77,15 +78,24 @@ class DefinitionError(GorchError):
         super().__init__(message, workflow_id=workflow_id, statement=statement)
 
 
+class MismatchKind(StrEnum):
+    """What a ``DefinitionMismatch`` found missing from the code."""
+
+    STATEMENT = "statement"  # the statement a thread stands on
+    GOROUTINE = "goroutine"  # the Go whose body a thread runs
+    CASE = "case"  # a wait's event
+    THREAD = "thread"  # the name now belongs to another thread's code
+
+
 class DefinitionMismatch(GorchError):
     """A thread's stored position no longer exists in the current definition.
 
     The workflow is left unchanged; an operator can ``goto`` the thread to another statement.
-    ``kind`` says what is missing: ``statement``, ``goroutine``, ``case`` (a wait's event) or
-    ``thread`` (the name now belongs to another thread's code).
+    ``kind`` (a ``MismatchKind``) says what is missing: ``statement``, ``goroutine``, ``case``
+    (a wait's event) or ``thread`` (the name now belongs to another thread's code).
     """
 
-    kind: str = "statement"
+    kind: str = MismatchKind.STATEMENT
 
 
 class UnknownWorkflowType(GorchError):
@@ -110,27 +120,55 @@ class WorkflowExists(GorchError):
     """The id is already used by a workflow of another type."""
 
 
+class RejectReason(StrEnum):
+    """Why a callback was rejected (``CallbackRejected.reason``)."""
+
+    FINISHED = "finished"  # the workflow is finished or cancelled
+    NO_WAIT = "no_wait"  # no open wait for the event (in that thread)
+    AMBIGUOUS = "ambiguous"  # several threads wait for the event: name one
+    STALE_PC = "stale_pc"  # the callback quotes a pc the wait no longer has
+    HANDLER_ERROR = "handler_error"  # the handler raised
+    INVALID_INPUT = "invalid_input"  # the input failed validation (``InvalidInput``)
+    INVALID_OUTPUT = "invalid_output"  # the handler's output cannot be stored (``InvalidOutput``)
+
+    @property
+    def taken(self) -> bool:
+        """True if someone else got there first: the wait was handled, or the workflow ended,
+        between reading it and delivering to it (a race that went as it should)."""
+        return self in (RejectReason.NO_WAIT, RejectReason.STALE_PC, RejectReason.FINISHED)
+
+
 class CallbackRejected(GorchError):
     """A callback that cannot be applied: nothing was changed.
 
     Attributes:
         event: the event the callback named.
-        reason: a short machine-friendly reason (``finished``, ``no_wait``, ``stale_pc``, ...).
+        reason: a short machine-friendly reason, a ``RejectReason`` (``finished``, ``no_wait``,
+            ``stale_pc``, ...).
     """
 
     def __init__(
         self,
         message: str,
         *,
-        reason: str,
+        reason: RejectReason | str,
         workflow_id: str | None = None,
         event: str | None = None,
         thread: str | None = None,
         statement: str | None = None,
     ) -> None:
-        self.reason = reason
+        self.reason: RejectReason | str
+        try:
+            self.reason = RejectReason(reason)
+        except ValueError:  # a reason of the caller's own: a handler may raise this error too
+            self.reason = reason
         self.event = event
         super().__init__(message, workflow_id=workflow_id, thread=thread, statement=statement)
+
+    @property
+    def taken(self) -> bool:
+        """True if someone else got there first (see ``RejectReason.taken``)."""
+        return isinstance(self.reason, RejectReason) and self.reason.taken
 
 
 class InvalidInput(CallbackRejected):
@@ -145,7 +183,9 @@ class InvalidInput(CallbackRejected):
         event: str | None = None,
     ) -> None:
         self.errors = list(errors)
-        super().__init__(message, reason="invalid_input", workflow_id=workflow_id, event=event)
+        super().__init__(
+            message, reason=RejectReason.INVALID_INPUT, workflow_id=workflow_id, event=event
+        )
 
 
 class InvalidOutput(CallbackRejected):
@@ -163,7 +203,7 @@ class InvalidOutput(CallbackRejected):
     ) -> None:
         super().__init__(
             message,
-            reason="invalid_output",
+            reason=RejectReason.INVALID_OUTPUT,
             workflow_id=workflow_id,
             event=event,
             thread=thread,

@@ -19,7 +19,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, assert_never
 
 import graphviz
 import networkx as nx
@@ -33,8 +33,9 @@ from engine._definition.statements import (
     If,
     Return,
     Section,
+    Statement,
+    StatementKind,
     Step,
-    Stmt,
     Switch,
     Wait,
     WaitFor,
@@ -44,6 +45,7 @@ from engine._outline import text_tree
 from engine._records import (
     MAIN,
     HistoryEntry,
+    HistoryKind,
     Phase,
     ThreadInfo,
     ThreadStatus,
@@ -205,7 +207,7 @@ def _join(
         b.edge(node, end, k, lab)
 
 
-def _section(b: _Builder, stmts: Sequence[Stmt], ctx: _Ctx) -> tuple[str | None, Exits]:
+def _section(b: _Builder, stmts: Sequence[Statement], ctx: _Ctx) -> tuple[str | None, Exits]:
     """Build ``stmts``; return the entry node and the exits to connect to what follows."""
     entry: str | None = None
     pending: Exits = []
@@ -226,101 +228,116 @@ def _label(kind: str, title: str, detail: str = "") -> str:
     return f"<B>{title}</B>{small}" if title else f'<FONT POINT-SIZE="10">{kind}</FONT>{small}'
 
 
-def _stmt(b: _Builder, st: Stmt, ctx: _Ctx) -> tuple[str | None, Exits]:
-    if isinstance(st, Section):
-        return _section(b, st.stmts, ctx)
+def _stmt(b: _Builder, st: Statement, ctx: _Ctx) -> tuple[str | None, Exits]:
     common: dict[str, Any] = {"cluster": ctx.cluster, "thread": ctx.thread}
-    if isinstance(st, Step):
-        n = b.node("step", _label("step", text(st.name)), name=st.name, **common)
-        return n, [(n, "next", "")]
-    if isinstance(st, WaitFor):
-        n = b.node("waitfor", _label("wait for", text(st.name), "wait for"), name=st.name, **common)
-        return n, [(n, "next", "")]
-    if isinstance(st, Wait):
-        n = b.node(
-            "wait",
-            _label("wait", text(st.name), "wait"),
-            name=st.name,
-            events=[c.event for c in st.cases],
-            **common,
-        )
-        exits: Exits = []
-        for case in st.cases:
-            ev = f"{case.event} ({getattr(case.handler, 'type', '?')})"
-            first, case_exits = _section(b, case.body.stmts, ctx)
-            if first is None:
-                exits.append((n, "case", ev))
-            else:
-                b.edge(n, first, "case", ev)
-                exits.extend(case_exits)
-        return n, exits
-    if isinstance(st, Go):
-        n = b.node("go", _label("go", text(st.name), "go"), name=st.name, **common)
-        cluster = (*ctx.cluster, f"cluster_go_{n}")
-        b.g.graph["clusters"][cluster[-1]] = f"goroutine {st.name}"
-        g_end = b.node("end", "end", cluster=cluster, thread=st.name)
-        b.g.graph["threads"][st.name] = (n, g_end)
-        first, g_exits = _section(b, st.section.stmts, _Ctx(st.name, cluster, g_end))
-        _join(b, n, "fork", "go", first, g_end, g_exits)
-        return n, [(n, "next", "")]
-    if isinstance(st, (If, Switch)):
-        kind = "if" if isinstance(st, If) else "switch"
-        n = b.node(
-            kind,
-            _label(kind, text(st.name) if st.name else "", kind if st.name else ""),
-            name=st.name,
-            **common,
-        )
-        exits = []
-        has_default = False
-        for i, br in enumerate(st.branches):
-            has_default = has_default or br.default
-            label = _branch_label(kind, i, br)
-            first, br_exits = _section(b, br.body.stmts, ctx)
-            if first is None:
-                exits.append((n, "branch", label))
-            else:
-                b.edge(n, first, "branch", label)
-                exits.extend(br_exits)
-        if not has_default:
-            exits.append((n, "branch", "else" if kind == "if" else "no case"))
-        return n, exits
-    if isinstance(st, For):
-        n = b.node("for", _label("for", text(st.name), "loop"), name=st.name, **common)
-        cluster = (*ctx.cluster, f"cluster_for_{n}")
-        b.g.graph["clusters"][cluster[-1]] = f"loop {st.name}"
-        breaks: Exits = []
-        inner = _Ctx(ctx.thread, cluster, ctx.end, loop=n, breaks=breaks)
-        first, body_exits = _section(b, st.body.stmts, inner)
-        if first is not None:
-            b.edge(n, first, "loop", "true")
-        for node, _, label in body_exits:
-            b.edge(node, n, "back", label)
-        return n, [(n, "exit", "false"), *breaks]
-    if isinstance(st, Return):
-        detail = (
-            f"error: {text(st.error, 40)}"
-            if st.error
-            else (text(st.value, 40) if st.value is not None else "")
-        )
-        n = b.node("return", _label("return", "", detail), **common)
-        b.edge(n, ctx.end, "return", "")
-        return n, []
-    if isinstance(st, Break):
-        n = b.node("break", _label("break", ""), **common)
-        if ctx.breaks is not None:
-            ctx.breaks.append((n, "break", ""))
-        return n, []
-    if isinstance(st, Continue):
-        n = b.node("continue", _label("continue", ""), **common)
-        if ctx.loop is not None:
-            b.edge(n, ctx.loop, "continue", "")
-        return n, []
-    return None, []  # pragma: no cover - compile_definition rejects unknown statements
+    match st:
+        case Section():
+            return _section(b, st.stmts, ctx)
+        case Step():
+            n = b.node(st.kind, _label("step", text(st.name)), name=st.name, **common)
+            return n, [(n, "next", "")]
+        case WaitFor():
+            n = b.node(st.kind, _label("wait for", text(st.name), "wait for"), name=st.name,
+                       **common)  # fmt: skip
+            return n, [(n, "next", "")]
+        case Wait():
+            return _wait(b, st, ctx, common)
+        case Go():
+            n = b.node(st.kind, _label("go", text(st.name), "go"), name=st.name, **common)
+            cluster = (*ctx.cluster, f"cluster_go_{n}")
+            b.g.graph["clusters"][cluster[-1]] = f"goroutine {st.name}"
+            g_end = b.node("end", "end", cluster=cluster, thread=st.name)
+            b.g.graph["threads"][st.name] = (n, g_end)
+            first, g_exits = _section(b, st.section.stmts, _Ctx(st.name, cluster, g_end))
+            _join(b, n, "fork", "go", first, g_end, g_exits)
+            return n, [(n, "next", "")]
+        case If() | Switch():
+            return _branches(b, st, ctx, common)
+        case For():
+            n = b.node(st.kind, _label("for", text(st.name), "loop"), name=st.name, **common)
+            cluster = (*ctx.cluster, f"cluster_for_{n}")
+            b.g.graph["clusters"][cluster[-1]] = f"loop {st.name}"
+            breaks: Exits = []
+            inner = _Ctx(ctx.thread, cluster, ctx.end, loop=n, breaks=breaks)
+            first, body_exits = _section(b, st.body.stmts, inner)
+            if first is not None:
+                b.edge(n, first, "loop", "true")
+            for node, _, label in body_exits:
+                b.edge(node, n, "back", label)
+            return n, [(n, "exit", "false"), *breaks]
+        case Return():
+            detail = (
+                f"error: {text(st.error, 40)}"
+                if st.error
+                else (text(st.value, 40) if st.value is not None else "")
+            )
+            n = b.node(st.kind, _label("return", "", detail), **common)
+            b.edge(n, ctx.end, "return", "")
+            return n, []
+        case Break():
+            n = b.node(st.kind, _label("break", ""), **common)
+            if ctx.breaks is not None:
+                ctx.breaks.append((n, "break", ""))
+            return n, []
+        case Continue():
+            n = b.node(st.kind, _label("continue", ""), **common)
+            if ctx.loop is not None:
+                b.edge(n, ctx.loop, "continue", "")
+            return n, []
+        case _:
+            assert_never(st)
+
+
+def _wait(b: _Builder, st: Wait, ctx: _Ctx, common: dict[str, Any]) -> tuple[str, Exits]:
+    n = b.node(
+        st.kind,
+        _label("wait", text(st.name), "wait"),
+        name=st.name,
+        events=[c.event for c in st.cases],
+        **common,
+    )
+    exits: Exits = []
+    for case in st.cases:
+        ev = f"{case.event} ({getattr(case.handler, 'type', '?')})"
+        first, case_exits = _section(b, case.body.stmts, ctx)
+        if first is None:
+            exits.append((n, "case", ev))
+        else:
+            b.edge(n, first, "case", ev)
+            exits.extend(case_exits)
+    return n, exits
+
+
+def _branches(b: _Builder, st: If | Switch, ctx: _Ctx, common: dict[str, Any]) -> tuple[str, Exits]:
+    kind = st.kind
+    n = b.node(
+        kind,
+        _label(kind, text(st.name) if st.name else "", kind if st.name else ""),
+        name=st.name,
+        **common,
+    )
+    exits: Exits = []
+    has_default = False
+    for i, br in enumerate(st.branches):
+        has_default = has_default or br.default
+        label = _branch_label(kind, i, br)
+        first, br_exits = _section(b, br.body.stmts, ctx)
+        if first is None:
+            exits.append((n, "branch", label))
+        else:
+            b.edge(n, first, "branch", label)
+            exits.extend(br_exits)
+    if not has_default:
+        exits.append((n, "branch", "else" if kind == StatementKind.IF else "no case"))
+    return n, exits
 
 
 Link = str | Callable[[str, str], str | None]
 """How ``to_dot`` makes nodes links: a URL template, or a function of (name, kind)."""
+
+
+_RAN = (HistoryKind.STEP, HistoryKind.GO, HistoryKind.CALLBACK, HistoryKind.WAITFOR_DONE)
+"""History lines that mean their statement ran: a ran statement is drawn dimmed, with a count."""
 
 
 @dataclass(frozen=True)
@@ -393,11 +410,7 @@ def _overlay_attrs(g: nx.DiGraph[str], ov: Overlay, link: Link | None) -> dict[s
                 a["URL"] = _escstring(url)
                 a["target"] = "_top"
         attrs[nid] = a
-    ran = Counter(
-        h.statement
-        for h in ov.history
-        if h.statement and h.kind in ("step", "go", "callback", "waitfor_done")
-    )
+    ran = Counter(h.statement for h in ov.history if h.statement and h.kind in _RAN)
     for name, count in ran.items():
         ran_node = names.get(name)
         if ran_node is None:
@@ -455,7 +468,7 @@ def _thread_marks(
     colours = thread_colours(info)
     here: dict[str, list[ThreadInfo]] = {}
     for t in info.threads:
-        if t.status not in (ThreadStatus.RUNNING, ThreadStatus.WAITING, ThreadStatus.FAILED):
+        if not t.status.unfinished:
             continue
         # A thread at the start of its body stands on its start: main's start node, or the
         # Go statement that started a goroutine.

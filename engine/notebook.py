@@ -28,12 +28,13 @@ from typing import Any
 import graphviz
 
 from engine import graph
+from engine._definition.handlers import HandlerType
 from engine._definition.statements import Section
 from engine._definition.workflow import Workflow
 from engine._engine import Engine
 from engine._records import HistoryEntry, WaitInfo, WorkflowInfo
 from engine.clock import ManualClock
-from engine.errors import CallbackRejected, GorchError, InvalidOperation
+from engine.errors import CallbackRejected, GorchError, InvalidOperation, RejectReason
 
 NO_GRAPHVIZ = (
     "(Text outline: the Graphviz `dot` program is not installed. To see this as a graph, "
@@ -214,13 +215,13 @@ class Notebook:
 
     def _user_event(self, workflow_id: str) -> str:
         events = sorted(
-            {w.event for w in self.engine.pending_waits(workflow_id, type="user_action")}
+            {w.event for w in self.engine.pending_waits(workflow_id, type=HandlerType.USER_ACTION)}
         )
         if len(events) != 1:
             raise CallbackRejected(
                 f"workflow {workflow_id!r} has {len(events)} open user-action waits "
                 f"({', '.join(events) or 'none'}): pass event=",
-                reason="no_wait" if not events else "ambiguous",
+                reason=RejectReason.NO_WAIT if not events else RejectReason.AMBIGUOUS,
                 workflow_id=workflow_id,
             )
         return events[0]

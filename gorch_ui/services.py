@@ -22,16 +22,18 @@ import networkx as nx
 
 from engine import (
     DEFAULT_APP,
+    MAIN,
+    POSITIONABLE_KINDS,
     CallbackRejected,
     CompatibilityReport,
     Engine,
     GorchError,
     HistoryEntry,
+    HistoryKind,
     InlineResumer,
     InvalidOperation,
     PollingResumer,
     StateError,
-    ThreadStatus,
     WaitInfo,
     Workflow,
     WorkflowInfo,
@@ -80,9 +82,6 @@ def open_engine(url: str | None = None, app: str | None = None, *, seed: bool = 
 
 
 # -- workflows ------------------------------------------------------------------------------
-
-LIVE_THREADS = (ThreadStatus.RUNNING, ThreadStatus.WAITING, ThreadStatus.FAILED)
-"""Threads that stand somewhere: shown in the table and counted on the definitions page."""
 
 
 @dataclass(frozen=True)
@@ -150,7 +149,7 @@ def list_workflows(
             "type": r.type,
             "status": r.status.value,
             "where": ", ".join(
-                f"{t.id}@{t.position or 'start'}" for t in r.threads if t.status in LIVE_THREADS
+                f"{t.id}@{t.position or 'start'}" for t in r.threads if t.status.unfinished
             ),
             "error": r.error or state_problem(r),
             "created": r.created_at,
@@ -242,16 +241,13 @@ def workflow_view(engine: Engine, workflow_id: str) -> WorkflowView:
     return WorkflowView(info, waits, history, dot, error, targets)
 
 
-POSITIONABLE_KINDS = ("step", "wait", "waitfor", "go", "for", "if", "switch")
-
-
 def goto_targets(g: nx.DiGraph[str], info: WorkflowInfo[Any]) -> dict[str, list[str]]:
     """Per thread, the named statements of its own body that it can be moved to."""
     by_thread: dict[str | None, list[str]] = {}
     for _, data in g.nodes(data=True):
         if data["name"] is not None and data["kind"] in POSITIONABLE_KINDS:
             by_thread.setdefault(data["thread"], []).append(data["name"])
-    return {t.id: by_thread.get(None if t.id == "main" else t.name, []) for t in info.threads}
+    return {t.id: by_thread.get(None if t.id == MAIN else t.name, []) for t in info.threads}
 
 
 def thread_rows(info: WorkflowInfo[Any]) -> list[dict[str, Any]]:
@@ -276,7 +272,7 @@ def history_rows(history: Sequence[HistoryEntry]) -> list[dict[str, Any]]:
     return [
         {
             "at": h.at,
-            "what": h.kind,
+            "what": str(h.kind),  # a HistoryKind from the memory store: its plain value
             "who": h.actor or "",
             "thread": h.thread or "",
             "statement": h.statement or "",
@@ -435,7 +431,7 @@ def resolve(engine: Engine, op: Operator, wait: WaitInfo, input: Any) -> str:
             wait.workflow_id, wait.event, input, actor=who, thread=wait.thread_id, pc=wait.pc
         )
     except CallbackRejected as e:
-        if e.reason in ("no_wait", "stale_pc", "finished"):
+        if e.taken:
             raise StaleAction(
                 _stale_message(engine, wait),
                 reason=e.reason,
@@ -470,12 +466,19 @@ def _stale_message(engine: Engine, wait: WaitInfo) -> str:
     for h in reversed(history):
         if h.at < wait.created_at:
             break
-        if h.kind == "callback" and h.thread == wait.thread_id and h.statement == wait.wait:
+        if (
+            h.kind == HistoryKind.CALLBACK
+            and h.thread == wait.thread_id
+            and h.statement == wait.wait
+        ):
             return (
                 f"{where} was already resolved: {h.detail.get('event')} by "
                 f"{h.actor or 'unknown'} at {h.at:%Y-%m-%d %H:%M:%S}. Nothing was changed."
             )
-        if h.kind in ("cancelled", "goto") and h.thread in (None, wait.thread_id):
+        if h.kind in (HistoryKind.CANCELLED, HistoryKind.GOTO) and h.thread in (
+            None,
+            wait.thread_id,
+        ):
             return (
                 f"{where} is no longer pending: {h.kind} by {h.actor or 'unknown'} at "
                 f"{h.at:%Y-%m-%d %H:%M:%S}. Nothing was changed."
@@ -521,7 +524,8 @@ def _exists(engine: Engine, workflow_id: str) -> bool:
 
 # -- definitions ----------------------------------------------------------------------------
 
-LIVE_STATUSES = (WorkflowStatus.RUNNING, WorkflowStatus.WAITING, WorkflowStatus.FAILED)
+LIVE_STATUSES = tuple(s for s in WorkflowStatus if s.unfinished)
+"""Workflows still standing somewhere (running, waiting, failed): counted per statement."""
 
 
 @dataclass(frozen=True)
@@ -559,10 +563,7 @@ def definition_view(engine: Engine, type_name: str, *, scan: int = 10_000) -> De
                 status=status, type=type_name, limit=min(500, scan - counted), offset=offset
             )
             at.update(
-                t.position
-                for r in batch
-                for t in r.threads
-                if t.position and t.status in LIVE_THREADS
+                t.position for r in batch for t in r.threads if t.position and t.status.unfinished
             )
             counted += len(batch)
             offset += len(batch)

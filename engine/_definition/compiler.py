@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from enum import Enum
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, assert_never
 
 from engine._definition import reads as reads_of
 from engine._definition.statements import (
@@ -20,6 +20,7 @@ from engine._definition.statements import (
     If,
     Return,
     Section,
+    Statement,
     Step,
     Stmt,
     Switch,
@@ -44,18 +45,22 @@ class FrameKind(Enum):
     CASE = "case"  # a Wait case: continue after the Wait
 
 
-# A frame of a path: (the statements of a section, the index in it, what owns it).
-Frame = tuple[tuple[Stmt, ...], int, FrameKind]
+# A frame of a path: (the statements of a section, the index in it, what owns it); the
+# interpreter's cursor is a stack of ``interpreter.Frame``, made from these.
+PathFrame = tuple[tuple[Statement, ...], int, FrameKind]
 
 POSITIONABLE = (Step, Wait, WaitFor, Go, For, If, Switch)
-"""Statement kinds a thread can stand on (and an operator can ``goto``), when named."""
+"""Statement classes a thread can stand on (and an operator can ``goto``), when named."""
+
+POSITIONABLE_KINDS = frozenset(cls.kind for cls in POSITIONABLE)
+"""The ``StatementKind`` of each of ``POSITIONABLE``: the graph nodes that ``goto`` can target."""
 
 
 class Entry(NamedTuple):
     """A named statement and the path to it from the root of the thread that runs it."""
 
     stmt: Stmt
-    path: tuple[Frame, ...]
+    path: tuple[PathFrame, ...]
     thread: str | None  # the Go statement whose body holds it; None for the main thread
 
 
@@ -136,13 +141,13 @@ class Program:
     def _follow(self, old: Entry) -> Entry | None:
         """``old``'s path followed through this program's tree, if it leads to the same name."""
         if old.thread is None:
-            stmts: tuple[Stmt, ...] = self.root.stmts
+            stmts: tuple[Statement, ...] = self.root.stmts
         else:
             go = self.go(old.thread)
             if go is None:
                 return None
             stmts = go.section.stmts
-        path: list[Frame] = []
+        path: list[PathFrame] = []
         last = len(old.path) - 1
         for k, (old_stmts, i, kind) in enumerate(old.path):
             if i >= len(stmts):
@@ -160,7 +165,9 @@ class Program:
         return Entry(st, tuple(path), old.thread)
 
 
-def _descend(old: Stmt, new: Stmt, old_child: tuple[Stmt, ...]) -> tuple[Stmt, ...] | None:
+def _descend(
+    old: Statement, new: Statement, old_child: tuple[Statement, ...]
+) -> tuple[Statement, ...] | None:
     """The section of ``new`` at the place where ``old`` held ``old_child``."""
     if type(old) is not type(new):
         return None
@@ -195,7 +202,7 @@ class _Compiler:
         if self.first_bad is None and name is not None:
             self.first_bad = name
 
-    def name(self, stmt: Stmt, name: Any, path: tuple[Frame, ...], thread: str | None) -> None:
+    def name(self, stmt: Stmt, name: Any, path: tuple[PathFrame, ...], thread: str | None) -> None:
         what = type(stmt).__name__
         if not isinstance(name, str) or not name.strip():
             self.problem(f"{what} has an empty or non-string name: {name!r}")
@@ -213,7 +220,7 @@ class _Compiler:
         self,
         sec: Section,
         kind: FrameKind,
-        path: tuple[Frame, ...],
+        path: tuple[PathFrame, ...],
         thread: str | None,
         loops: int,
         depth: int,
@@ -276,73 +283,79 @@ class _Compiler:
                 )
 
     def stmt(
-        self, st: Stmt, here: tuple[Frame, ...], thread: str | None, loops: int, depth: int
+        self, st: Statement, here: tuple[PathFrame, ...], thread: str | None, loops: int, depth: int
     ) -> None:
-        if isinstance(st, Section):
-            self.section(st, FrameKind.SEQ, here, thread, loops, depth)
-        elif isinstance(st, Step):
-            self.name(st, st.name, here, thread)
-            if not callable(st.action):
-                self.problem(f"Step {st.name!r}: action {st.action!r} is not callable", st.name)
-            if st.timeout is not None:
-                self.timeout(st)
-        elif isinstance(st, Go):
-            self.name(st, st.name, here, thread)
-            if st.id is not None and not (isinstance(st.id, str) or callable(st.id)):
-                self.problem(f"Go {st.name!r}: id must be a string or a callable", st.name)
-            # A goroutine's body is the root of a new thread: loops outside do not count.
-            self.section(st.section, FrameKind.ROOT, (), st.name, 0, depth)
-        elif isinstance(st, Wait):
-            self.name(st, st.name, here, thread)
-            if not st.cases:
-                self.problem(f"Wait {st.name!r} has no On(...) case", st.name)
-            seen: set[str] = set()
-            for case in st.cases:
-                if not isinstance(case.event, str) or not case.event:
+        match st:
+            case Section():
+                self.section(st, FrameKind.SEQ, here, thread, loops, depth)
+            case Step():
+                self.name(st, st.name, here, thread)
+                if not callable(st.action):
+                    self.problem(f"Step {st.name!r}: action {st.action!r} is not callable", st.name)
+                if st.timeout is not None:
+                    self.timeout(st)
+            case Go():
+                self.name(st, st.name, here, thread)
+                if st.id is not None and not (isinstance(st.id, str) or callable(st.id)):
+                    self.problem(f"Go {st.name!r}: id must be a string or a callable", st.name)
+                # A goroutine's body is the root of a new thread: loops outside do not count.
+                self.section(st.section, FrameKind.ROOT, (), st.name, 0, depth)
+            case Wait():
+                self.wait(st, here, thread, loops, depth)
+            case WaitFor():
+                self.name(st, st.name, here, thread)
+                self.cond(st.cond, f"WaitFor {st.name!r}", st.name)
+            case If() | Switch():
+                if st.name is not None:
+                    self.name(st, st.name, here, thread)
+                for br in st.branches:
+                    if not br.default:
+                        self.cond(br.cond, f"{type(st).__name__} {st.name or ''}".strip(), st.name)
+                    self.section(br.body, FrameKind.BRANCH, here, thread, loops, depth)
+            case For():
+                self.name(st, st.name, here, thread)
+                self.cond(st.cond, f"For {st.name!r}", st.name)
+                if not st.body.stmts:
+                    self.problem(f"For {st.name!r} has an empty body: it could never end", st.name)
+                elif not _can_progress(st.body):
                     self.problem(
-                        f"Wait {st.name!r}: event names must be non-empty strings", st.name
-                    )
-                elif case.event in seen:
-                    self.problem(f"Wait {st.name!r}: event {case.event!r} appears twice", st.name)
-                seen.add(case.event)
-                if not _is_handler(case.handler):
-                    self.problem(
-                        f"Wait {st.name!r}, event {case.event!r}: the handler "
-                        f"{case.handler!r:.60} has no .type and .handle(input)",
+                        f"For {st.name!r}: its body has no Step, Wait, WaitFor, Break or "
+                        "Return, so nothing could ever change its condition",
                         st.name,
                     )
-                self.section(case.body, FrameKind.CASE, here, thread, loops, depth)
-        elif isinstance(st, WaitFor):
-            self.name(st, st.name, here, thread)
-            self.cond(st.cond, f"WaitFor {st.name!r}", st.name)
-        elif isinstance(st, (If, Switch)):
-            if st.name is not None:
-                self.name(st, st.name, here, thread)
-            for br in st.branches:
-                if not br.default:
-                    self.cond(br.cond, f"{type(st).__name__} {st.name or ''}".strip(), st.name)
-                self.section(br.body, FrameKind.BRANCH, here, thread, loops, depth)
-        elif isinstance(st, For):
-            self.name(st, st.name, here, thread)
-            self.cond(st.cond, f"For {st.name!r}", st.name)
-            if not st.body.stmts:
-                self.problem(f"For {st.name!r} has an empty body: it could never end", st.name)
-            elif not _can_progress(st.body):
+                self.section(st.body, FrameKind.LOOP, here, thread, loops + 1, depth)
+            case Break() | Continue():
+                if loops == 0:
+                    where = f" in goroutine {thread!r}" if thread else ""
+                    self.problem(f"{type(st).__name__}() outside a For loop{where}")
+            case Return():
+                if st.error is not None and not isinstance(st.error, str):
+                    self.problem(
+                        f"Return(error=...) must be a string, not {type(st.error).__name__}"
+                    )
+            case _:
+                assert_never(st)
+
+    def wait(
+        self, st: Wait, here: tuple[PathFrame, ...], thread: str | None, loops: int, depth: int
+    ) -> None:
+        self.name(st, st.name, here, thread)
+        if not st.cases:
+            self.problem(f"Wait {st.name!r} has no On(...) case", st.name)
+        seen: set[str] = set()
+        for case in st.cases:
+            if not isinstance(case.event, str) or not case.event:
+                self.problem(f"Wait {st.name!r}: event names must be non-empty strings", st.name)
+            elif case.event in seen:
+                self.problem(f"Wait {st.name!r}: event {case.event!r} appears twice", st.name)
+            seen.add(case.event)
+            if not _is_handler(case.handler):
                 self.problem(
-                    f"For {st.name!r}: its body has no Step, Wait, WaitFor, Break or "
-                    "Return, so nothing could ever change its condition",
+                    f"Wait {st.name!r}, event {case.event!r}: the handler "
+                    f"{case.handler!r:.60} has no .type and .handle(input)",
                     st.name,
                 )
-            self.section(st.body, FrameKind.LOOP, here, thread, loops + 1, depth)
-        elif isinstance(st, (Break, Continue)):
-            if loops == 0:
-                where = f" in goroutine {thread!r}" if thread else ""
-                self.problem(f"{type(st).__name__}() outside a For loop{where}")
-        elif isinstance(st, Return):
-            if st.error is not None and not isinstance(st.error, str):
-                self.problem(f"Return(error=...) must be a string, not {type(st.error).__name__}")
-        else:
-            self.problem(f"unknown statement {st!r:.60}")
+            self.section(case.body, FrameKind.CASE, here, thread, loops, depth)
 
     def timeout(self, st: Step) -> None:
         try:
@@ -366,14 +379,22 @@ def _is_handler(h: Any) -> bool:
 
 def _can_progress(sec: Section) -> bool:
     for st in sec.stmts:
-        if isinstance(st, (Step, Wait, WaitFor, Break, Return)):
-            return True
-        if isinstance(st, Section) and _can_progress(st):
-            return True
-        if isinstance(st, (If, Switch)) and any(_can_progress(b.body) for b in st.branches):
-            return True
-        if isinstance(st, For) and _can_progress(st.body):
-            return True
+        match st:
+            case Step() | Wait() | WaitFor() | Break() | Return():
+                return True
+            case Section():
+                if _can_progress(st):
+                    return True
+            case If() | Switch():
+                if any(_can_progress(b.body) for b in st.branches):
+                    return True
+            case For():
+                if _can_progress(st.body):
+                    return True
+            case Go() | Continue():
+                pass  # a goroutine's body runs in another thread
+            case _:
+                assert_never(st)
     return False
 
 

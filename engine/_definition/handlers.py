@@ -7,6 +7,7 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol, cast, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -15,6 +16,16 @@ from engine.errors import DefinitionError, InvalidInput
 
 if TYPE_CHECKING:
     from engine._records import WaitInfo
+
+
+class HandlerType(StrEnum):
+    """The ``type`` of the built-in handlers: the key of their ``CallbackManager`` in
+    ``Engine(managers=...)``, stored with each wait. A handler of your own may use any other
+    string."""
+
+    USER_ACTION = "user_action"  # WaitForUserAction
+    EVENT = "event"  # Event
+    TIMEOUT = "timeout"  # Timeout
 
 
 @runtime_checkable
@@ -99,7 +110,7 @@ class WaitForUserAction:
 
     approve: Callable[[], Any]
     deny: Callable[[str], Any]
-    type: str = field(default="user_action", init=False)
+    type: str = field(default=HandlerType.USER_ACTION, init=False)
 
     def handle(self, input: Any) -> Any:
         action = cast(UserAction, _validate(UserAction, input))
@@ -122,7 +133,7 @@ class Event:
 
     model: builtins.type[BaseModel]
     handle_fn: Callable[[Any], Any] | None = None
-    type: str = field(default="event", init=False)
+    type: str = field(default=HandlerType.EVENT, init=False)
 
     def __init__(
         self, model: builtins.type[BaseModel], handle: Callable[[Any], Any] | None = None
@@ -131,7 +142,7 @@ class Event:
             raise DefinitionError(f"Event(model=...) needs a pydantic model class, not {model!r}")
         object.__setattr__(self, "model", model)
         object.__setattr__(self, "handle_fn", handle)
-        object.__setattr__(self, "type", "event")
+        object.__setattr__(self, "type", HandlerType.EVENT)
 
     def handle(self, input: Any) -> Any:
         value = _validate(self.model, input)
@@ -150,7 +161,7 @@ class Timeout:
 
     after: timedelta
     handle_fn: Callable[[], Any] | None = None
-    type: str = field(default="timeout", init=False)
+    type: str = field(default=HandlerType.TIMEOUT, init=False)
 
     def __init__(self, after: timedelta, handle: Callable[[], Any] | None = None) -> None:
         if not isinstance(after, timedelta) or after < timedelta(0):
@@ -159,7 +170,7 @@ class Timeout:
             )
         object.__setattr__(self, "after", after)
         object.__setattr__(self, "handle_fn", handle)
-        object.__setattr__(self, "type", "timeout")
+        object.__setattr__(self, "type", HandlerType.TIMEOUT)
 
     def handle(self, input: Any) -> Any:
         return self.handle_fn() if self.handle_fn is not None else None

@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from engine.errors import DefinitionError
 
@@ -54,11 +55,38 @@ class RetryPolicy:
         return min(timedelta(seconds=seconds), self.max_interval)
 
 
+class StatementKind(StrEnum):
+    """The ``kind`` of each statement class: the node kinds of ``engine.graph`` and part of a
+    definition's fingerprint (``Program.fingerprint``), so the values never change."""
+
+    SECTION = "section"
+    STEP = "step"
+    GO = "go"
+    WAIT = "wait"
+    WAITFOR = "waitfor"
+    IF = "if"
+    SWITCH = "switch"
+    FOR = "for"
+    BREAK = "break"
+    CONTINUE = "continue"
+    RETURN = "return"
+
+
 class Stmt:
-    """Base of every statement."""
+    """Base of every statement; ``Statement`` is the union of the concrete ones."""
 
     __slots__ = ()
-    kind: str = "stmt"
+    kind: ClassVar[str] = "stmt"  # a ``StatementKind`` on every concrete statement
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # The language is closed: the compiler, the interpreter and the graph ``match`` on
+        # ``Statement`` and have no case for a new kind (a subclass of Step, say, is a Step).
+        super().__init_subclass__(**kwargs)
+        if Stmt in cls.__bases__ and cls.__module__ != __name__:
+            raise DefinitionError(
+                f"{cls.__name__}: a new kind of statement cannot be added; compose the "
+                "existing ones (Step, Wait, If, For, ...)"
+            )
 
     @property
     def label(self) -> str | None:
@@ -66,12 +94,12 @@ class Stmt:
         return None
 
 
-def _section(stmts: tuple[Any, ...], where: str, name: Any = None) -> tuple[Stmt, ...]:
+def _section(stmts: tuple[Any, ...], where: str, name: Any = None) -> tuple[Statement, ...]:
     for s in stmts:  # kept cheap: a definition is rebuilt whenever the state changes
         if not isinstance(s, Stmt):
             break
     else:
-        return stmts
+        return stmts  # no cast() call: this is the hot path of every rebuild
     if name is not None:
         where = f"{where}({name!r})"
     for i, s in enumerate(stmts):
@@ -87,9 +115,9 @@ def _section(stmts: tuple[Any, ...], where: str, name: Any = None) -> tuple[Stmt
 class Section(Stmt):
     """Statements run in order. Build one with ``S(*stmts)``."""
 
-    stmts: tuple[Stmt, ...]
+    stmts: tuple[Statement, ...]
     renamed: tuple[tuple[str, str], ...] = ()
-    kind = "section"
+    kind = StatementKind.SECTION
 
 
 
@@ -122,7 +150,7 @@ class Step(Stmt):
     action: Action
     retry: RetryPolicy | None = field(default=None, kw_only=True)
     timeout: timedelta | float | None = field(default=None, kw_only=True)
-    kind = "step"
+    kind = StatementKind.STEP
 
     @property
     def label(self) -> str:
@@ -140,7 +168,7 @@ class Go(Stmt):
     name: str
     section: Section
     id: str | Callable[[], str] | None = field(default=None, kw_only=True)
-    kind = "go"
+    kind = StatementKind.GO
 
     def __post_init__(self) -> None:
         if not isinstance(self.section, Section):
@@ -178,7 +206,7 @@ class Wait(Stmt):
 
     name: str
     cases: tuple[On, ...]
-    kind = "wait"
+    kind = StatementKind.WAIT
 
     def __init__(self, name: str, *cases: On) -> None:
         for c in cases:
@@ -209,7 +237,7 @@ class WaitFor(Stmt):
 
     name: str
     cond: Cond
-    kind = "waitfor"
+    kind = StatementKind.WAITFOR
 
     @property
     def label(self) -> str:
@@ -231,7 +259,7 @@ class If(Stmt):
 
     branches: tuple[Branch, ...]
     name: str | None
-    kind = "if"
+    kind = StatementKind.IF
 
     def __init__(self, cond: Cond, *stmts: Stmt, name: str | None = None) -> None:
         object.__setattr__(
@@ -308,7 +336,7 @@ class Switch(Stmt):
 
     branches: tuple[Branch, ...]
     name: str | None
-    kind = "switch"
+    kind = StatementKind.SWITCH
 
     def __init__(self, *cases: Case | Default, name: str | None = None) -> None:
         branches: list[Branch] = []
@@ -339,7 +367,7 @@ class For(Stmt):
     name: str
     cond: Cond
     body: Section
-    kind = "for"
+    kind = StatementKind.FOR
 
     def __init__(self, name: str, cond: Cond, *stmts: Stmt) -> None:
         object.__setattr__(self, "name", name)
@@ -355,14 +383,14 @@ class For(Stmt):
 class Break(Stmt):
     """Leave the innermost ``For`` of this thread."""
 
-    kind = "break"
+    kind = StatementKind.BREAK
 
 
 @dataclass(frozen=True, slots=True)
 class Continue(Stmt):
     """Go back to the condition of the innermost ``For`` of this thread."""
 
-    kind = "continue"
+    kind = StatementKind.CONTINUE
 
 
 @dataclass(frozen=True, slots=True)
@@ -371,7 +399,12 @@ class Return(Stmt):
 
     value: Any = None
     error: str | None = field(default=None, kw_only=True)
-    kind = "return"
+    kind = StatementKind.RETURN
+
+
+Statement = Section | Step | Go | Wait | WaitFor | If | Switch | For | Break | Continue | Return
+"""Every concrete statement: what a section holds, and what a ``match`` on statements must cover
+(end it with ``case _: assert_never(st)`` so that mypy flags a statement type left out)."""
 
 
 def evaluate(cond: Cond) -> bool:

@@ -15,7 +15,7 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from engine._jsonsafe import describe_error
-from engine._records import HistoryEntry
+from engine._records import HistoryEntry, HistoryKind
 from engine._session.runner import release_lease
 from engine.errors import (
     CallbackRejected,
@@ -34,10 +34,6 @@ log = logging.getLogger("gorch")
 
 BLOCKING = (DefinitionMismatch, DefinitionError, StateError, UnknownWorkflowType)
 """Errors that mean a workflow cannot run as stored until code or an operator changes."""
-
-TAKEN = ("no_wait", "stale_pc", "finished")
-"""Why a due timer is rejected when another process handled its wait (or another case of it)
-first, between reading the due timers and firing this one."""
 
 
 class Poller:
@@ -75,7 +71,9 @@ class Poller:
         except WorkflowBusy:
             return False  # someone else's work right now
         except CallbackRejected as e:
-            if e.reason not in TAKEN:
+            # A due timer is "taken" when another process handled its wait (or another
+            # case of it) first, between reading the due timers and firing this one.
+            if not e.taken:
                 self.skip(workflow_id, e)
             else:  # a timer another process fired first: the race went as it should
                 log.debug("workflow %s: %s", workflow_id, e)
@@ -113,12 +111,16 @@ class Poller:
         held = False
         try:
             last = store.history(workflow_id)[-1:]
-            if last and last[0].kind == "blocked" and last[0].detail.get("error") == error:
+            if (
+                last
+                and last[0].kind == HistoryKind.BLOCKED
+                and last[0].detail.get("error") == error
+            ):
                 return
             store.acquire(workflow_id, owner, now=now, until=now + self.engine.lease)
             held = True
             store.append_history(
-                [HistoryEntry(workflow_id, now, "blocked", e.thread, e.statement,
+                [HistoryEntry(workflow_id, now, HistoryKind.BLOCKED, e.thread, e.statement,
                               detail={"error": error})],
                 owner=owner,
             )  # fmt: skip

@@ -18,8 +18,8 @@ from engine._definition.statements import Wait
 from engine._definition.workflow import Workflow
 from engine._interpreter import _current_thread, _current_wait, run_callable
 from engine._jsonsafe import check_value, describe_error
-from engine._records import Phase, ThreadStatus, WorkflowStatus
-from engine._session.runner import LIVE, Run, try_load_state
+from engine._records import HistoryKind, Phase, ThreadStatus, WorkflowStatus
+from engine._session.runner import Run, try_load_state
 from engine._state import state_data, undeclared_fields, validate_state
 from engine.errors import (
     CallbackRejected,
@@ -27,6 +27,7 @@ from engine.errors import (
     GorchError,
     InvalidOperation,
     InvalidOutput,
+    RejectReason,
     StateError,
 )
 
@@ -49,11 +50,11 @@ def deliver(
     """
     rec, wid = run.record, run.record.id
 
-    def reject(msg: str, reason: str, **kw: Any) -> CallbackRejected:
+    def reject(msg: str, reason: RejectReason, **kw: Any) -> CallbackRejected:
         return CallbackRejected(msg, reason=reason, workflow_id=wid, event=event, **kw)
 
     if rec.status.done:
-        raise reject(f"workflow {wid!r} is {rec.status.value}", "finished")
+        raise reject(f"workflow {wid!r} is {rec.status.value}", RejectReason.FINISHED)
     open_waits = [w for w in run.waits if w.status.open]
     found = [
         w for w in open_waits if w.event == event and (thread is None or w.thread_id == thread)
@@ -64,19 +65,19 @@ def deliver(
             f"workflow {wid!r} has no open wait for event {event!r}"
             + (f" in thread {thread!r}" if thread else "")
             + f"; pending: {', '.join(pending)}",
-            "no_wait",
+            RejectReason.NO_WAIT,
             thread=thread,
         )
     if len(found) > 1:
         raise reject(
             f"threads {', '.join(w.thread_id for w in found)} all wait for {event!r}: pass thread=",
-            "ambiguous",
+            RejectReason.AMBIGUOUS,
         )
     w = found[0]
     if pc is not None and pc != w.pc:
         raise reject(
             f"stale callback: wait {w.wait!r} is at pc {w.pc}, not {pc}",
-            "stale_pc",
+            RejectReason.STALE_PC,
             thread=w.thread_id,
             statement=w.wait,
         )
@@ -85,7 +86,7 @@ def deliver(
         raise reject(
             f"wait {w.wait!r} of thread {w.thread_id!r} is no longer pending (the thread "
             f"stands {'nowhere' if t is None else t.status.value + ' at ' + repr(t.position)})",
-            "no_wait",
+            RejectReason.NO_WAIT,
             thread=w.thread_id,
             statement=w.wait,
         )
@@ -110,7 +111,7 @@ def deliver(
     except Exception as e:
         raise reject(
             f"handler of {event!r} raised {describe_error(e)}",
-            "handler_error",
+            RejectReason.HANDLER_ERROR,
             thread=t.id,
             statement=w.wait,
         ) from e
@@ -130,7 +131,7 @@ def deliver(
     t.position, t.phase, t.event, t.status = w.wait, Phase.HANDLED, event, ThreadStatus.RUNNING
     run.close_waits(t.id, handled=w.id)
     run.note(
-        "callback",
+        HistoryKind.CALLBACK,
         thread=t.id,
         statement=w.wait,
         actor=actor,
@@ -156,11 +157,11 @@ def cancel(run: Run, actor: str, reason: str | None) -> None:
     done_check(run)
     rec = run.record
     for t in rec.threads:
-        if t.status in LIVE:
+        if t.status.live:
             t.status = ThreadStatus.CANCELLED
             run.close_waits(t.id)
     rec.status = WorkflowStatus.CANCELLED
-    run.note("cancelled", actor=actor, reason=reason)
+    run.note(HistoryKind.CANCELLED, actor=actor, reason=reason)
     run.checkpoint()
 
 
@@ -175,7 +176,7 @@ def retry(run: Run, actor: str, reason: str | None) -> None:
         )
     for t in failed:
         t.status, t.attempts, t.retry_at, t.error = ThreadStatus.RUNNING, 0, None, None
-        run.note("retried", thread=t.id, statement=t.position, actor=actor, reason=reason)
+        run.note(HistoryKind.RETRIED, thread=t.id, statement=t.position, actor=actor, reason=reason)
     rec.status = WorkflowStatus.RUNNING
     run.checkpoint()
 
@@ -224,7 +225,7 @@ def goto(
     if rec.status is WorkflowStatus.FAILED:
         rec.status = WorkflowStatus.RUNNING
     run.note(
-        "goto",
+        HistoryKind.GOTO,
         thread=t.id,
         statement=statement,
         actor=actor,
@@ -283,7 +284,9 @@ def update_state(
     if not changed:
         return False
     repaired = run.state_error.message if run.state_error is not None else None
-    run.note("state_updated", actor=actor, reason=reason, changed=changed, repaired=repaired)
+    run.note(
+        HistoryKind.STATE_UPDATED, actor=actor, reason=reason, changed=changed, repaired=repaired
+    )
     run.wake_waitfors()  # a WaitFor may hold now: it becomes due for whoever polls
     run.checkpoint()
     return True

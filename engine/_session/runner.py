@@ -13,7 +13,7 @@ import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, assert_never
 
 from pydantic import ValidationError
 from pydantic_core import to_jsonable_python
@@ -39,6 +39,7 @@ from engine._jsonsafe import check_text, check_value, describe_error, printable,
 from engine._records import (
     MAIN,
     HistoryEntry,
+    HistoryKind,
     Phase,
     ThreadState,
     ThreadStatus,
@@ -54,8 +55,6 @@ from engine.errors import GorchError, InvalidResult, StateError, StepTimeout
 from engine.store.base import Store
 
 log = logging.getLogger("gorch")
-
-LIVE = (ThreadStatus.RUNNING, ThreadStatus.WAITING)
 
 
 def jsonable(value: Any) -> Any:
@@ -221,7 +220,7 @@ class Run:
 
     def note(
         self,
-        kind: str,
+        kind: HistoryKind,
         *,
         thread: str | None = None,
         statement: str | None = None,
@@ -362,7 +361,7 @@ class Run:
                 continue
             if holds:
                 t.status, t.phase = ThreadStatus.RUNNING, Phase.DONE
-                self.note("waitfor_done", thread=t.id, statement=t.position)
+                self.note(HistoryKind.WAITFOR_DONE, thread=t.id, statement=t.position)
 
     def prepare(self) -> None:
         """Bring the stored workflow to the code now: follow renames, note a new fingerprint,
@@ -373,7 +372,9 @@ class Run:
             for t in self.record.threads:
                 new = program.resolve(t.position) if t.position else ""
                 if new != t.position:
-                    self.note("renamed", thread=t.id, statement=new, moved_from=t.position)
+                    self.note(
+                        HistoryKind.RENAMED, thread=t.id, statement=new, moved_from=t.position
+                    )
                     for w in self.waits:
                         if w.thread_id == t.id and w.wait == t.position:
                             w.wait = new
@@ -383,7 +384,7 @@ class Run:
                     t.go = aliases[t.go]
         was = self.record.fingerprint
         if was is not None and was != program.fingerprint:
-            self.note("code_changed", moved_from=was, fingerprint=program.fingerprint)
+            self.note(HistoryKind.CODE_CHANGED, moved_from=was, fingerprint=program.fingerprint)
         self.check_positions()
 
     def check_positions(self) -> None:
@@ -406,7 +407,9 @@ class Run:
         t.retry_at = None
         tb = None if isinstance(e, str) else "".join(traceback.format_exception(e))[-4000:]
         tb = tb if tb is None else printable(tb)
-        self.note("thread_failed", thread=t.id, statement=statement, error=t.error, traceback=tb)
+        self.note(
+            HistoryKind.THREAD_FAILED, thread=t.id, statement=statement, error=t.error, traceback=tb
+        )
 
     def apply(self, t: ThreadState, outcome: Outcome) -> None:
         """Record what the interpreter did with thread ``t``; the caller checkpoints."""
@@ -424,102 +427,105 @@ class Run:
                 outcome = StepRaised(outcome.step, e)
             else:
                 self._state_is(self._dumped)
-        if isinstance(outcome, StepRan):
-            t.position, t.phase, t.attempts, t.error, t.retry_at = (
-                outcome.step.name,
-                Phase.DONE,
-                0,
-                None,
-                None,
-            )
-            self.note("step", thread=t.id, statement=outcome.step.name)
-        if isinstance(outcome, StepRaised):
-            self.restore_state()  # a failed step's partial changes are not kept
-            step = outcome.step
-            policy = step.retry or self.retry
-            t.position, t.phase = step.name, Phase.AT
-            t.attempts += 1
-            t.error = describe_error(outcome.error)
-            self.abandoned = isinstance(outcome.error, StepTimeout)
-            if t.attempts < policy.max_attempts:
-                t.retry_at = self.clock.now() + policy.delay(t.attempts)
+        match outcome:
+            case StepRan():
+                t.position, t.phase, t.attempts, t.error, t.retry_at = (
+                    outcome.step.name,
+                    Phase.DONE,
+                    0,
+                    None,
+                    None,
+                )
+                self.note(HistoryKind.STEP, thread=t.id, statement=outcome.step.name)
+            case StepRaised():
+                self.restore_state()  # a failed step's partial changes are not kept
+                step = outcome.step
+                policy = step.retry or self.retry
+                t.position, t.phase = step.name, Phase.AT
+                t.attempts += 1
+                t.error = describe_error(outcome.error)
+                self.abandoned = isinstance(outcome.error, StepTimeout)
+                if t.attempts < policy.max_attempts:
+                    t.retry_at = self.clock.now() + policy.delay(t.attempts)
+                    self.note(
+                        HistoryKind.STEP_ERROR,
+                        thread=t.id,
+                        statement=step.name,
+                        error=t.error,
+                        attempt=t.attempts,
+                        retry_at=t.retry_at,
+                    )
+                else:
+                    self.fail(t, step.name, outcome.error)
+            case Crashed():
+                self.restore_state()
+                self.fail(t, outcome.statement, outcome.error)
+            case GoStart():
+                old = self.record.thread(outcome.thread_id)
+                if old is not None and (old.status.live or old.go != outcome.go.name):
+                    self.fail(
+                        t,
+                        outcome.go.name,
+                        f"Go {outcome.go.name!r}: thread id {outcome.thread_id!r} is already used "
+                        "by a live thread or another goroutine of this workflow",
+                    )
+                    return
+                fresh = ThreadState(outcome.thread_id, go=outcome.go.name)
+                if old is None:
+                    self.record.threads.append(fresh)
+                else:  # a thread sent back before its Go (goto) starts the goroutine afresh
+                    self.record.threads[self.record.threads.index(old)] = fresh
+                t.position, t.phase = outcome.go.name, Phase.DONE
+                self.note(HistoryKind.GO, thread=t.id, statement=outcome.go.name,
+                          started=outcome.thread_id)  # fmt: skip
+            case Blocked():
+                t.position, t.phase, t.status = outcome.wait.name, Phase.AT, ThreadStatus.WAITING
+                self.arm(t, outcome.wait)
                 self.note(
-                    "step_error",
+                    HistoryKind.WAIT,
                     thread=t.id,
-                    statement=step.name,
-                    error=t.error,
-                    attempt=t.attempts,
-                    retry_at=t.retry_at,
+                    statement=outcome.wait.name,
+                    events=[c.event for c in outcome.wait.cases],
                 )
-            else:
-                self.fail(t, step.name, outcome.error)
-        elif isinstance(outcome, Crashed):
-            self.restore_state()
-            self.fail(t, outcome.statement, outcome.error)
-        elif isinstance(outcome, GoStart):
-            old = self.record.thread(outcome.thread_id)
-            if old is not None and (old.status in LIVE or old.go != outcome.go.name):
-                self.fail(
-                    t,
-                    outcome.go.name,
-                    f"Go {outcome.go.name!r}: thread id {outcome.thread_id!r} is already used "
-                    "by a live thread or another goroutine of this workflow",
-                )
-                return
-            fresh = ThreadState(outcome.thread_id, go=outcome.go.name)
-            if old is None:
-                self.record.threads.append(fresh)
-            else:  # a thread sent back before its Go (goto) starts the goroutine afresh
-                self.record.threads[self.record.threads.index(old)] = fresh
-            t.position, t.phase = outcome.go.name, Phase.DONE
-            self.note("go", thread=t.id, statement=outcome.go.name, started=outcome.thread_id)
-        elif isinstance(outcome, Blocked):
-            t.position, t.phase, t.status = outcome.wait.name, Phase.AT, ThreadStatus.WAITING
-            self.arm(t, outcome.wait)
-            self.note(
-                "wait",
-                thread=t.id,
-                statement=outcome.wait.name,
-                events=[c.event for c in outcome.wait.cases],
-            )
-        elif isinstance(outcome, BlockedFor):
-            t.position, t.phase, t.status = outcome.waitfor.name, Phase.AT, ThreadStatus.WAITING
-            self.note("waitfor", thread=t.id, statement=outcome.waitfor.name)
-        elif isinstance(outcome, Returned):
-            problem = returned_problem(outcome, self.max_state_bytes)
-            if problem is not None:  # nothing of it is written: the thread fails at the Return
-                self.fail(t, t.position, InvalidResult(problem, workflow_id=self.record.id,
-                                                       thread=t.id))  # fmt: skip
-                return
-            t.status = ThreadStatus.FINISHED
-            # error text describes, like a step's error: NUL and surrogates written as escapes
-            error = None if outcome.error is None else printable(outcome.error)
-            self.note("return", thread=t.id, value=outcome.value, error=error)
-            if t.id == MAIN:
-                self.finish(outcome.value, error)
-            else:
+            case BlockedFor():
+                t.position, t.phase = outcome.waitfor.name, Phase.AT
+                t.status = ThreadStatus.WAITING
+                self.note(HistoryKind.WAITFOR, thread=t.id, statement=outcome.waitfor.name)
+            case Returned():
+                problem = returned_problem(outcome, self.max_state_bytes)
+                if problem is not None:  # nothing of it is written: the thread fails at the Return
+                    self.fail(t, t.position, InvalidResult(problem, workflow_id=self.record.id,
+                                                           thread=t.id))  # fmt: skip
+                    return
+                t.status = ThreadStatus.FINISHED
+                # error text describes, like a step's error: NUL and surrogates written as escapes
+                error = None if outcome.error is None else printable(outcome.error)
+                self.note(HistoryKind.RETURN, thread=t.id, value=outcome.value, error=error)
+                if t.id == MAIN:
+                    self.finish(outcome.value, error)
+                else:
+                    self.finish_if_done()
+            case Ended():
+                t.status = ThreadStatus.FINISHED
+                self.note(HistoryKind.THREAD_END, thread=t.id)
                 self.finish_if_done()
-        elif isinstance(outcome, Ended):
-            t.status = ThreadStatus.FINISHED
-            self.note("thread_end", thread=t.id)
-            self.finish_if_done()
+            case _:
+                assert_never(outcome)
 
     def finish_if_done(self) -> None:
         """Finish the workflow once no thread is live or failed any more."""
-        if not any(
-            x.status in LIVE or x.status is ThreadStatus.FAILED for x in self.record.threads
-        ):
+        if not any(x.status.unfinished for x in self.record.threads):
             self.finish(None, None)
 
     def finish(self, value: Any, error: str | None) -> None:
         """End the workflow: stop the other threads and close every wait."""
         for x in self.record.threads:
-            if x.status in LIVE:
+            if x.status.live:
                 x.status = ThreadStatus.CANCELLED
                 self.close_waits(x.id)
         self.record.result, self.record.error = jsonable(value), error
         self.record.status = WorkflowStatus.FINISHED
-        self.note("finished", result=value, error=error)
+        self.note(HistoryKind.FINISHED, result=value, error=error)
 
     # -- waits ------------------------------------------------------------------------------
 
@@ -590,7 +596,9 @@ class Run:
                                 HistoryEntry(
                                     self.record.id,
                                     now,
-                                    "teardown_error" if tearing else "setup_error",
+                                    HistoryKind.TEARDOWN_ERROR
+                                    if tearing
+                                    else HistoryKind.SETUP_ERROR,
                                     w.thread_id,
                                     w.wait,
                                     None,

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from engine import WaitInfo
+from engine import HandlerType, WaitInfo
 from gorch_ui import services, ui
 from gorch_ui.escape import code, md
 from gorch_ui.schema import form_fields
@@ -34,7 +34,7 @@ def wait_card(w: WaitInfo) -> None:
             query_params={"id": w.workflow_id},
         )
         top[1].caption(f"waiting since {w.created_at:%Y-%m-%d %H:%M:%S} · pc {w.pc}")
-        if w.type == "user_action":
+        if w.type == HandlerType.USER_ACTION:
             with st.form(f"decide_{w.id}", border=False):
                 st.text_input("Reason (required to deny)", key=f"reason_{w.id}")
                 b = st.columns(2)
@@ -57,7 +57,7 @@ def wait_card(w: WaitInfo) -> None:
                         Field(f"reason_{w.id}"),
                         submit=True,
                     )
-        elif w.type == "timeout":
+        elif w.type == HandlerType.TIMEOUT:
             due = f"{w.due_at:%Y-%m-%d %H:%M:%S}" if w.due_at else "when due"
             st.caption(f"fires at {due}")
             ui.action("Fire now", f"fire_{w.id}", services.resolve, w, None)

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from engine import GorchError, WorkflowNotFound
+from engine import GorchError, WorkflowNotFound, WorkflowStatus
 from gorch_ui import services, ui
 from gorch_ui.escape import md
 from gorch_ui.ui import Field
@@ -107,7 +107,7 @@ with a[2]:
         services.retry,
         wid,
         Field("act_reason"),
-        disabled=info.status.value != "failed" or broken,
+        disabled=info.status is not WorkflowStatus.FAILED or broken,
         **blocked,
     )
 with a[3]:

@@ -12,20 +12,31 @@ import pytest
 from pydantic import BaseModel, Field
 
 from engine import (
+    MAIN,
+    POSITIONABLE_KINDS,
+    Break,
     Engine,
+    For,
+    Go,
+    HistoryKind,
+    If,
     InvalidInput,
     InvalidOperation,
     ManualClock,
     MemoryStore,
     On,
+    Return,
     S,
     Section,
     StateError,
+    Step,
     Wait,
+    WaitFor,
     WaitForUserAction,
     Workflow,
     WorkflowStatus,
 )
+from engine._definition.compiler import POSITIONABLE, compile_definition
 from engine.examples import WORKFLOWS, Expense, Import
 from engine.examples.demo import seed_demo
 from engine.examples.order import Shipped
@@ -460,3 +471,42 @@ def test_a_bad_repair_is_refused_and_changes_nothing(
     assert (after.state, after.version, after.pc) == (before.state, before.version, before.pc)
     assert len(demo.history(wid)) == history
     assert demo.get(wid).state_error is not None
+
+
+class EveryKind(Workflow):
+    """One statement of every kind, two threads: what the goto form may offer."""
+
+    def definition(self) -> Section:
+        return S(
+            Step("a", self.noop),
+            Go("g", S(Step("g1", self.noop), WaitFor("g wait", False))),
+            If(False, Step("i1", self.noop), name="if").Else(Step("i2", self.noop)),
+            For("loop", True, Step("f1", self.noop), Break()),
+            Wait("w", On("e", WaitForUserAction(approve=self.noop, deny=lambda r: None))),
+            Return(),
+        )  # fmt: skip
+
+    def noop(self) -> None:
+        return None
+
+
+def test_goto_targets_are_what_the_engine_accepts() -> None:
+    # The UI offers, per thread, the statements the engine's goto takes: one definition of
+    # positionable kinds (engine.POSITIONABLE_KINDS), and MAIN for the main thread.
+    engine = Engine(MemoryStore(), [EveryKind], clock=ManualClock())
+    wid = engine.new_workflow(EveryKind())
+    view = services.workflow_view(engine, wid)
+    assert services.POSITIONABLE_KINDS is POSITIONABLE_KINDS
+    assert set(view.targets) == {MAIN, "g"}
+    assert view.targets[MAIN] == ["a", "g", "if", "i1", "i2", "loop", "f1", "w"]
+    assert view.targets["g"] == ["g1", "g wait"]
+    program = compile_definition(EveryKind().definition())
+    for thread, names in view.targets.items():
+        go = None if thread == MAIN else thread
+        takes = [n for n, e in program.index.items() if isinstance(e.stmt, POSITIONABLE)
+                 and e.thread == go]  # fmt: skip
+        assert sorted(names) == sorted(takes)
+    for name in view.targets[MAIN]:  # and the engine does take each one
+        services.goto(engine, ANA, wid, MAIN, name, "tour")
+    moves = [h.statement for h in engine.history(wid) if h.kind == HistoryKind.GOTO]
+    assert moves == view.targets[MAIN]
