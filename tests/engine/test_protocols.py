@@ -45,7 +45,7 @@ from engine import (
     Workflow,
     WorkflowStatus,
 )
-from engine import statements as statements_module
+from engine._definition import statements as statements_module
 from engine._definition.compiler import POSITIONABLE, FrameKind, compile_definition
 from engine._definition.statements import Case, Default, Stmt
 from engine._interpreter import Blocked, Ended, Frame, Returned, StepRan, advance, start_frames
