@@ -36,7 +36,14 @@ from engine._records import (
 from engine._scheduling.polling import Poller
 from engine._session import actions
 from engine._session.drive import drive
-from engine._session.runner import Run, jsonable, load_state, release_lease, try_load_state
+from engine._session.reduce import jsonable
+from engine._session.runner import (
+    Session,
+    SessionOptions,
+    load_state,
+    release_lease,
+    try_load_state,
+)
 from engine._session.started import Started, StartedWorkflows
 from engine.clock import Clock, SystemClock
 from engine.errors import (
@@ -151,7 +158,7 @@ class Engine:
     @contextmanager
     def _run(
         self, workflow_id: str, *, wait: bool = False, due: bool = False, repair: bool = False
-    ) -> Iterator[Run]:
+    ) -> Iterator[Session]:
         held = getattr(self.store, "held", None)  # one connection for the session, if offered
         with (
             held() if held is not None else nullcontext(),
@@ -162,7 +169,7 @@ class Engine:
     @contextmanager
     def _session(
         self, workflow_id: str, *, wait: bool, due: bool, repair: bool = False
-    ) -> Iterator[Run]:
+    ) -> Iterator[Session]:
         owner, workflow_id = f"{self.owner}-{next(self._sessions)}", limits.known_id(workflow_id)
         deadline = time.monotonic() + self.busy_timeout.total_seconds()
         delay = 0.005
@@ -179,25 +186,20 @@ class Engine:
                 time.sleep(delay)
                 delay = min(delay * 2, 0.2)
         self.active[owner] = workflow_id
-        run: Run | None = None
+        run: Session | None = None
         started = self._started.take(workflow_id)
         if started is not None and (record.pc != 0 or record.state != started.state):
             started = None  # not the workflow new_workflow stored any more
         try:
-            run = Run(
-                self.store,
-                owner,
-                self.clock,
-                self.managers,
-                self.retry_policy,
-                self.lease,
-                record,
+            run = Session(
+                store=self.store,
+                owner=owner,
+                options=self._session_options(),
+                record=record,
                 # pc 0: never checkpointed, so no wait can exist yet (a round trip spared).
-                self.store.load_waits(workflow_id) if record.pc else [],
-                self.workflow_class(record.type, workflow_id),
-                self.max_state_bytes,
-                started,
-                max_input_bytes=self.max_input_bytes,
+                waits=self.store.load_waits(workflow_id) if record.pc else [],
+                cls=self.workflow_class(record.type, workflow_id),
+                started=started,
                 repair=repair,
             )
             yield run
@@ -205,6 +207,17 @@ class Engine:
             self.active.pop(owner, None)
             if run is None or not run.released:
                 release_lease(self.store, workflow_id, owner)
+
+    def _session_options(self) -> SessionOptions:
+        """The settings a session works with, as they are now."""
+        return SessionOptions(
+            clock=self.clock,
+            managers=self.managers,
+            retry=self.retry_policy,
+            lease=self.lease,
+            max_state_bytes=self.max_state_bytes,
+            max_input_bytes=self.max_input_bytes,
+        )
 
     def _info(
         self, record: WorkflowRecord, model: Workflow | None = None, *, listing: bool = False

@@ -1,6 +1,6 @@
 """What callbacks and operators do to a workflow, inside the session that holds its lease.
 
-``Engine`` opens the session (``Run``), calls one of these, and schedules what follows.
+``Engine`` opens a ``Session``, calls one of these, and schedules what follows.
 Each either raises before writing anything or ends with one checkpoint that records the
 change together with who made it and why.
 """
@@ -19,7 +19,7 @@ from engine._definition.workflow import Workflow
 from engine._interpreter import _current_thread, _current_wait, run_callable
 from engine._jsonsafe import check_value, describe_error
 from engine._records import HistoryKind, Phase, ThreadStatus, WorkflowStatus
-from engine._session.runner import Run, try_load_state
+from engine._session.runner import Session, try_load_state
 from engine._state import state_data, undeclared_fields, validate_state
 from engine.errors import (
     CallbackRejected,
@@ -33,7 +33,7 @@ from engine.errors import (
 
 
 def deliver(
-    run: Run,
+    run: Session,
     event: str,
     input: Any,
     *,
@@ -143,7 +143,7 @@ def deliver(
     return output
 
 
-def done_check(run: Run) -> None:
+def done_check(run: Session) -> None:
     """Raise ``InvalidOperation`` if the workflow is finished or cancelled."""
     if run.record.status.done:
         raise InvalidOperation(
@@ -152,7 +152,7 @@ def done_check(run: Run) -> None:
         )
 
 
-def cancel(run: Run, actor: str, reason: str | None) -> None:
+def cancel(run: Session, actor: str, reason: str | None) -> None:
     """Stop the workflow for good: live threads cancelled, waits torn down."""
     done_check(run)
     rec = run.record
@@ -165,7 +165,7 @@ def cancel(run: Run, actor: str, reason: str | None) -> None:
     run.checkpoint()
 
 
-def retry(run: Run, actor: str, reason: str | None) -> None:
+def retry(run: Session, actor: str, reason: str | None) -> None:
     """Give every failed thread fresh attempts at the statement where it failed."""
     rec = run.record
     failed = [t for t in rec.threads if t.status is ThreadStatus.FAILED]
@@ -182,7 +182,7 @@ def retry(run: Run, actor: str, reason: str | None) -> None:
 
 
 def goto(
-    run: Run,
+    run: Session,
     thread: str,
     statement: str,
     actor: str,
@@ -237,7 +237,7 @@ def goto(
 
 
 def update_state(
-    run: Run, state: Mapping[str, Any] | Workflow, actor: str, reason: str | None
+    run: Session, state: Mapping[str, Any] | Workflow, actor: str, reason: str | None
 ) -> bool:
     """Replace the state through the model's validation; False if nothing changed.
 

@@ -2,8 +2,8 @@
 
 ``Engine.execute``/``step`` open a session and call ``drive``; so does a callback delivered
 with the inline resumer, which goes on in the session that applied it instead of opening a
-new one. Each step's outcome is written before the next step runs (``Run.before_step``); the
-last write of the session also gives its lease up (``Run.flush(last=True)``).
+new one. Each step's outcome is written before the next step runs (``Session.before_step``);
+the last write of the session also gives its lease up (``Session.flush(last=True)``).
 """
 
 from __future__ import annotations
@@ -12,14 +12,14 @@ from typing import TYPE_CHECKING
 
 from engine._interpreter import advance
 from engine._records import ThreadState, ThreadStatus, WorkflowStatus
-from engine._session.runner import Run
+from engine._session.runner import Session
 from engine.errors import DefinitionError, DefinitionMismatch, RunawayLoop
 
 if TYPE_CHECKING:
     from engine._engine import Engine
 
 
-def drive(engine: Engine, run: Run, limit: int, *, runaway: bool) -> None:
+def drive(engine: Engine, run: Session, limit: int, *, runaway: bool) -> None:
     """Run ``run``'s threads, at most ``limit`` steps; then write what is left.
 
     Args:
@@ -66,7 +66,7 @@ def drive(engine: Engine, run: Run, limit: int, *, runaway: bool) -> None:
         raise
 
 
-def _runaway(engine: Engine, run: Run, ready: list[ThreadState]) -> None:
+def _runaway(engine: Engine, run: Session, ready: list[ThreadState]) -> None:
     for t in ready:
         run.fail(
             t,

@@ -1,43 +1,31 @@
 """One leased session on one workflow: apply interpreter outcomes, checkpoint, manage waits.
 
-``Engine`` opens a ``Run`` for every ``execute``, ``step``, callback and operator action. The
-run holds the workflow's lease; every change it makes is written by ``checkpoint`` as one
+``Engine`` opens a ``Session`` for every ``execute``, ``step``, callback and operator action. The
+session holds the workflow's lease; every change it makes is written by ``checkpoint`` as one
 atomic store write, and the ``CallbackManager`` calls happen after it, outside any transaction.
+What an outcome changes is decided by the pure ``reduce`` (engine/_session/reduce.py); the
+session carries its effects out and does the I/O.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, assert_never
+from typing import Any
 
 from pydantic import ValidationError
-from pydantic_core import to_jsonable_python
 
 from engine._definition import reads as reads_of
 from engine._definition.compiler import Program, build_traced
 from engine._definition.handlers import CallbackManager
 from engine._definition.statements import RetryPolicy, Wait, WaitFor, evaluate
 from engine._definition.workflow import Workflow
-from engine._interpreter import (
-    Blocked,
-    BlockedFor,
-    Crashed,
-    Ended,
-    GoStart,
-    Outcome,
-    Returned,
-    StepRaised,
-    StepRan,
-    position_problems,
-)
-from engine._jsonsafe import check_text, check_value, describe_error, printable, setup_json
+from engine._interpreter import Crashed, Outcome, StepRaised, StepRan, position_problems
+from engine._jsonsafe import check_text, describe_error, setup_json
 from engine._records import (
-    MAIN,
     HistoryEntry,
     HistoryKind,
     Phase,
@@ -48,21 +36,14 @@ from engine._records import (
     WorkflowRecord,
     WorkflowStatus,
 )
+from engine._session.reduce import fail, history_line, jsonable, reduce
 from engine._session.started import Started
 from engine._state import state_json, undeclared_fields, validate_copy
 from engine.clock import Clock
-from engine.errors import GorchError, InvalidResult, StateError, StepTimeout
+from engine.errors import GorchError, StateError
 from engine.store.base import Store
 
 log = logging.getLogger("gorch")
-
-
-def jsonable(value: Any) -> Any:
-    """``value`` as JSON-compatible data (pydantic models, datetimes, ...), or its repr."""
-    try:
-        return to_jsonable_python(value)
-    except Exception:
-        return repr(value)
 
 
 def load_state(cls: type[Workflow], record: WorkflowRecord) -> Workflow:
@@ -115,16 +96,6 @@ def try_load_state(cls: type[Workflow], record: WorkflowRecord) -> Workflow | St
         )
 
 
-def returned_problem(outcome: Returned, limit: int | None) -> str | None:
-    """Why a ``Return``'s value cannot be stored (NaN, NUL, not JSON, over ``limit`` bytes),
-    or None."""
-    try:
-        check_value(outcome.value, limit)
-    except ValueError as e:
-        return f"the Return value cannot be stored as JSON: {e}"
-    return None
-
-
 def release_lease(store: Store, workflow_id: str, owner: str) -> None:
     """Give a session's lease up; if the store fails, log it: the lease expires by itself,
     and what the session wrote is durable, so its caller must not hear of a failure."""
@@ -148,32 +119,58 @@ def derive_status(record: WorkflowRecord) -> WorkflowStatus:
     return WorkflowStatus.FINISHED
 
 
-@dataclass
-class Run:
-    """A workflow loaded under its lease, with its model and compiled definition."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionOptions:
+    """The engine's settings a session works with, taken from the ``Engine`` as it opens one.
 
-    store: Store
-    owner: str
+    Attributes:
+        clock: the time (a ``ManualClock`` in tests).
+        managers: callback managers by handler type, to set waits up and tear them down.
+        retry: the policy of a failed step that has none of its own.
+        lease: how long a checkpoint extends the session's lease.
+        max_state_bytes: the largest state (and ``Return`` value), as JSON (``state_json``).
+        max_input_bytes: the largest set-up data, as JSON (``setup_json``).
+    """
+
     clock: Clock
     managers: Mapping[str, CallbackManager]
     retry: RetryPolicy
     lease: timedelta
+    max_state_bytes: int | None = None
+    max_input_bytes: int | None = None
+
+
+@dataclass(kw_only=True)
+class Session:
+    """A workflow loaded under its lease, with its model and compiled definition.
+
+    The I/O half of a session: what an interpreter outcome changes is decided by the pure
+    ``reduce`` (engine/_session/reduce.py); the session carries its effects out, writes them
+    with ``checkpoint`` and serves the waits through their managers.
+    """
+
+    store: Store
+    owner: str
+    options: SessionOptions
     record: WorkflowRecord
     waits: list[WaitInfo]
     cls: type[Workflow]
-    max_state_bytes: int | None = None  # see ``state_json``
     started: Started | None = None  # what new_workflow made of this state, to take over
-    max_input_bytes: int | None = None  # the largest set-up data, as JSON (``setup_json``)
     # update_state may open a workflow whose stored state does not load, to replace it: then
     # ``state_error`` says why, and ``model`` is unset until the new state is validated.
     repair: bool = False
     state_error: StateError | None = field(default=None, init=False)
     model: Workflow = field(init=False)
-    pending: list[HistoryEntry] = field(default_factory=list)
-    waits_changed: bool = False  # the set of waits changed since the last checkpoint
-    dirty: bool = False  # apply() changed the record since the last checkpoint
-    released: bool = False  # the last checkpoint gave the lease up
-    abandoned: bool = False  # a step timed out and may still run: the session must end
+    pending: list[HistoryEntry] = field(default_factory=list, init=False)
+    waits_changed: bool = field(default=False, init=False)  # waits changed since the last write
+    dirty: bool = field(default=False, init=False)  # apply() changed the record since then
+    released: bool = field(default=False, init=False)  # the last checkpoint gave the lease up
+    # a step timed out and may still run: the session must end
+    abandoned: bool = field(default=False, init=False)
+    # The options' parts read per step, as attributes (a lookup spared on the hot path).
+    clock: Clock = field(init=False)
+    retry: RetryPolicy = field(init=False)
+    max_state_bytes: int | None = field(init=False)
     _program: Program | None = field(default=None, init=False)
     _last: Program | None = field(default=None, init=False)  # the program before the change
     # The state as JSON when apply() has just serialised it, for the checkpoint to reuse.
@@ -183,6 +180,9 @@ class Run:
     _reads: frozenset[str] = field(default=frozenset({reads_of.EVERYTHING}), init=False)
 
     def __post_init__(self) -> None:
+        options = self.options
+        self.clock, self.retry = options.clock, options.retry
+        self.max_state_bytes = options.max_state_bytes
         self._built_from = self.record.state
         started, self.started = self.started, None
         if started is None:
@@ -231,16 +231,7 @@ class Run:
         if actor is not None:  # a caller's or an operator's name, and their reason
             check_text(actor=actor, reason=detail.get("reason"))
         self.pending.append(
-            HistoryEntry(
-                self.record.id,
-                self.clock.now(),
-                kind,
-                thread,
-                statement,
-                actor,
-                0,
-                {k: jsonable(v) for k, v in detail.items() if v is not None} if detail else {},
-            )
+            history_line(self.record, self.clock.now(), kind, thread, statement, actor, detail)
         )
 
     def dump_state(self) -> dict[str, Any]:
@@ -291,7 +282,7 @@ class Run:
         rec.status = derive_status(rec)
         now = self.clock.now()
         rec.updated_at = now
-        rec.lease_until = now + self.lease  # every checkpoint extends the session's lease
+        rec.lease_until = now + self.options.lease  # every checkpoint extends the session's lease
         rec.next_run_at = self._next_run(now)
         for e in self.pending:
             e.pc = rec.pc
@@ -402,17 +393,14 @@ class Run:
         return any(w.thread_id == thread_id and w.status.open for w in self.waits)
 
     def fail(self, t: ThreadState, statement: str, e: BaseException | str) -> None:
-        t.status = ThreadStatus.FAILED
-        t.error = printable(e) if isinstance(e, str) else describe_error(e)
-        t.retry_at = None
-        tb = None if isinstance(e, str) else "".join(traceback.format_exception(e))[-4000:]
-        tb = tb if tb is None else printable(tb)
-        self.note(
-            HistoryKind.THREAD_FAILED, thread=t.id, statement=statement, error=t.error, traceback=tb
-        )
+        """Fail thread ``t`` at ``statement`` with ``e`` (a checkpoint writes it)."""
+        self.pending.append(fail(self.record, t, statement, e, self.clock.now()))
 
     def apply(self, t: ThreadState, outcome: Outcome) -> None:
-        """Record what the interpreter did with thread ``t``; the caller checkpoints."""
+        """Record what the interpreter did with thread ``t``; the caller checkpoints.
+
+        What the outcome changes is ``reduce``'s decision; this carries its effects out.
+        """
         if self.dirty and isinstance(outcome, (StepRaised, Crashed)):
             # The state is about to be restored: first write what earlier outcomes of this
             # session did (a step's result), or the restore would take it back.
@@ -427,105 +415,17 @@ class Run:
                 outcome = StepRaised(outcome.step, e)
             else:
                 self._state_is(self._dumped)
-        match outcome:
-            case StepRan():
-                t.position, t.phase, t.attempts, t.error, t.retry_at = (
-                    outcome.step.name,
-                    Phase.DONE,
-                    0,
-                    None,
-                    None,
-                )
-                self.note(HistoryKind.STEP, thread=t.id, statement=outcome.step.name)
-            case StepRaised():
-                self.restore_state()  # a failed step's partial changes are not kept
-                step = outcome.step
-                policy = step.retry or self.retry
-                t.position, t.phase = step.name, Phase.AT
-                t.attempts += 1
-                t.error = describe_error(outcome.error)
-                self.abandoned = isinstance(outcome.error, StepTimeout)
-                if t.attempts < policy.max_attempts:
-                    t.retry_at = self.clock.now() + policy.delay(t.attempts)
-                    self.note(
-                        HistoryKind.STEP_ERROR,
-                        thread=t.id,
-                        statement=step.name,
-                        error=t.error,
-                        attempt=t.attempts,
-                        retry_at=t.retry_at,
-                    )
-                else:
-                    self.fail(t, step.name, outcome.error)
-            case Crashed():
-                self.restore_state()
-                self.fail(t, outcome.statement, outcome.error)
-            case GoStart():
-                old = self.record.thread(outcome.thread_id)
-                if old is not None and (old.status.live or old.go != outcome.go.name):
-                    self.fail(
-                        t,
-                        outcome.go.name,
-                        f"Go {outcome.go.name!r}: thread id {outcome.thread_id!r} is already used "
-                        "by a live thread or another goroutine of this workflow",
-                    )
-                    return
-                fresh = ThreadState(outcome.thread_id, go=outcome.go.name)
-                if old is None:
-                    self.record.threads.append(fresh)
-                else:  # a thread sent back before its Go (goto) starts the goroutine afresh
-                    self.record.threads[self.record.threads.index(old)] = fresh
-                t.position, t.phase = outcome.go.name, Phase.DONE
-                self.note(HistoryKind.GO, thread=t.id, statement=outcome.go.name,
-                          started=outcome.thread_id)  # fmt: skip
-            case Blocked():
-                t.position, t.phase, t.status = outcome.wait.name, Phase.AT, ThreadStatus.WAITING
-                self.arm(t, outcome.wait)
-                self.note(
-                    HistoryKind.WAIT,
-                    thread=t.id,
-                    statement=outcome.wait.name,
-                    events=[c.event for c in outcome.wait.cases],
-                )
-            case BlockedFor():
-                t.position, t.phase = outcome.waitfor.name, Phase.AT
-                t.status = ThreadStatus.WAITING
-                self.note(HistoryKind.WAITFOR, thread=t.id, statement=outcome.waitfor.name)
-            case Returned():
-                problem = returned_problem(outcome, self.max_state_bytes)
-                if problem is not None:  # nothing of it is written: the thread fails at the Return
-                    self.fail(t, t.position, InvalidResult(problem, workflow_id=self.record.id,
-                                                           thread=t.id))  # fmt: skip
-                    return
-                t.status = ThreadStatus.FINISHED
-                # error text describes, like a step's error: NUL and surrogates written as escapes
-                error = None if outcome.error is None else printable(outcome.error)
-                self.note(HistoryKind.RETURN, thread=t.id, value=outcome.value, error=error)
-                if t.id == MAIN:
-                    self.finish(outcome.value, error)
-                else:
-                    self.finish_if_done()
-            case Ended():
-                t.status = ThreadStatus.FINISHED
-                self.note(HistoryKind.THREAD_END, thread=t.id)
-                self.finish_if_done()
-            case _:
-                assert_never(outcome)
-
-    def finish_if_done(self) -> None:
-        """Finish the workflow once no thread is live or failed any more."""
-        if not any(x.status.unfinished for x in self.record.threads):
-            self.finish(None, None)
-
-    def finish(self, value: Any, error: str | None) -> None:
-        """End the workflow: stop the other threads and close every wait."""
-        for x in self.record.threads:
-            if x.status.live:
-                x.status = ThreadStatus.CANCELLED
-                self.close_waits(x.id)
-        self.record.result, self.record.error = jsonable(value), error
-        self.record.status = WorkflowStatus.FINISHED
-        self.note(HistoryKind.FINISHED, result=value, error=error)
+        effects = reduce(self.record, t, outcome, now=self.clock.now(), retry=self.retry,
+                         max_state_bytes=self.max_state_bytes)  # fmt: skip
+        if effects.restore:  # a failed step's partial changes are not kept
+            self.restore_state()
+        if effects.abandoned is not None:
+            self.abandoned = effects.abandoned
+        if effects.arm is not None:
+            self.arm(t, effects.arm)
+        for thread_id in effects.close:
+            self.close_waits(thread_id)
+        self.pending += effects.history
 
     # -- waits ------------------------------------------------------------------------------
 
@@ -548,11 +448,11 @@ class Run:
                     pc=self.record.pc + 1,
                     created_at=now,
                     status=WaitStatus.PENDING_SETUP
-                    if h.type in self.managers
+                    if h.type in self.options.managers
                     else WaitStatus.SET_UP,
                     due_at=due(now) if callable(due) else None,
                     data=jsonable(describe()) if callable(describe) else {},
-                    retry_at=now if h.type in self.managers else None,
+                    retry_at=now if h.type in self.options.managers else None,
                 )
             )
 
@@ -575,7 +475,7 @@ class Run:
         for w in list(self.waits):
             if w.retry_at is None or w.retry_at > now:
                 continue
-            manager = self.managers.get(w.type)
+            manager = self.options.managers.get(w.type)
             tearing = not w.status.open
             data = None
             if manager is not None:
@@ -583,7 +483,7 @@ class Run:
                     if tearing:
                         manager.teardown(w.copy(), w.handled)
                     else:  # what it returns is kept with the wait, checked as input is
-                        data = setup_json(manager.setup(w.copy()), self.max_input_bytes, w)
+                        data = setup_json(manager.setup(w.copy()), self.options.max_input_bytes, w)
                 except Exception as e:
                     w.attempts += 1
                     w.error = describe_error(e)

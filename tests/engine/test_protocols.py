@@ -77,7 +77,8 @@ def every_kind() -> Section:
 
 
 def _kind_args(tree: ast.AST) -> list[tuple[int, ast.expr]]:
-    """The kind argument of every ``*.note(kind, ...)`` and ``HistoryEntry(.., .., kind, ...)``."""
+    """The kind argument of every ``*.note(kind, ...)``, ``HistoryEntry(.., .., kind, ...)``
+    and ``history_line(.., .., kind, ...)`` (the session's reducer)."""
     found: list[tuple[int, ast.expr]] = []
     for node in ast.walk(tree):
         if not isinstance(node, ast.Call):
@@ -85,7 +86,7 @@ def _kind_args(tree: ast.AST) -> list[tuple[int, ast.expr]]:
         f = node.func
         if isinstance(f, ast.Attribute) and f.attr == "note" and node.args:
             found.append((node.lineno, node.args[0]))
-        elif isinstance(f, ast.Name) and f.id == "HistoryEntry":
+        elif isinstance(f, ast.Name) and f.id in ("HistoryEntry", "history_line"):
             kw = {k.arg: k.value for k in node.keywords}
             arg = node.args[2] if len(node.args) > 2 else kw.get("kind")
             if arg is not None:

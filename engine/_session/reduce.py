@@ -1,0 +1,251 @@
+"""The pure half of a session: from an interpreter outcome to the changes it makes.
+
+``reduce`` decides what one ``Outcome`` of the interpreter means for the workflow: the
+thread's new position, phase and status, a goroutine started, the workflow finished, the
+history lines to write, the waits to arm and close, whether the step's changes to the state
+are thrown away. It does no I/O: no store, no clock, no callback manager, no serialising of
+the state. It changes the in-memory record and thread it is given and returns the rest as
+``Effects``, which the ``Session`` (engine/_session/runner.py) carries out and checkpoints.
+"""
+
+from __future__ import annotations
+
+import traceback
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, assert_never
+
+from pydantic_core import to_jsonable_python
+
+from engine._definition.statements import RetryPolicy, Wait
+from engine._interpreter import (
+    Blocked,
+    BlockedFor,
+    Crashed,
+    Ended,
+    GoStart,
+    Outcome,
+    Returned,
+    StepRaised,
+    StepRan,
+)
+from engine._jsonsafe import check_value, describe_error, printable
+from engine._records import (
+    MAIN,
+    HistoryEntry,
+    HistoryKind,
+    Phase,
+    ThreadState,
+    ThreadStatus,
+    WorkflowRecord,
+    WorkflowStatus,
+)
+from engine.errors import InvalidResult, StepTimeout
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` as JSON-compatible data (pydantic models, datetimes, ...), or its repr."""
+    try:
+        return to_jsonable_python(value)
+    except Exception:
+        return repr(value)
+
+
+def history_line(
+    record: WorkflowRecord,
+    now: datetime,
+    kind: HistoryKind,
+    thread: str | None = None,
+    statement: str | None = None,
+    actor: str | None = None,
+    detail: dict[str, Any] | None = None,
+) -> HistoryEntry:
+    """A history line of ``record`` (its ``pc`` set by the checkpoint that writes it)."""
+    return HistoryEntry(
+        record.id,
+        now,
+        kind,
+        thread,
+        statement,
+        actor,
+        0,
+        {k: jsonable(v) for k, v in detail.items() if v is not None} if detail else {},
+    )
+
+
+@dataclass(slots=True)
+class Effects:
+    """What an outcome asks of the session beyond the record and thread ``reduce`` changed.
+
+    Attributes:
+        history: history lines to add to the next checkpoint, in order.
+        restore: the step failed: forget its changes to the state (reload the stored one).
+        abandoned: a step raised; True if it timed out and may still run (the session must
+            end), None if no step raised.
+        arm: the ``Wait`` whose cases get one open wait each, for the thread reduced.
+        close: threads whose open waits close (marked for teardown), in order.
+    """
+
+    history: list[HistoryEntry] = field(default_factory=list)
+    restore: bool = False
+    abandoned: bool | None = None
+    arm: Wait | None = None
+    close: list[str] = field(default_factory=list)
+
+
+def returned_problem(outcome: Returned, limit: int | None) -> str | None:
+    """Why a ``Return``'s value cannot be stored (NaN, NUL, not JSON, over ``limit`` bytes),
+    or None."""
+    try:
+        check_value(outcome.value, limit)
+    except ValueError as e:
+        return f"the Return value cannot be stored as JSON: {e}"
+    return None
+
+
+def fail(
+    record: WorkflowRecord,
+    t: ThreadState,
+    statement: str,
+    e: BaseException | str,
+    now: datetime,
+) -> HistoryEntry:
+    """Mark thread ``t`` failed at ``statement`` with ``e``; return its history line."""
+    t.status = ThreadStatus.FAILED
+    t.error = printable(e) if isinstance(e, str) else describe_error(e)
+    t.retry_at = None
+    tb = None if isinstance(e, str) else "".join(traceback.format_exception(e))[-4000:]
+    tb = tb if tb is None else printable(tb)
+    detail = {"error": t.error, "traceback": tb}
+    return history_line(record, now, HistoryKind.THREAD_FAILED, t.id, statement, None, detail)
+
+
+def finish(
+    record: WorkflowRecord, value: Any, error: str | None, now: datetime, effects: Effects
+) -> None:
+    """End the workflow: stop the other threads and close every wait."""
+    for x in record.threads:
+        if x.status.live:
+            x.status = ThreadStatus.CANCELLED
+            effects.close.append(x.id)
+    record.result, record.error = jsonable(value), error
+    record.status = WorkflowStatus.FINISHED
+    effects.history.append(
+        history_line(record, now, HistoryKind.FINISHED, detail={"result": value, "error": error})
+    )
+
+
+def finish_if_done(record: WorkflowRecord, now: datetime, effects: Effects) -> None:
+    """Finish the workflow once no thread is live or failed any more."""
+    if not any(x.status.unfinished for x in record.threads):
+        finish(record, None, None, now, effects)
+
+
+def reduce(
+    record: WorkflowRecord,
+    t: ThreadState,
+    outcome: Outcome,
+    *,
+    now: datetime,
+    retry: RetryPolicy,
+    max_state_bytes: int | None = None,
+) -> Effects:
+    """Apply what the interpreter did with thread ``t`` of ``record``; return the rest to do.
+
+    Args:
+        record: the workflow, changed in place (its threads, and result and status when it
+            finishes).
+        t: the thread the outcome is of (one of ``record.threads``), changed in place.
+        outcome: what the interpreter reported.
+        now: the time of the outcome (history lines, a retry's time).
+        retry: the policy of a failed step that has none of its own.
+        max_state_bytes: the largest value a ``Return`` may store, as JSON.
+
+    Returns:
+        The history lines, waits to arm and close, and the state's fate.
+    """
+    effects = Effects()
+    history = effects.history
+    match outcome:
+        case StepRan():
+            t.position, t.phase, t.attempts, t.error, t.retry_at = (
+                outcome.step.name,
+                Phase.DONE,
+                0,
+                None,
+                None,
+            )
+            history.append(history_line(record, now, HistoryKind.STEP, t.id, outcome.step.name))
+        case StepRaised():
+            effects.restore = True  # a failed step's partial changes are not kept
+            step = outcome.step
+            policy = step.retry or retry
+            t.position, t.phase = step.name, Phase.AT
+            t.attempts += 1
+            t.error = describe_error(outcome.error)
+            effects.abandoned = isinstance(outcome.error, StepTimeout)
+            if t.attempts < policy.max_attempts:
+                t.retry_at = now + policy.delay(t.attempts)
+                detail = {"error": t.error, "attempt": t.attempts, "retry_at": t.retry_at}
+                history.append(
+                    history_line(record, now, HistoryKind.STEP_ERROR, t.id, step.name, None, detail)
+                )
+            else:
+                history.append(fail(record, t, step.name, outcome.error, now))
+        case Crashed():
+            effects.restore = True
+            history.append(fail(record, t, outcome.statement, outcome.error, now))
+        case GoStart():
+            old = record.thread(outcome.thread_id)
+            if old is not None and (old.status.live or old.go != outcome.go.name):
+                used = (
+                    f"Go {outcome.go.name!r}: thread id {outcome.thread_id!r} is already used "
+                    "by a live thread or another goroutine of this workflow"
+                )
+                history.append(fail(record, t, outcome.go.name, used, now))
+                return effects
+            fresh = ThreadState(outcome.thread_id, go=outcome.go.name)
+            if old is None:
+                record.threads.append(fresh)
+            else:  # a thread sent back before its Go (goto) starts the goroutine afresh
+                record.threads[record.threads.index(old)] = fresh
+            t.position, t.phase = outcome.go.name, Phase.DONE
+            detail = {"started": outcome.thread_id}
+            history.append(
+                history_line(record, now, HistoryKind.GO, t.id, outcome.go.name, None, detail)
+            )
+        case Blocked():
+            t.position, t.phase, t.status = outcome.wait.name, Phase.AT, ThreadStatus.WAITING
+            effects.arm = outcome.wait
+            detail = {"events": [c.event for c in outcome.wait.cases]}
+            history.append(
+                history_line(record, now, HistoryKind.WAIT, t.id, outcome.wait.name, None, detail)
+            )
+        case BlockedFor():
+            t.position, t.phase = outcome.waitfor.name, Phase.AT
+            t.status = ThreadStatus.WAITING
+            history.append(
+                history_line(record, now, HistoryKind.WAITFOR, t.id, outcome.waitfor.name)
+            )
+        case Returned():
+            problem = returned_problem(outcome, max_state_bytes)
+            if problem is not None:  # nothing of it is written: the thread fails at the Return
+                error = InvalidResult(problem, workflow_id=record.id, thread=t.id)
+                history.append(fail(record, t, t.position, error, now))
+                return effects
+            t.status = ThreadStatus.FINISHED
+            # error text describes, like a step's error: NUL and surrogates written as escapes
+            text = None if outcome.error is None else printable(outcome.error)
+            detail = {"value": outcome.value, "error": text}
+            history.append(history_line(record, now, HistoryKind.RETURN, t.id, None, None, detail))
+            if t.id == MAIN:
+                finish(record, outcome.value, text, now, effects)
+            else:
+                finish_if_done(record, now, effects)
+        case Ended():
+            t.status = ThreadStatus.FINISHED
+            history.append(history_line(record, now, HistoryKind.THREAD_END, t.id))
+            finish_if_done(record, now, effects)
+        case _:
+            assert_never(outcome)
+    return effects
