@@ -11,6 +11,7 @@ the state. It changes the in-memory record and thread it is given and returns th
 from __future__ import annotations
 
 import traceback
+from collections.abc import Callable, Container
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, assert_never
@@ -37,6 +38,8 @@ from engine._records import (
     Phase,
     ThreadState,
     ThreadStatus,
+    WaitInfo,
+    WaitStatus,
     WorkflowRecord,
     WorkflowStatus,
 )
@@ -91,6 +94,59 @@ class Effects:
     abandoned: bool | None = None
     arm: Wait | None = None
     close: list[str] = field(default_factory=list)
+
+
+def armed(
+    record: WorkflowRecord,
+    t: ThreadState,
+    wait: Wait,
+    now: datetime,
+    managed: Container[str],
+    *,
+    new_id: Callable[[], str],
+) -> list[WaitInfo]:
+    """One open wait per case of ``wait`` for thread ``t``, as the next checkpoint writes it.
+
+    Args:
+        managed: the handler types a ``CallbackManager`` sets up: such a wait starts pending
+            its set-up, due now; any other is set up already.
+        new_id: makes each wait's id (random in a session; the fault tests seed it).
+    """
+    waits = []
+    for case in wait.cases:
+        h: Any = case.handler
+        due = getattr(h, "due", None)
+        describe = getattr(h, "describe", None)
+        waits.append(
+            WaitInfo(
+                id=new_id(),
+                workflow_id=record.id,
+                thread_id=t.id,
+                wait=wait.name,
+                event=case.event,
+                type=h.type,
+                pc=record.pc + 1,
+                created_at=now,
+                status=WaitStatus.PENDING_SETUP if h.type in managed else WaitStatus.SET_UP,
+                due_at=due(now) if callable(due) else None,
+                data=jsonable(describe()) if callable(describe) else {},
+                retry_at=now if h.type in managed else None,
+            )
+        )
+    return waits
+
+
+def close_waits(waits: list[WaitInfo], thread_id: str, handled: str | None, now: datetime) -> None:
+    """Mark the open waits of ``thread_id`` for teardown, due ``now`` (``handled``: the id of
+    the winning wait, whose tear-down is told so)."""
+    for w in waits:
+        if w.thread_id == thread_id and w.status.open:
+            w.status, w.handled, w.retry_at, w.attempts = (
+                WaitStatus.PENDING_TEARDOWN,
+                w.id == handled,
+                now,
+                0,
+            )
 
 
 def returned_problem(outcome: Returned, limit: int | None) -> str | None:

@@ -36,7 +36,7 @@ from engine._records import (
     WorkflowRecord,
     WorkflowStatus,
 )
-from engine._session.reduce import fail, history_line, jsonable, reduce
+from engine._session.reduce import armed, close_waits, fail, history_line, reduce
 from engine._session.started import Started
 from engine._state import state_json, undeclared_fields, validate_copy
 from engine.clock import Clock
@@ -431,43 +431,14 @@ class Session:
 
     def arm(self, t: ThreadState, wait: Wait) -> None:
         """Create one open wait per case of ``wait`` for thread ``t``."""
-        now = self.clock.now()
         self.waits_changed = True
-        for case in wait.cases:
-            h: Any = case.handler
-            due = getattr(h, "due", None)
-            describe = getattr(h, "describe", None)
-            self.waits.append(
-                WaitInfo(
-                    id=os.urandom(12).hex(),
-                    workflow_id=self.record.id,
-                    thread_id=t.id,
-                    wait=wait.name,
-                    event=case.event,
-                    type=h.type,
-                    pc=self.record.pc + 1,
-                    created_at=now,
-                    status=WaitStatus.PENDING_SETUP
-                    if h.type in self.options.managers
-                    else WaitStatus.SET_UP,
-                    due_at=due(now) if callable(due) else None,
-                    data=jsonable(describe()) if callable(describe) else {},
-                    retry_at=now if h.type in self.options.managers else None,
-                )
-            )
+        self.waits += armed(self.record, t, wait, self.clock.now(), self.options.managers,
+                            new_id=lambda: os.urandom(12).hex())  # fmt: skip
 
     def close_waits(self, thread_id: str, handled: str | None = None) -> None:
         """Mark the thread's open waits for teardown (``handled``: the id of the winner)."""
-        now = self.clock.now()
         self.waits_changed = True
-        for w in self.waits:
-            if w.thread_id == thread_id and w.status.open:
-                w.status, w.handled, w.retry_at, w.attempts = (
-                    WaitStatus.PENDING_TEARDOWN,
-                    w.id == handled,
-                    now,
-                    0,
-                )
+        close_waits(self.waits, thread_id, handled, self.clock.now())
 
     def serve_waits(self) -> None:
         """Run due set-ups and tear-downs through their managers; never raises."""

@@ -5,7 +5,19 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime, timedelta
 
-from engine import On, RetryPolicy, S, Step, StepTimeout, Timeout, Wait, WaitFor
+from engine import (
+    On,
+    RetryPolicy,
+    S,
+    Step,
+    StepTimeout,
+    Timeout,
+    Wait,
+    WaitFor,
+    WaitForUserAction,
+    WaitStatus,
+)
+from engine._definition.handlers import HandlerType
 from engine._definition.statements import Go
 from engine._interpreter import (
     Blocked,
@@ -26,7 +38,7 @@ from engine._records import (
     WorkflowRecord,
     WorkflowStatus,
 )
-from engine._session.reduce import Effects, reduce
+from engine._session.reduce import Effects, armed, close_waits, reduce
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 RETRY = RetryPolicy(max_attempts=3, initial_interval=timedelta(seconds=2))
@@ -34,6 +46,9 @@ RETRY = RetryPolicy(max_attempts=3, initial_interval=timedelta(seconds=2))
 
 def noop() -> None:
     return None
+
+
+USER = WaitForUserAction(noop, lambda reason: None)
 
 
 def record(*threads: ThreadState) -> WorkflowRecord:
@@ -173,3 +188,35 @@ def test_a_goroutine_ending_finishes_the_workflow_only_when_it_was_the_last() ->
     last = reduce(rec, h, Ended(), now=NOW, retry=RETRY)
     assert rec.status is WorkflowStatus.FINISHED and rec.result is None
     assert kinds(last) == [HistoryKind.THREAD_END, HistoryKind.FINISHED] and last.close == []
+
+
+def test_armed_makes_one_wait_per_case_managed_ones_pending_their_set_up() -> None:
+    rec = record()
+    t = rec.threads[0]
+    wait = Wait("w", On("timer", Timeout(timedelta(seconds=5))), On("ok", USER))
+    ids = iter(["id-1", "id-2"])
+    made = armed(rec, t, wait, NOW, {HandlerType.USER_ACTION}, new_id=lambda: next(ids))
+    assert [(w.id, w.event, w.wait, w.thread_id, w.pc) for w in made] == [
+        ("id-1", "timer", "w", MAIN, 5),
+        ("id-2", "ok", "w", MAIN, 5),
+    ]
+    timer, user = made
+    assert timer.status is WaitStatus.SET_UP and timer.retry_at is None
+    assert timer.due_at == NOW + timedelta(seconds=5)
+    assert user.status is WaitStatus.PENDING_SETUP and user.retry_at == NOW and user.due_at is None
+
+
+def test_close_waits_marks_only_that_threads_open_waits_and_names_the_winner() -> None:
+    rec = record(ThreadState(MAIN), ThreadState("g", go="g"))
+    wait = Wait("w", On("a", USER), On("b", USER))
+    ids = iter(["a", "b", "c", "d"])
+    waits = armed(rec, rec.threads[0], wait, NOW, set(), new_id=lambda: next(ids))
+    waits += armed(rec, rec.threads[1], wait, NOW, set(), new_id=lambda: next(ids))
+    later = NOW + timedelta(minutes=1)
+    close_waits(waits, MAIN, "b", later)
+    assert [(w.id, w.status, w.handled, w.retry_at) for w in waits] == [
+        ("a", WaitStatus.PENDING_TEARDOWN, False, later),
+        ("b", WaitStatus.PENDING_TEARDOWN, True, later),
+        ("c", WaitStatus.SET_UP, False, None),
+        ("d", WaitStatus.SET_UP, False, None),
+    ]
