@@ -1,5 +1,11 @@
 """``SQLModelStore``: the ``Store`` protocol in SQLite or PostgreSQL, through SQLAlchemy 2.
 
+``SQLModelStore`` holds what both dialects share; ``SQLModelStore(url)`` makes the class of
+the URL's dialect, ``SQLiteStore`` or ``PostgresStore``, which override the few methods where
+the dialects differ (one hot checkpoint path each). Other dialects are refused. The three
+live in one module because the base chooses the subclass (across modules they would import
+each other).
+
 Every public method is one short transaction; none is held open between calls, so no step
 body ever runs inside one. Exclusivity comes from the lease columns: ``acquire`` is a single
 conditional ``UPDATE ... RETURNING``, and ``checkpoint`` a compare-and-set on
