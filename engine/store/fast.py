@@ -180,14 +180,16 @@ class WithHistory:
 
     Args:
         write: the UPDATE or INSERT of ``workflows``, without its SET / VALUES.
-        keys: the names of the values a call gives: ``k_*`` ones are the write's WHERE
-            parameters, the others columns it sets.
+        keys: the names of the values a call gives: those named after a column of
+            ``workflows`` are the columns it sets (SQLAlchemy's own rule), the others the
+            write's bound parameters (``queries``).
         rows: how many history rows go with it (at least one).
         dialect: PostgreSQL's, to compile for.
     """
 
     def __init__(self, write: UpdateBase, keys: Sequence[str], rows: int, dialect: Dialect) -> None:
-        sets = {k: bindparam(k, type_=workflows.c[k].type) for k in keys if not k.startswith("k_")}
+        columns = workflows.c
+        sets = {k: bindparam(k, type_=columns[k].type) for k in keys if k in columns}
         assert isinstance(write, (Insert, Update))  # what the store hands it
         u = write.values(sets).returning(workflows.c.id).cte("u")
         entry = [c for c in history.c if c.name != "id"]
@@ -235,10 +237,13 @@ class Statements:
         self._combined: dict[tuple[int, tuple[str, ...], int], WithHistory] = {}
 
     def compiled(self, stmt: ClauseElement, keys: tuple[str, ...]) -> DriverStatement:
-        """``stmt`` for values named ``keys`` (``k_*``: WHERE parameters, the rest: columns)."""
+        """``stmt`` (an INSERT or UPDATE) for values named ``keys``: those named after a column
+        of its table are the columns it sets, as in SQLAlchemy's ``execute``; the others its
+        bound parameters."""
         found = self._compiled.get((id(stmt), keys))
         if found is None:
-            columns = [k for k in keys if not k.startswith("k_")]
+            table = stmt.table if isinstance(stmt, (Insert, Update)) else None
+            columns = [k for k in keys if table is not None and k in table.c]
             found = DriverStatement(stmt, self.dialect, columns)
             self._compiled[(id(stmt), keys)] = found
         return found
