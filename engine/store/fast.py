@@ -15,16 +15,19 @@ mode was tried for PostgreSQL: for two statements it cost more than it saved.)
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, bindparam, exists, func, insert, select, union_all
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.dml import Insert, Update, UpdateBase
+
+from engine.store.tables import history, workflows
 
 
 class DriverStatement:
@@ -169,38 +172,59 @@ class WithHistory:
     """PostgreSQL: a write of a workflow row and its history INSERT as one statement.
 
     The write is a checkpoint's UPDATE or ``create``'s INSERT ... ON CONFLICT DO NOTHING. A
-    data-modifying ``WITH`` runs both in one round trip; the history rows are written only
-    if the write touched the row (the lease and version held; the id was new). The result is
-    one row: how many workflow rows were written (0 or 1) and the new history ids, in order.
-    Run in autocommit, the statement is a whole transaction by itself.
+    data-modifying ``WITH`` (SQLAlchemy Core CTEs) runs both in one round trip; the history
+    rows are written only if the write touched the row (the lease and version held; the id
+    was new). The result is one row: how many workflow rows were written (0 or 1) and the
+    new history ids, in order. Run in autocommit, the statement is a whole transaction by
+    itself.
+
+    Args:
+        write: the UPDATE or INSERT of ``workflows``, without its SET / VALUES.
+        keys: the names of the values a call gives: those named after a column of
+            ``workflows`` are the columns it sets (SQLAlchemy's own rule), the others the
+            write's bound parameters (``queries``).
+        rows: how many history rows go with it (at least one).
+        dialect: PostgreSQL's, to compile for.
     """
 
-    def __init__(self, update: DriverStatement, entry: DriverStatement, rows: int) -> None:
-        if update.positional or entry.positional:
-            raise ValueError("WithHistory needs a named parameter style (psycopg)")
-        head, _, rest = entry.sql.partition(" VALUES ")
-        values, _, _ = rest.partition(" RETURNING ")
-        columns = head[head.index("(") :]
-        tuples = ", ".join(re.sub(r"%\((\w+)\)s", rf"%(h{i}_\1)s", values) for i in range(rows))
-        self.sql = (
-            f"WITH u AS ({update.sql} RETURNING workflows.id), "
-            f"h AS ({head} SELECT * FROM (VALUES {tuples}) AS v{columns} "
-            "WHERE EXISTS (SELECT 1 FROM u) RETURNING history.id) "
-            "SELECT (SELECT count(*) FROM u), ARRAY(SELECT id FROM h ORDER BY id)"
+    def __init__(self, write: UpdateBase, keys: Sequence[str], rows: int, dialect: Dialect) -> None:
+        columns = workflows.c
+        sets = {k: bindparam(k, type_=columns[k].type) for k in keys if k in columns}
+        assert isinstance(write, (Insert, Update))  # what the store hands it
+        u = write.values(sets).returning(workflows.c.id).cte("u")
+        entry = [c for c in history.c if c.name != "id"]
+        self.columns = [c.name for c in entry]
+        tuples = [
+            select(*(bindparam(f"h{i}_{c.name}", type_=c.type).label(c.name) for c in entry))
+            for i in range(rows)
+        ]
+        v = (tuples[0] if rows == 1 else union_all(*tuples)).subquery("v")
+        h = (
+            insert(history)
+            .from_select(self.columns, select(v).where(exists(select(u.c.id))))
+            .returning(history.c.id)
+            .cte("h")
         )
-        self.update, self.entry = update, entry
+        stmt = select(
+            select(func.count()).select_from(u).scalar_subquery(),
+            select(func.array_agg(aggregate_order_by(h.c.id, h.c.id))).scalar_subquery(),
+        )
+        self.statement = DriverStatement(stmt, dialect)
+        if self.statement.positional:
+            raise ValueError("WithHistory needs a named parameter style (psycopg)")
+        self.sql = self.statement.sql
 
     def run(
         self, conn: Connection, values: dict[str, Any], entries: Sequence[dict[str, Any]]
     ) -> tuple[int, list[int]]:
         """Run it on ``conn``: (workflow rows written, history ids)."""
-        params = dict(self.update.parameters(values))
+        params = dict(values)
         for i, row in enumerate(entries):
-            for name, value in self.entry.parameters(row).items():
-                params[f"h{i}_{name}"] = value
-        (cur,) = run_all(conn, [(self.sql, params)])
+            for name in self.columns:
+                params[f"h{i}_{name}"] = row[name]
+        (cur,) = run_all(conn, [(self.sql, self.statement.parameters(params))])
         updated, ids = cur.fetchone()
-        return int(updated), [int(x) for x in ids]
+        return int(updated), [int(x) for x in ids or ()]
 
 
 class Statements:
@@ -210,22 +234,25 @@ class Statements:
     def __init__(self, dialect: Dialect, entry: DriverStatement) -> None:
         self.dialect, self.entry = dialect, entry
         self._compiled: dict[tuple[int, tuple[str, ...]], DriverStatement] = {}
-        self._combined: dict[tuple[int, int], WithHistory] = {}
+        self._combined: dict[tuple[int, tuple[str, ...], int], WithHistory] = {}
 
     def compiled(self, stmt: ClauseElement, keys: tuple[str, ...]) -> DriverStatement:
-        """``stmt`` for values named ``keys`` (``k_*``: WHERE parameters, the rest: columns)."""
+        """``stmt`` (an INSERT or UPDATE) for values named ``keys``: those named after a column
+        of its table are the columns it sets, as in SQLAlchemy's ``execute``; the others its
+        bound parameters."""
         found = self._compiled.get((id(stmt), keys))
         if found is None:
-            columns = [k for k in keys if not k.startswith("k_")]
+            table = stmt.table if isinstance(stmt, (Insert, Update)) else None
+            columns = [k for k in keys if table is not None and k in table.c]
             found = DriverStatement(stmt, self.dialect, columns)
             self._compiled[(id(stmt), keys)] = found
         return found
 
-    def with_history(self, first: DriverStatement, rows: int) -> WithHistory:
-        """PostgreSQL: ``first`` (a checkpoint's UPDATE or create's INSERT) and ``rows``
-        history rows in one statement."""
-        key = (id(first), rows)
+    def with_history(self, write: UpdateBase, keys: tuple[str, ...], rows: int) -> WithHistory:
+        """PostgreSQL: ``write`` (a checkpoint's UPDATE or create's INSERT) for values named
+        ``keys``, and ``rows`` history rows, in one statement."""
+        key = (id(write), keys, rows)
         found = self._combined.get(key)
         if found is None:
-            found = self._combined[key] = WithHistory(first, self.entry, rows)
+            found = self._combined[key] = WithHistory(write, keys, rows, self.dialect)
         return found

@@ -1,6 +1,7 @@
 """``SQLModelStore``'s statements, built once: SQLAlchemy then reuses their cache keys and
-compiled forms, and each call only binds parameters. Parameter names start with ``k_`` where
-they must not be taken for columns to SET; column keys given at execution time are SET.
+compiled forms, and each call only binds parameters. Parameter names start with ``k_`` so
+that none is named after a column: a value named after a column is one to SET, in
+SQLAlchemy's ``execute`` as in ``engine.store.fast``.
 """
 
 from __future__ import annotations

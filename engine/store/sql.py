@@ -1,5 +1,11 @@
 """``SQLModelStore``: the ``Store`` protocol in SQLite or PostgreSQL, through SQLAlchemy 2.
 
+``SQLModelStore`` holds what both dialects share; ``SQLModelStore(url)`` makes the class of
+the URL's dialect, ``SQLiteStore`` or ``PostgresStore``, which override the few methods where
+the dialects differ (one hot checkpoint path each). Other dialects are refused. The three
+live in one module because the base chooses the subclass (across modules they would import
+each other).
+
 Every public method is one short transaction; none is held open between calls, so no step
 body ever runs inside one. Exclusivity comes from the lease columns: ``acquire`` is a single
 conditional ``UPDATE ... RETURNING``, and ``checkpoint`` a compare-and-set on
@@ -41,9 +47,7 @@ from typing import Any, Literal
 from sqlalchemy import (
     Connection,
     Engine,
-    delete,
     func,
-    insert,
     or_,
     select,
 )
@@ -51,6 +55,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.pool import QueuePool
+from sqlalchemy.sql import Select
 from sqlalchemy.sql.elements import ColumnElement
 
 from engine._records import HistoryEntry, PruneResult, WaitInfo, WorkflowRecord, WorkflowStatus
@@ -83,13 +88,17 @@ from engine.store.rows import (
     wait_values,
     workflow_values,
 )
-from engine.store.tables import history, waits, workflows
+from engine.store.tables import waits, workflows
 
 _FAST_ROWS = 64  # at most this many history rows go with a checkpoint's driver statements
 
 
 class SQLModelStore:
     """Workflows, waits and history in a SQL database (SQLite file by default, or PostgreSQL).
+
+    ``SQLModelStore(url)`` makes the store of the URL's dialect: a ``SQLiteStore`` or a
+    ``PostgresStore`` (both ``SQLModelStore``). This class holds what they share; each
+    overrides the few methods where the dialects differ.
 
     Args:
         url: a SQLAlchemy URL: ``sqlite:///path.db``, ``postgresql+psycopg://user@host/db``.
@@ -104,9 +113,27 @@ class SQLModelStore:
             by moving a ``ManualClock``, or for processes whose clocks are known to agree.
 
     Raises:
-        StoreError: the database could not be reached or migrated, or ``lease_clock`` is
-            not one this database can keep.
+        StoreError: the database could not be reached or migrated, its dialect is neither
+            SQLite nor PostgreSQL, or ``lease_clock`` is not one this database can keep.
     """
+
+    dialect: str  # the SQLAlchemy dialect name each subclass serves
+    default_lease_clock: Literal["database", "caller"] = "caller"
+
+    def __new__(cls, url: str | URL = "sqlite:///gorch.db", **_options: Any) -> SQLModelStore:
+        """The store class of ``url``'s dialect (a subclass is made as asked)."""
+        if cls is SQLModelStore:
+            try:
+                backend = database_url(url).get_backend_name()
+            except SQLAlchemyError as e:
+                raise StoreError(f"invalid database URL or engine options: {e}") from e
+            found = _DIALECTS.get(backend)
+            if found is None:
+                raise StoreError(
+                    f"SQLModelStore supports SQLite and PostgreSQL, not {backend!r} ({url!r})"
+                )
+            cls = found
+        return object.__new__(cls)
 
     def __init__(
         self,
@@ -128,20 +155,12 @@ class SQLModelStore:
         except SQLAlchemyError as e:
             raise StoreError(f"invalid database URL or engine options: {e}") from e
         self._writer = self.engine.execution_options(**{WRITE: True})
-        # PostgreSQL reads go through a second pool in autocommit: one round trip instead of
-        # BEGIN, SELECT, ROLLBACK. Nothing is lost: at READ COMMITTED every statement takes
-        # its own snapshot anyway. (So a store holds up to twice the pool's connections.)
-        self._reader: Engine = self.engine
-        self._held = threading.local()  # a session's connection (``held``)
-        if self.engine.dialect.name == "postgresql":
-            self._reader = create_store_engine(
-                url, engine_kwargs={**(engine_kwargs or {}), "isolation_level": "AUTOCOMMIT"}
-            )
-        self._dialect = self.engine.dialect.name
+        self._reader: Engine = self._read_engine(url, engine_kwargs)
+        self._held = threading.local()  # a session's connection (``held``, PostgreSQL)
         if lease_clock is None:
-            lease_clock = "database" if self._dialect == "postgresql" else "caller"
+            lease_clock = self.default_lease_clock
         if lease_clock not in ("database", "caller") or (
-            lease_clock == "database" and self._dialect != "postgresql"
+            lease_clock == "database" and self.default_lease_clock != "database"
         ):
             raise StoreError(
                 f"lease_clock must be 'caller' or, on PostgreSQL, 'database', not {lease_clock!r}"
@@ -149,26 +168,19 @@ class SQLModelStore:
         self.lease_clock: Literal["database", "caller"] = lease_clock
         self._db_clock = lease_clock == "database"  # the DB_* statements (``queries``)
         dialect = self.engine.dialect
-        self._upsert = dialect.name in ("sqlite", "postgresql")
-        self._returning = dialect.update_returning
-        self._insert_returning = dialect.insert_returning
-        self._bulk_returning = dialect.insert_executemany_returning_sort_by_parameter_order
-        if self._upsert:
-            ins = self._insert(workflows)
-            self._create = ins.on_conflict_do_nothing().returning(q.W.id)
-            self._create_alone = ins.on_conflict_do_nothing()
-            ins = self._insert(waits)
-            self._upsert_waits = ins.on_conflict_do_update(
-                index_elements=[q.C.id],
-                set_={c.name: ins.excluded[c.name] for c in waits.c if c.name != "id"},
-            )
+        ins = self._insert(workflows)
+        self._create = ins.on_conflict_do_nothing().returning(q.W.id)
+        self._create_alone = ins.on_conflict_do_nothing()
+        ins = self._insert(waits)
+        self._upsert_waits = ins.on_conflict_do_update(
+            index_elements=[q.C.id],
+            set_={c.name: ins.excluded[c.name] for c in waits.c if c.name != "id"},
+        )
         # The checkpoint's statements run on the driver's cursor (``engine.store.fast``).
-        self._fast = dialect.name in ("sqlite", "postgresql") and self._insert_returning
-        if self._fast:
-            self._fast_entry = DriverStatement(
-                q.INSERT_ENTRY, dialect, list(history_values(q.PROBE_ENTRY))
-            )
-            self._statements = Statements(dialect, self._fast_entry)
+        self._fast_entry = DriverStatement(
+            q.INSERT_ENTRY, dialect, list(history_values(q.PROBE_ENTRY))
+        )
+        self._statements = Statements(dialect, self._fast_entry)
         if migrate:
             upgrade(self.engine)
 
@@ -178,8 +190,53 @@ class SQLModelStore:
     def close(self) -> None:
         """Close the pooled connections (the store can still be used; it reconnects)."""
         self.engine.dispose()
-        if self._reader is not self.engine:
-            self._reader.dispose()
+        self._reader.dispose()
+
+    # -- what each dialect decides ------------------------------------------------------------
+
+    def _read_engine(self, url: str | URL, engine_kwargs: dict[str, Any] | None) -> Engine:
+        """The engine reads (and one-statement writes, ``_alone``) go through."""
+        return self.engine
+
+    def _insert(self, table: Any) -> sqlite.Insert | postgresql.Insert:
+        """This dialect's INSERT (with ``ON CONFLICT``)."""
+        raise NotImplementedError
+
+    def _contains(self, column: Any, needle: str) -> ColumnElement[bool]:
+        """Case-sensitive substring, as ``MemoryStore``'s."""
+        raise NotImplementedError
+
+    def _create_small(
+        self, row: dict[str, Any], entries: list[dict[str, Any]]
+    ) -> tuple[bool, list[int]]:
+        """``create``'s row and its (1 to ``_FAST_ROWS``) history rows on the driver:
+        (whether the row was new, the history ids)."""
+        raise NotImplementedError
+
+    def _checkpoint_alone(
+        self, record: WorkflowRecord, params: dict[str, Any], history: Sequence[HistoryEntry]
+    ) -> list[int]:
+        """A checkpoint that changes no wait, with at most ``_FAST_ROWS`` history rows: the
+        hot path. Returns the history ids; raises as ``_lost`` if the compare-and-set fails."""
+        raise NotImplementedError
+
+    def _update_with_history(
+        self, conn: Connection, params: dict[str, Any], entries: list[dict[str, Any]]
+    ) -> tuple[int, list[int]]:
+        """The checkpoint's UPDATE and (at most ``_FAST_ROWS``) history INSERTs on ``conn``,
+        on the driver's cursor: (rows updated, history ids)."""
+        update_stmt = self._statements.compiled(_checkpoint(params), tuple(params))
+        cursors = run_all(
+            conn,
+            [(update_stmt.sql, update_stmt.parameters(params))]
+            + [(self._fast_entry.sql, self._fast_entry.parameters(e)) for e in entries],
+        )
+        return cursors[0].rowcount, [int(cur.fetchone()[0]) for cur in cursors[1:]]
+
+    def _due_workflows(self, stmt: Select[Any]) -> list[str]:
+        """Run ``due_workflows``' query."""
+        with self._read("due_workflows") as conn:
+            return list(conn.execute(stmt).scalars())
 
     # -- transactions -----------------------------------------------------------------------
 
@@ -196,11 +253,7 @@ class SQLModelStore:
     def _alone(self, what: str, workflow_id: str | None = None) -> Iterator[Connection]:
         """A write that is one statement: on PostgreSQL it runs in autocommit, atomic by
         itself, in one round trip (no COMMIT after it); elsewhere in a write transaction."""
-        if self._reader is self.engine:
-            with self._write(what, workflow_id) as conn:
-                yield conn
-            return
-        with self._read(what, workflow_id) as conn:
+        with self._write(what, workflow_id) as conn:
             yield conn
 
     @contextmanager
@@ -218,67 +271,32 @@ class SQLModelStore:
 
     @contextmanager
     def held(self) -> Iterator[None]:
-        """Within the block, this thread's autocommit statements (PostgreSQL: reads, acquire,
-        release, create, most checkpoints) share one pooled connection, so a checkpoint costs
-        no pool checkout. No transaction stays open while a step runs. Only a connection the
-        pool can spare is held (no overflow one); a broken one is let go. Elsewhere a no-op.
-        """
-        pool = self._reader.pool
-        if (
-            self._reader is self.engine  # not PostgreSQL: reads run in transactions there
-            or getattr(self._held, "conn", None) is not None  # held already (a nested session)
-            or (isinstance(pool, QueuePool) and pool.checkedout() >= pool.size())  # none spare
-        ):
-            yield
-            return
-        try:
-            conn = self._reader.connect()
-        except SQLAlchemyError as e:
-            raise store_error("connect", None, e) from e
-        self._held.conn = conn
-        try:
-            yield
-        finally:
-            self._held.conn = None
-            conn.close()
+        """Within the block, this thread's autocommit statements share one pooled connection
+        (PostgreSQL: see ``PostgresStore.held``). Elsewhere a no-op."""
+        yield
 
     # -- Store protocol -----------------------------------------------------------------------
 
     def create(self, record: WorkflowRecord, history: Sequence[HistoryEntry]) -> bool:
         row = {"id": record.id, "version": record.version, "lease_owner": record.lease_owner}
         row.update(lease_until=record.lease_until, **workflow_values(record))
-        if self._fast and 0 < len(history) <= _FAST_ROWS:
-            first = self._statements.compiled(self._create_alone, tuple(row))
-            entries = [history_values(e) for e in history]
-            if self._dialect == "postgresql":
-                # The row and its history in one statement, in autocommit: one round trip.
-                with self._alone("create", record.id) as conn:
-                    written, seqs = self._statements.with_history(first, len(entries)).run(
-                        conn, row, entries
-                    )
-            else:  # SQLite: the transaction on the driver, as a checkpoint's
-                try:
-                    written, seqs = insert_on_driver(
-                        self._writer, first, row, self._fast_entry, entries
-                    )
-                except SQLAlchemyError as e:
-                    raise store_error("create", record.id, e) from e
+        if 0 < len(history) <= _FAST_ROWS:  # the common case: on the driver (``fast``)
+            try:
+                written, seqs = self._create_small(row, [history_values(e) for e in history])
+            except SQLAlchemyError as e:
+                raise store_error("create", record.id, e) from e
             if not written:
                 return False
-            set_seqs(history, seqs)
-            return True
-        try:
-            with self._write("create", record.id) as conn:
-                if self._upsert:
+        else:  # no history, or a batch too large for one statement
+            try:
+                with self._write("create", record.id) as conn:
                     if conn.execute(self._create, row).first() is None:
                         return False
-                else:
-                    conn.execute(insert(workflows), row)
-                seqs = self._insert_history(conn, history)
-        except StoreError as e:
-            if isinstance(e.__cause__, IntegrityError) and self._exists(record.id):
-                return False
-            raise
+                    seqs = self._insert_history(conn, history)
+            except StoreError as e:
+                if isinstance(e.__cause__, IntegrityError) and self._exists(record.id):
+                    return False
+                raise
         set_seqs(history, seqs)
         return True
 
@@ -304,12 +322,9 @@ class SQLModelStore:
                 params["k_lease"] = until - now
                 stmt = q.DB_ACQUIRE_DUE_RETURNING if due else q.DB_ACQUIRE_RETURNING
                 row = conn.execute(stmt, params).first()
-            elif self._returning:
+            else:
                 stmt = q.ACQUIRE_DUE_RETURNING if due else q.ACQUIRE_RETURNING
                 row = conn.execute(stmt, params).first()
-            else:
-                taken = conn.execute(q.ACQUIRE_DUE if due else q.ACQUIRE, params).rowcount == 1
-                row = conn.execute(q.SELECT, params).first() if taken else None
             if row is None and not due:
                 holder = conn.execute(q.HOLDER, params).first()
         if row is not None:
@@ -378,62 +393,28 @@ class SQLModelStore:
         elif record.lease_until is not None:  # the checkpoint extends the writer's lease
             params["lease_until"] = record.lease_until
         params.update(k_id=record.id, k_version=record.version, k_owner=owner)
-        # The common checkpoint (a step: one or a few history lines) runs on the driver's
-        # cursor; a large batch (thousands of goroutines starting at once) goes through
-        # SQLAlchemy's executemany, which also keeps under PostgreSQL's parameter limit.
-        fast = self._fast and len(history) <= _FAST_ROWS
-        if fast and waits is None and self._dialect == "postgresql":
-            # The workflow row and its history in one statement (``WithHistory``),
-            # in autocommit: atomic by itself, one round trip for the whole checkpoint.
-            with self._alone("checkpoint", record.id) as conn:
-                updated, seqs = self._fast_checkpoint(conn, params, history)
-                if updated != 1:
-                    self._lost(conn, record, params)
-        elif fast and waits is None and self._dialect == "sqlite":
-            # The transaction itself on the driver too (``driver_transaction``).
-            try:
-                with driver_transaction(self._writer) as tx:
-                    updated, seqs = self._fast_checkpoint(tx.conn, params, history)
-                    if updated != 1:
-                        tx.rollback()
-            except SQLAlchemyError as e:
-                raise store_error("checkpoint", record.id, e) from e
-            if updated != 1:
-                with self._read("checkpoint", record.id) as conn:
-                    self._lost(conn, record, params)
+        # The common checkpoint (a step: one or a few history lines, no wait changed) is the
+        # dialect's hot path; one that changes waits is a transaction on SQLAlchemy's
+        # connection (its UPDATE and history still on the driver's cursor); a large batch
+        # (thousands of goroutines starting at once) goes through SQLAlchemy's executemany,
+        # which also keeps under PostgreSQL's parameter limit.
+        if waits is None and len(history) <= _FAST_ROWS:
+            seqs = self._checkpoint_alone(record, params, history)
         else:
             with self._write("checkpoint", record.id) as conn:
-                if fast:
-                    updated, seqs = self._fast_checkpoint(conn, params, history)
+                if len(history) <= _FAST_ROWS:
+                    entries = [history_values(e) for e in history]
+                    updated, seqs = self._update_with_history(conn, params, entries)
                 else:
                     updated = conn.execute(_checkpoint(params), params).rowcount
+                    seqs = self._insert_history(conn, history)
                 if updated != 1:
                     self._lost(conn, record, params)
                 if waits is not None:
                     self._replace_waits(conn, record.id, waits)
-                if not fast:
-                    seqs = self._insert_history(conn, history)
         record.version += 1
         record.written = written
         set_seqs(history, seqs)
-
-    def _fast_checkpoint(
-        self, conn: Connection, params: dict[str, Any], history: Sequence[HistoryEntry]
-    ) -> tuple[int, list[int]]:
-        """The checkpoint's UPDATE and history INSERTs on the driver's cursor: (rows updated,
-        history ids). On PostgreSQL one statement does both."""
-        update_stmt = self._statements.compiled(_checkpoint(params), tuple(params))
-        entries = [history_values(e) for e in history]
-        if self._dialect == "postgresql" and entries:
-            return self._statements.with_history(update_stmt, len(entries)).run(
-                conn, params, entries
-            )
-        cursors = run_all(
-            conn,
-            [(update_stmt.sql, update_stmt.parameters(params))]
-            + [(self._fast_entry.sql, self._fast_entry.parameters(e)) for e in entries],
-        )
-        return cursors[0].rowcount, [int(cur.fetchone()[0]) for cur in cursors[1:]]
 
     def _lost(self, conn: Connection, record: WorkflowRecord, params: dict[str, Any]) -> None:
         """Raise why a checkpoint's compare-and-set matched no row."""
@@ -468,19 +449,14 @@ class SQLModelStore:
             return
         seqs: list[int] = []
         with self._write("append_history", entries[0].workflow_id) as conn:
-            if not self._insert_returning:  # no INSERT ... RETURNING: check, then insert
-                for wid in dict.fromkeys(e.workflow_id for e in entries):
-                    self._must_hold(conn, wid, owner)
-                seqs = self._insert_history(conn, entries)
-            else:
-                for e in entries:
-                    params = history_values(e)
-                    params["k_owner"] = owner
-                    row = conn.execute(q.INSERT_LEASED_ENTRY, params).first()
-                    if row is None:  # it raises; the rows written so far roll back with it
-                        self._must_hold(conn, e.workflow_id, owner)
-                        raise StoreError("no history row written", workflow_id=e.workflow_id)
-                    seqs.append(int(row[0]))
+            for e in entries:
+                params = history_values(e)
+                params["k_owner"] = owner
+                row = conn.execute(q.INSERT_LEASED_ENTRY, params).first()
+                if row is None:  # it raises; the rows written so far roll back with it
+                    self._must_hold(conn, e.workflow_id, owner)
+                    raise StoreError("no history row written", workflow_id=e.workflow_id)
+                seqs.append(int(row[0]))
         set_seqs(entries, seqs)
 
     def _must_hold(self, conn: Connection, workflow_id: str, owner: str) -> None:
@@ -578,12 +554,7 @@ class SQLModelStore:
             .order_by(w.next_run_at, w.id)
             .limit(limit)
         )
-        if self._dialect == "postgresql":
-            # Skip rows another worker is acquiring or checkpointing this instant.
-            with self._write("due_workflows") as conn:
-                return list(conn.execute(stmt.with_for_update(skip_locked=True)).scalars())
-        with self._read("due_workflows") as conn:
-            return list(conn.execute(stmt).scalars())
+        return self._due_workflows(stmt)
 
     def due_waits(self, now: datetime, limit: int | None = None) -> list[WaitInfo]:
         c = waits.c
@@ -608,25 +579,13 @@ class SQLModelStore:
         dry_run: bool = False,
     ) -> PruneResult:
         check_prune(finished_before, statuses, batch)
-        return retention.prune(self._write, self._read, self._dialect,
+        return retention.prune(self._write, self._read, self.dialect,
                                finished_before=finished_before,
                                now=q.DB_NOW if self._db_clock else now,  # whose clock: acquire's
                                statuses=statuses,
                                types=types, batch=batch, dry_run=dry_run)  # fmt: skip
 
     # -- helpers ------------------------------------------------------------------------------
-
-    def _insert(self, table: Any) -> sqlite.Insert | postgresql.Insert:
-        return postgresql.insert(table) if self._dialect == "postgresql" else sqlite.insert(table)
-
-    def _contains(self, column: Any, needle: str) -> ColumnElement[bool]:
-        # Case-sensitive substring, as MemoryStore: SQLite's LIKE ignores ASCII case.
-        if self._dialect == "sqlite":
-            return func.instr(column, needle) > 0
-        if self._dialect == "postgresql":
-            return func.strpos(column, needle) > 0
-        result: ColumnElement[bool] = column.contains(needle, autoescape=True)
-        return result
 
     def _exists(self, workflow_id: str) -> bool:
         with self._read("create", workflow_id) as conn:
@@ -642,27 +601,150 @@ class SQLModelStore:
         if not new:
             return
         rows = [wait_values(x, position=i) for i, x in enumerate(new)]
-        if self._upsert:
-            conn.execute(self._upsert_waits, rows)
-        else:
-            conn.execute(delete(waits).where(q.C.id.in_(keep)))
-            conn.execute(insert(waits), rows)
+        conn.execute(self._upsert_waits, rows)
 
     def _insert_history(self, conn: Connection, entries: Sequence[HistoryEntry]) -> list[int]:
         if not entries:
             return []
         rows = [history_values(e) for e in entries]
-        if len(rows) == 1 and self._insert_returning:  # the common case, and the cheapest
+        if len(rows) == 1:  # the common case, and the cheapest
             return [int(conn.execute(q.INSERT_ENTRY, rows[0]).scalar_one())]
-        if self._bulk_returning:
-            return [int(x) for x in conn.execute(q.INSERT_HISTORY, rows).scalars()]
-        seqs = []
-        for row in rows:
-            key = conn.execute(insert(history), row).inserted_primary_key
-            if key is None:  # pragma: no cover - every dialect reports an integer key
-                raise StoreError("the database returned no id for a history row")
-            seqs.append(int(key[0]))
+        return [int(x) for x in conn.execute(q.INSERT_HISTORY, rows).scalars()]
+
+
+class SQLiteStore(SQLModelStore):
+    """``SQLModelStore`` on SQLite: one file, the caller's clock, transactions on the driver.
+
+    Every write is a ``BEGIN IMMEDIATE`` transaction; the hot ones (``create`` with a few
+    history rows, a checkpoint that changes no wait) begin and commit on the driver itself
+    (``engine.store.fast.driver_transaction``).
+    """
+
+    dialect = "sqlite"
+
+    def _insert(self, table: Any) -> sqlite.Insert:
+        return sqlite.insert(table)
+
+    def _contains(self, column: Any, needle: str) -> ColumnElement[bool]:
+        # instr, not LIKE: SQLite's LIKE ignores ASCII case.
+        return func.instr(column, needle) > 0
+
+    def _create_small(
+        self, row: dict[str, Any], entries: list[dict[str, Any]]
+    ) -> tuple[bool, list[int]]:
+        first = self._statements.compiled(self._create_alone, tuple(row))
+        return insert_on_driver(self._writer, first, row, self._fast_entry, entries)
+
+    def _checkpoint_alone(
+        self, record: WorkflowRecord, params: dict[str, Any], history: Sequence[HistoryEntry]
+    ) -> list[int]:
+        entries = [history_values(e) for e in history]
+        try:
+            with driver_transaction(self._writer) as tx:
+                updated, seqs = self._update_with_history(tx.conn, params, entries)
+                if updated != 1:
+                    tx.rollback()
+        except SQLAlchemyError as e:
+            raise store_error("checkpoint", record.id, e) from e
+        if updated != 1:
+            with self._read("checkpoint", record.id) as conn:
+                self._lost(conn, record, params)
         return seqs
+
+
+class PostgresStore(SQLModelStore):
+    """``SQLModelStore`` on PostgreSQL (psycopg 3): the database's clock, one-statement writes.
+
+    Reads, and writes that are one statement (``acquire``, ``release``, ``create`` and a
+    checkpoint that changes no wait, each with its history rows in the same statement,
+    ``engine.store.fast.WithHistory``), go through a second pool in autocommit: one round
+    trip each, no BEGIN or COMMIT. ``due_workflows`` skips rows locked by other workers.
+    """
+
+    dialect = "postgresql"
+    default_lease_clock = "database"
+
+    def _read_engine(self, url: str | URL, engine_kwargs: dict[str, Any] | None) -> Engine:
+        # One round trip instead of BEGIN, SELECT, ROLLBACK. Nothing is lost: at READ
+        # COMMITTED every statement takes its own snapshot anyway. (So a store holds up to
+        # twice the pool's connections.)
+        return create_store_engine(
+            url, engine_kwargs={**(engine_kwargs or {}), "isolation_level": "AUTOCOMMIT"}
+        )
+
+    @contextmanager
+    def _alone(self, what: str, workflow_id: str | None = None) -> Iterator[Connection]:
+        with self._read(what, workflow_id) as conn:  # autocommit: the statement commits
+            yield conn
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """Within the block, this thread's autocommit statements (PostgreSQL: reads, acquire,
+        release, create, most checkpoints) share one pooled connection, so a checkpoint costs
+        no pool checkout. No transaction stays open while a step runs. Only a connection the
+        pool can spare is held (no overflow one); a broken one is let go.
+        """
+        pool = self._reader.pool
+        if (
+            getattr(self._held, "conn", None) is not None  # held already (a nested session)
+            or (isinstance(pool, QueuePool) and pool.checkedout() >= pool.size())  # none spare
+        ):
+            yield
+            return
+        try:
+            conn = self._reader.connect()
+        except SQLAlchemyError as e:
+            raise store_error("connect", None, e) from e
+        self._held.conn = conn
+        try:
+            yield
+        finally:
+            self._held.conn = None
+            conn.close()
+
+    def _insert(self, table: Any) -> postgresql.Insert:
+        return postgresql.insert(table)
+
+    def _contains(self, column: Any, needle: str) -> ColumnElement[bool]:
+        return func.strpos(column, needle) > 0
+
+    def _create_small(
+        self, row: dict[str, Any], entries: list[dict[str, Any]]
+    ) -> tuple[bool, list[int]]:
+        # The row and its history in one statement, in autocommit: one round trip.
+        both = self._statements.with_history(self._create_alone, tuple(row), len(entries))
+        with self._alone("create", row["id"]) as conn:
+            written, seqs = both.run(conn, row, entries)
+        return written == 1, seqs
+
+    def _checkpoint_alone(
+        self, record: WorkflowRecord, params: dict[str, Any], history: Sequence[HistoryEntry]
+    ) -> list[int]:
+        # The workflow row and its history in one statement, in autocommit: atomic by
+        # itself, one round trip for the whole checkpoint.
+        with self._alone("checkpoint", record.id) as conn:
+            updated, seqs = self._update_with_history(
+                conn, params, [history_values(e) for e in history]
+            )
+            if updated != 1:
+                self._lost(conn, record, params)
+        return seqs
+
+    def _update_with_history(
+        self, conn: Connection, params: dict[str, Any], entries: list[dict[str, Any]]
+    ) -> tuple[int, list[int]]:
+        if not entries:
+            return super()._update_with_history(conn, params, entries)
+        both = self._statements.with_history(_checkpoint(params), tuple(params), len(entries))
+        return both.run(conn, params, entries)
+
+    def _due_workflows(self, stmt: Select[Any]) -> list[str]:
+        # Skip rows another worker is acquiring or checkpointing this instant.
+        with self._write("due_workflows") as conn:
+            return list(conn.execute(stmt.with_for_update(skip_locked=True)).scalars())
+
+
+_DIALECTS: dict[str, type[SQLModelStore]] = {"sqlite": SQLiteStore, "postgresql": PostgresStore}
 
 
 def _checkpoint(params: dict[str, Any]) -> Any:
@@ -678,7 +760,9 @@ def _same(a: Any, b: Any) -> bool:
 
 __all__ = [
     "MIGRATIONS",
+    "PostgresStore",
     "SQLModelStore",
+    "SQLiteStore",
     "alembic_config",
     "create_store_engine",
     "database_url",

@@ -257,3 +257,22 @@ def test_a_lease_taken_over_meanwhile_wins_over_a_write_outside_a_checkpoint(
     [stored] = store.load_waits("wf-1")
     assert (stored.status, stored.setup_data) == (WaitStatus.PENDING_SETUP, None)
     assert [e.kind for e in store.history("wf-1")] == []
+
+
+def test_the_url_chooses_the_dialect_store(
+    sqlite_file: str, pg_url: str, open_store: Callable[..., SQLModelStore]
+) -> None:
+    from engine.store.sql import PostgresStore, SQLiteStore
+
+    lite, pg = open_store(sqlite_file), open_store(pg_url)
+    assert (type(lite), type(pg)) == (SQLiteStore, PostgresStore)
+    assert isinstance(lite, SQLModelStore) and isinstance(pg, SQLModelStore)
+    direct = SQLiteStore(sqlite_file)  # a subclass is made as asked
+    assert (type(direct), direct.dialect) == (SQLiteStore, "sqlite")
+    direct.close()
+
+
+@pytest.mark.parametrize("url", ["mysql://u@h/db", "mssql+pyodbc://u@h/db", "not a url"])
+def test_an_unsupported_database_is_refused(url: str) -> None:
+    with pytest.raises(StoreError, match=r"SQLite and PostgreSQL|invalid database URL"):
+        SQLModelStore(url)
