@@ -12,8 +12,9 @@ from contextlib import contextmanager, nullcontext, suppress
 from datetime import datetime, timedelta
 from typing import Any
 
-from engine import _jsonsafe as limits
-from engine import _state, _timeouts
+import engine._jsonsafe as _jsonsafe
+import engine._state as _state
+import engine._timeouts as _timeouts
 from engine._compat import unfinished
 from engine._definition.compiler import build_traced
 from engine._definition.handlers import CallbackManager
@@ -170,7 +171,7 @@ class Engine:
     def _session(
         self, workflow_id: str, *, wait: bool, due: bool, repair: bool = False
     ) -> Iterator[Session]:
-        owner, workflow_id = f"{self.owner}-{next(self._sessions)}", limits.known_id(workflow_id)
+        owner, workflow_id = f"{self.owner}-{next(self._sessions)}", _jsonsafe.known_id(workflow_id)
         deadline = time.monotonic() + self.busy_timeout.total_seconds()
         delay = 0.005
         while True:
@@ -284,7 +285,7 @@ class Engine:
         cls = type(state)
         self.register(cls)
         wid = id if id is not None else uuid.uuid4().hex
-        if not limits.valid_id(wid):  # PostgreSQL cannot store NUL: refused on every store
+        if not _jsonsafe.valid_id(wid):  # PostgreSQL cannot store NUL: refused on every store
             raise InvalidOperation(
                 "workflow id must be a non-empty string of at most 200 characters, without NUL "
                 f"or unpaired surrogates, not {wid!r:.80}"
@@ -425,7 +426,7 @@ class Engine:
                 thread, invalid input (``InvalidInput``) or a failing handler; nothing changed.
             DefinitionMismatch: the wait or its case is gone from the code; nothing changed.
         """
-        limits.check_input(input, self.max_input_bytes, workflow_id, event, actor)
+        _jsonsafe.check_input(input, self.max_input_bytes, workflow_id, event, actor)
         return self._callback(
             workflow_id, event, input, actor=actor, thread=thread, pc=pc, wait=True
         )
@@ -503,7 +504,7 @@ class Engine:
             WorkflowNotFound: no such workflow.
             UnknownWorkflowType: its type is not registered with this engine.
         """
-        return self._info(self.store.load(limits.known_id(workflow_id)))
+        return self._info(self.store.load(_jsonsafe.known_id(workflow_id)))
 
     def list(
         self,
@@ -519,7 +520,7 @@ class Engine:
         A row whose state does not load (or whose type is not registered) is listed with
         ``state`` None and ``state_error`` saying why, among the others as usual.
         """
-        limits.check_text(search=search, type=type)  # InvalidOperation: no store could match it
+        _jsonsafe.check_text(search=search, type=type)  # InvalidOperation: no store could match it
         try:
             st = WorkflowStatus(status) if status is not None else None
         except ValueError:
@@ -538,12 +539,12 @@ class Engine:
     ) -> builtins.list[WaitInfo]:
         """Open waits (what could be delivered by ``on_callback``), newest first."""
         if workflow_id is not None:
-            self.store.load(limits.known_id(workflow_id))  # WorkflowNotFound for an unknown id
+            self.store.load(_jsonsafe.known_id(workflow_id))  # WorkflowNotFound for an unknown id
         return self.store.list_waits(workflow_id=workflow_id, type=type)
 
     def history(self, workflow_id: str) -> builtins.list[HistoryEntry]:
         """Everything that happened to the workflow, oldest first."""
-        return self.store.history(limits.known_id(workflow_id))
+        return self.store.history(_jsonsafe.known_id(workflow_id))
 
     # -- operator actions -------------------------------------------------------------------
 
@@ -717,7 +718,7 @@ class Engine:
             kinds = _names(types, "types")
             if not kinds or not all(isinstance(k, str) for k in kinds):
                 raise InvalidOperation(f"types must be type names (or None for all), not {types!r}")
-            limits.check_text(type=" ".join(kinds))
+            _jsonsafe.check_text(type=" ".join(kinds))
         if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
             raise InvalidOperation(f"batch must be an integer of at least 1, not {batch!r}")
         result = self.store.prune(

@@ -80,6 +80,11 @@ def state_json(model: BaseModel, workflow_id: str, limit: int | None) -> dict[st
     return state
 
 
+def describe_validation(e: ValidationError) -> str:
+    """Each of a validation's errors as ``field.path: message``, joined by ``; ``."""
+    return "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors())
+
+
 def _comes_back(model: BaseModel, raw: bytes, state: dict[str, Any]) -> list[str]:
     """How ``model`` would come back from its JSON ``raw``, where it would not be equal."""
     try:

@@ -27,7 +27,7 @@ from typing import Any
 
 import graphviz
 
-from engine import graph
+import engine.graph as graph
 from engine._definition.handlers import HandlerType
 from engine._definition.statements import Section
 from engine._definition.workflow import Workflow

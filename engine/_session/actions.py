@@ -20,7 +20,7 @@ from engine._interpreter import _current_thread, _current_wait, run_callable
 from engine._jsonsafe import check_value, describe_error
 from engine._records import HistoryKind, Phase, ThreadStatus, WorkflowStatus
 from engine._session.runner import Session, try_load_state
-from engine._state import state_data, undeclared_fields, validate_state
+from engine._state import describe_validation, state_data, undeclared_fields, validate_state
 from engine.errors import (
     CallbackRejected,
     DefinitionMismatch,
@@ -261,7 +261,7 @@ def update_state(
     except ValidationError as e:
         raise StateError(
             f"new state of workflow {rec.id!r} does not fit {run.cls.__name__}: "
-            + "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors()),
+            + describe_validation(e),
             workflow_id=rec.id,
         ) from None
     except RecursionError:

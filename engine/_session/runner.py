@@ -38,7 +38,7 @@ from engine._records import (
 )
 from engine._session.reduce import armed, close_waits, fail, history_line, reduce
 from engine._session.started import Started
-from engine._state import state_json, undeclared_fields, validate_copy
+from engine._state import describe_validation, state_json, undeclared_fields, validate_copy
 from engine.clock import Clock
 from engine.errors import GorchError, StateError
 from engine.store.base import Store
@@ -57,7 +57,7 @@ def load_state(cls: type[Workflow], record: WorkflowRecord) -> Workflow:
     except ValidationError as e:
         raise StateError(
             f"stored state of workflow {record.id!r} does not fit {cls.__name__}: "
-            + "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors()),
+            + describe_validation(e),
             workflow_id=record.id,
         ) from None
     except RecursionError:

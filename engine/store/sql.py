@@ -58,10 +58,10 @@ from sqlalchemy.pool import QueuePool
 from sqlalchemy.sql import Select
 from sqlalchemy.sql.elements import ColumnElement
 
+import engine.store.queries as q
+import engine.store.retention as retention
 from engine._records import HistoryEntry, PruneResult, WaitInfo, WorkflowRecord, WorkflowStatus
 from engine.errors import LeaseLost, StoreError, WorkflowBusy, WorkflowNotDue, WorkflowNotFound
-from engine.store import queries as q
-from engine.store import retention
 from engine.store.base import check_prune
 from engine.store.database import (
     MIGRATIONS,
