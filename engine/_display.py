@@ -13,9 +13,7 @@ from engine._definition.statements import Section
 from engine._records import WorkflowInfo
 
 
-def _definition_bundle(
-    self: Section, include: Any = None, exclude: Any = None
-) -> dict[str, str]:
+def _definition_bundle(self: Section, include: Any = None, exclude: Any = None) -> dict[str, str]:
     """Jupyter shows a definition as its graph (see ``engine.notebook``)."""
     from engine.notebook import definition_bundle  # on first display: Graphviz is heavy
 

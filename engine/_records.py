@@ -391,7 +391,6 @@ class WorkflowInfo(Generic[W]):
         return next((t for t in self.threads if t.id == thread_id), None)
 
 
-
 @dataclass
 class MoveReport:
     """What ``Engine.move`` did: one audited operation over many workflows."""

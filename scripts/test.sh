@@ -3,7 +3,7 @@
 #   1. create .venv (if missing) and install gorch editable with dev, ui, notebook and celery
 #      extras;
 #   2. start external services when running in CI (see start_services);
-#   3. lint with ruff, type-check with mypy and check the import layering with lint-imports;
+#   3. lint and format-check with ruff, type-check with mypy and check the import layering with lint-imports;
 #   4. run pytest, passing along any arguments given to this script;
 #   5. run the benchmarks' smoke run (bench/run.py --quick): it must complete and print its
 #      whole table; it asserts no timings.
@@ -59,6 +59,7 @@ for d in engine gorch_ui tests bench; do
 done
 if (( ${#lint_dirs[@]} )); then
     .venv/bin/ruff check "${lint_dirs[@]}"
+    .venv/bin/ruff format --check "${lint_dirs[@]}"
 fi
 if [[ -d engine ]]; then
     .venv/bin/mypy engine

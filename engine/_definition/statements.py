@@ -120,7 +120,6 @@ class Section(Stmt):
     kind = StatementKind.SECTION
 
 
-
 def S(*stmts: Stmt, renamed: Mapping[str, str] | None = None) -> Section:
     """A section: run ``stmts`` in order.
 

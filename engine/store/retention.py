@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -40,6 +41,26 @@ W, C, H = workflows.c, waits.c, history.c
 _CHUNK = 500  # ids per child DELETE: well under every database's limit on bound parameters
 
 Transaction = Callable[[str], AbstractContextManager[Connection]]
+
+
+@dataclass(frozen=True)
+class PruneRules:
+    """What a dialect's prune does its own way; each SQL store class names its rules.
+
+    ``lock``: pick the rows ``FOR UPDATE SKIP LOCKED`` (a database with row locks; SQLite's
+    ``BEGIN IMMEDIATE`` already runs the batch alone). ``array_ids``: pass a batch's ids as one
+    array parameter (``= ANY(:ids)``: nothing to parse and plan per id), else as an expanding
+    ``IN``. ``unindexed_recheck``: write the DELETE's re-check so that the planner cannot pick
+    an index for it (see ``conditions``).
+    """
+
+    lock: bool
+    array_ids: bool
+    unindexed_recheck: bool
+
+
+SQLITE = PruneRules(lock=False, array_ids=False, unindexed_recheck=True)
+POSTGRESQL = PruneRules(lock=True, array_ids=True, unindexed_recheck=False)
 
 
 def conditions(
@@ -76,7 +97,7 @@ def conditions(
 def prune(
     write: Transaction,
     read: Transaction,
-    dialect: str,
+    rules: PruneRules,
     *,
     finished_before: datetime,
     now: datetime | ColumnElement[datetime],
@@ -90,7 +111,7 @@ def prune(
         *conditions(finished_before=finished_before, now=now, statuses=statuses, types=types)
     )
     recheck = conditions(finished_before=finished_before, now=now, statuses=statuses,
-                         types=types, unindexed=dialect == "sqlite")  # fmt: skip
+                         types=types, unindexed=rules.unindexed_recheck)  # fmt: skip
     if dry_run:
         # One statement, so one snapshot on PostgreSQL: the three counts agree with each other.
         counts = select(
@@ -102,11 +123,11 @@ def prune(
             n_workflows, n_waits, n_history = conn.execute(counts).one()
         return PruneResult(int(n_workflows), int(n_waits), int(n_history), dry_run=True)
     pick = chosen.limit(batch)
-    if dialect == "postgresql":
+    if rules.lock:
         pick = pick.with_for_update(skip_locked=True)
 
     def among(column: ColumnElement[str]) -> ColumnElement[bool]:
-        if dialect == "postgresql":  # one array parameter: nothing to parse and plan per id
+        if rules.array_ids:
             return column == any_(bindparam("k_ids", type_=postgresql.ARRAY(column.type)))
         return column.in_(bindparam("k_ids", type_=column.type, expanding=True))
 

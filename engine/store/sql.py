@@ -118,6 +118,7 @@ class SQLModelStore:
     """
 
     dialect: str  # the SQLAlchemy dialect name each subclass serves
+    prune_rules: retention.PruneRules  # how prune locks and passes ids on this dialect
     default_lease_clock: Literal["database", "caller"] = "caller"
 
     def __new__(cls, url: str | URL = "sqlite:///gorch.db", **_options: Any) -> SQLModelStore:
@@ -579,7 +580,7 @@ class SQLModelStore:
         dry_run: bool = False,
     ) -> PruneResult:
         check_prune(finished_before, statuses, batch)
-        return retention.prune(self._write, self._read, self.dialect,
+        return retention.prune(self._write, self._read, self.prune_rules,
                                finished_before=finished_before,
                                now=q.DB_NOW if self._db_clock else now,  # whose clock: acquire's
                                statuses=statuses,
@@ -621,6 +622,7 @@ class SQLiteStore(SQLModelStore):
     """
 
     dialect = "sqlite"
+    prune_rules = retention.SQLITE
 
     def _insert(self, table: Any) -> sqlite.Insert:
         return sqlite.insert(table)
@@ -662,6 +664,7 @@ class PostgresStore(SQLModelStore):
     """
 
     dialect = "postgresql"
+    prune_rules = retention.POSTGRESQL
     default_lease_clock = "database"
 
     def _read_engine(self, url: str | URL, engine_kwargs: dict[str, Any] | None) -> Engine:
