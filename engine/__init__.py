@@ -63,7 +63,9 @@ from engine._records import (
     WorkflowInfo,
     WorkflowStatus,
 )
+from engine._sandbox import ManagerCall, RecordedCall, Sandbox
 from engine._state import state_data, undeclared_fields, validate_state
+from engine._timeline import TimelinePoint, known_from
 from engine.clock import Clock, ManualClock, SystemClock
 from engine.config import (
     DEFAULT_APP,
@@ -136,6 +138,7 @@ __all__ = [
     "InvalidOutput",
     "InvalidResult",
     "LeaseLost",
+    "ManagerCall",
     "ManualClock",
     "MemoryStore",
     "MismatchKind",
@@ -145,6 +148,7 @@ __all__ = [
     "PollingResumer",
     "Problem",
     "PruneResult",
+    "RecordedCall",
     "RejectReason",
     "Renamed",
     "Resumer",
@@ -152,6 +156,7 @@ __all__ = [
     "Return",
     "RunawayLoop",
     "S",
+    "Sandbox",
     "SQLModelStore",
     "Section",
     "SetupDataError",
@@ -166,6 +171,7 @@ __all__ = [
     "SystemClock",
     "ThreadInfo",
     "ThreadStatus",
+    "TimelinePoint",
     "Timeout",
     "UnknownWorkflowType",
     "UserAction",
@@ -187,6 +193,7 @@ __all__ = [
     "current_thread",
     "current_wait",
     "db_url",
+    "known_from",
     "load_app",
     "open_store",
     "state_data",
