@@ -111,8 +111,9 @@ class RecordingManager:
         self.sandbox, self.type = sandbox, type
 
     def _note(self, call: ManagerCall, wait: WaitInfo, handled: bool | None) -> None:
-        self.sandbox.calls.append(RecordedCall(call, self.type, wait.thread_id, wait.wait,
-                                               wait.event, handled, self.sandbox._now()))  # fmt: skip
+        made = RecordedCall(call, self.type, wait.thread_id, wait.wait, wait.event, handled,
+                            self.sandbox._now())  # fmt: skip
+        self.sandbox.calls.append(made)
 
     def setup(self, wait: WaitInfo) -> None:
         self._note(ManagerCall.SETUP, wait, None)
@@ -203,7 +204,8 @@ def forked_class(cls: type[Workflow], sandbox: Sandbox) -> type[Workflow]:
     base_definition = cls.definition
 
     def definition(self: Workflow) -> Section:
-        return _wrap(base_definition(self), sandbox)
+        wrapped: Section = _wrap(base_definition(self), sandbox)
+        return wrapped
 
     namespace = {
         "definition": definition,
@@ -212,7 +214,8 @@ def forked_class(cls: type[Workflow], sandbox: Sandbox) -> type[Workflow]:
         "__qualname__": cls.__qualname__,
         "__doc__": cls.__doc__,
     }
-    sub: type[Workflow] = type(cls)(cls.__name__, (cls,), namespace)
+    meta: Any = type(cls)  # pydantic's model metaclass
+    sub: type[Workflow] = meta(cls.__name__, (cls,), namespace)
     return sub
 
 
