@@ -106,8 +106,9 @@ def try_it(engine: Engine, workflow_id: str) -> None:
         st.warning(
             "**Nothing here is real.** The sandbox is a copy of this workflow in this browser "
             "session's memory: what you do to it is never written to the database, and nothing "
-            "is set up or torn down (no message sent, no timer armed). Only step code runs for "
-            "real, and only when you let it (below). Viewers may use it too.",
+            "is set up or torn down (no message sent, no timer armed). Only the steps' own code "
+            "can reach the outside world: it runs only in a sandbox forked with steps not "
+            "skipped, and every step that ran is named below. Viewers may use it too.",
             icon=":material/science:",
         )
         note = st.session_state.pop(NOTE, None)
@@ -138,6 +139,11 @@ def _panel(engine: Engine, workflow_id: str, trial: sandbox.Trial) -> None:
         f"the sandbox's clock reads {md(v.now)}. Sandbox: **{ui.status(v.info.status)}**"
         + (f" · error: {md(v.info.error)}" if v.info.error else "")
         + (f" · result: {md(v.info.result)}" if v.info.result is not None else "")
+    )
+    st.caption(
+        "Steps are recorded as skipped in this sandbox: their code is not called."
+        if trial.skip_steps
+        else "Steps run their real code in this sandbox."
     )
     if v.ran:
         st.error(

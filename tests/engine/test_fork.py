@@ -64,9 +64,7 @@ def test_a_fork_is_a_copy_under_the_same_id_with_its_own_store_and_clock(
     assert real.fork(wid, clock=given).clock is given
 
 
-def test_recorders_set_nothing_up_and_tear_nothing_down(
-    real: Engine, wid: str, chat: Chat
-) -> None:
+def test_recorders_set_nothing_up_and_tear_nothing_down(real: Engine, wid: str, chat: Chat) -> None:
     posted = dict(chat.messages)
     fork = real.fork(wid)
     fork.on_callback(wid, "slackApproval", {"approved": True}, actor="ann")
@@ -84,9 +82,7 @@ def test_recorders_set_nothing_up_and_tear_nothing_down(
     assert [w.setup_data for w in again.pending_waits(wid, type="user_action")] == [None]
 
 
-def test_skipped_steps_are_recorded_as_skipped_and_change_no_state(
-    real: Engine, wid: str
-) -> None:
+def test_skipped_steps_are_recorded_as_skipped_and_change_no_state(real: Engine, wid: str) -> None:
     fork = real.fork(wid, skip_steps=["abort workflow"], resumer=PollingResumer())
     assert isinstance(fork.clock, ManualClock)
     fork.clock.advance(timedelta(minutes=11))

@@ -212,7 +212,8 @@ def test_sandbox_notebook_forks_approves_denies_and_replays(executed: dict[str, 
     assert "real after the forks: waiting ['waiting for approval', 'parallel thread']" in text
     assert "real clock: 2026-01-01T00:00:00+00:00 fork clock: 2026-01-01T00:11:00+00:00" in text
     assert text.count("needs your approval (event 'slackApproval')\")}") == 2
-    assert " 3 wait         running   main waiting @ waiting for approval, g1 running @ (start)" in text
+    point3 = " 3 wait         running   main waiting @ waiting for approval, g1 running @ (start)"
+    assert point3 in text
     assert " 8 finished     finished  main finished @ waiting for approval" in text
     assert "InvalidOperation: at=99 is not a line of the history of 'expense-1'" in text
 

@@ -90,11 +90,9 @@ def test_a_step_that_ran_real_code_is_named(open_page: Open, engine: Engine) -> 
     assert ran and "abort workflow" in ran[0]
 
 
-def test_a_viewer_may_use_the_sandbox(
-    monkeypatch: pytest.MonkeyPatch, engine: Engine
-) -> None:
-    from tests.ui.test_security import goto_page, sign_in
+def test_a_viewer_may_use_the_sandbox(monkeypatch: pytest.MonkeyPatch, engine: Engine) -> None:
     from gorch_ui import APP_FILE
+    from tests.ui.test_security import goto_page, sign_in
 
     monkeypatch.setenv("GORCH_UI_PASSWORD", "s3cret")
     monkeypatch.setenv("GORCH_UI_VIEWER_PASSWORD", "peek")
