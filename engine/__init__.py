@@ -66,6 +66,7 @@ from engine._records import (
 from engine._sandbox import ManagerCall, RecordedCall, Sandbox
 from engine._state import state_data, undeclared_fields, validate_state
 from engine._timeline import TimelinePoint, known_from
+from engine._trial import TrialReport, TrialResult, trial_run
 from engine.clock import Clock, ManualClock, SystemClock
 from engine.config import (
     DEFAULT_APP,
@@ -173,6 +174,8 @@ __all__ = [
     "ThreadStatus",
     "TimelinePoint",
     "Timeout",
+    "TrialReport",
+    "TrialResult",
     "UnknownWorkflowType",
     "UserAction",
     "Wait",
@@ -198,6 +201,7 @@ __all__ = [
     "open_store",
     "state_data",
     "storable_text",
+    "trial_run",
     "undeclared_fields",
     "validate",
     "validate_state",
