@@ -15,7 +15,7 @@ thread is positioned again.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -90,6 +90,7 @@ class _Thread:
     retry_at: datetime | None = None
     error: str | None = None
     guessed: bool = False  # the position came from an old ``thread_failed`` line
+    shown: ThreadInfo | None = None  # as last frozen; None once changed since
 
     def at(self, position: str | None, phase: Phase, status: ThreadStatus) -> None:
         self.position = position or ""
@@ -97,8 +98,11 @@ class _Thread:
         self.attempts, self.retry_at, self.error = 0, None, None
 
     def frozen(self) -> ThreadInfo:
-        return ThreadInfo(self.id, self.go or MAIN, self.status, self.position, self.phase,
-                          self.event, self.attempts, self.retry_at, self.error)  # fmt: skip
+        if self.shown is None:
+            self.shown = ThreadInfo(self.id, self.go or MAIN, self.status, self.position,
+                                    self.phase, self.event, self.attempts, self.retry_at,
+                                    self.error)  # fmt: skip
+        return self.shown
 
 
 def _time(value: Any) -> datetime | None:
@@ -110,93 +114,129 @@ def _time(value: Any) -> datetime | None:
         return None
 
 
-def _status(threads: list[_Thread], ended: WorkflowStatus | None) -> WorkflowStatus:
+_FAILED, _RUNNING, _WAITING = ThreadStatus.FAILED, ThreadStatus.RUNNING, ThreadStatus.WAITING
+
+
+def _status(threads: Iterable[_Thread]) -> WorkflowStatus:
     """The workflow's status as its threads say (as the session derives it)."""
-    if ended is not None:
-        return ended
-    if any(t.status is ThreadStatus.FAILED for t in threads):
-        return WorkflowStatus.FAILED
-    if any(t.status is ThreadStatus.RUNNING for t in threads):
+    running = waiting = False
+    for x in threads:
+        s = x.status
+        if s is _FAILED:
+            return WorkflowStatus.FAILED
+        running = running or s is _RUNNING
+        waiting = waiting or s is _WAITING
+    if running:
         return WorkflowStatus.RUNNING
-    if any(t.status is ThreadStatus.WAITING for t in threads):
-        return WorkflowStatus.WAITING
-    return WorkflowStatus.FINISHED
+    return WorkflowStatus.WAITING if waiting else WorkflowStatus.FINISHED
+
+
+def _end_all(threads: dict[str, _Thread]) -> None:
+    for x in threads.values():
+        if x.status.live:
+            x.status, x.shown = ThreadStatus.CANCELLED, None
+
+
+class _Kinds:
+    """``HistoryKind`` values as plain class attributes (no enum look-up in the loop)."""
+
+    CREATED, STEP, STEP_ERROR = (
+        HistoryKind.CREATED.value,
+        HistoryKind.STEP.value,
+        HistoryKind.STEP_ERROR.value,
+    )
+    THREAD_FAILED, GO, WAIT = (
+        HistoryKind.THREAD_FAILED.value,
+        HistoryKind.GO.value,
+        HistoryKind.WAIT.value,
+    )
+    WAITFOR, WAITFOR_DONE = HistoryKind.WAITFOR.value, HistoryKind.WAITFOR_DONE.value
+    CALLBACK, RETURN = HistoryKind.CALLBACK.value, HistoryKind.RETURN.value
+    THREAD_END, FINISHED = HistoryKind.THREAD_END.value, HistoryKind.FINISHED.value
+    CANCELLED, RETRIED = HistoryKind.CANCELLED.value, HistoryKind.RETRIED.value
+    GOTO, RENAMED, BLOCKED = (
+        HistoryKind.GOTO.value,
+        HistoryKind.RENAMED.value,
+        HistoryKind.BLOCKED.value,
+    )
 
 
 def replay(history: Sequence[HistoryEntry]) -> list[TimelinePoint]:
-    """One point per history line, oldest first: see the module docstring."""
+    """One point per history line, oldest first: see the module docstring.
+
+    Kept cheap (about a microsecond or two a line): a thread is frozen again only when the
+    line changed it, and the kinds are tested most frequent first.
+    """
+    K = _Kinds  # plain strings: a stored kind may be either, and str == str is the fast one
     threads: dict[str, _Thread] = {}
+    shown: tuple[ThreadInfo, ...] = ()
     ended: WorkflowStatus | None = None
     result: Any = None
     error: str | None = None
+    guesses = False  # any thread's position guessed from an old line, ever
     points: list[TimelinePoint] = []
+    append = points.append
     for index, h in enumerate(history):
-        t = threads.get(h.thread) if h.thread is not None else None
-        if t is None and h.thread is not None and h.kind != HistoryKind.BLOCKED:
-            t = threads[h.thread] = _Thread(h.thread)  # a history that lost its first lines
-        d = h.detail
-        match h.kind:
-            case HistoryKind.CREATED:
+        kind, name, d = h.kind, h.thread, h.detail
+        t = None
+        if name is not None and kind != K.BLOCKED:
+            t = threads.get(name)
+            if t is None:  # a history that lost its first lines
+                t = threads[name] = _Thread(name)
+            t.shown = None
+        changed = t is not None
+        if t is None:
+            if kind == K.CREATED:
                 threads = {MAIN: _Thread(MAIN)}
-                ended, result, error = None, None, None
-            case HistoryKind.STEP | HistoryKind.WAITFOR_DONE if t is not None:
-                t.at(h.statement, Phase.DONE, ThreadStatus.RUNNING)
-            case HistoryKind.STEP_ERROR if t is not None:
-                t.at(h.statement, Phase.AT, ThreadStatus.RUNNING)
-                t.attempts = int(d.get("attempt") or 0)
-                t.retry_at, t.error = _time(d.get("retry_at")), d.get("error")
-            case HistoryKind.THREAD_FAILED if t is not None:
-                position = d.get("position")
-                t.status, t.error, t.retry_at = ThreadStatus.FAILED, d.get("error"), None
-                if isinstance(position, str):
-                    t.position, t.guessed = position, False
-                else:  # written before positions were recorded with it
-                    t.position, t.guessed = h.statement or t.position, True
-            case HistoryKind.GO if t is not None:
-                t.at(h.statement, Phase.DONE, ThreadStatus.RUNNING)
-                started = d.get("started")
-                if isinstance(started, str):
-                    # a goroutine started afresh keeps its place, as in the record
-                    threads[started] = _Thread(started, go=h.statement)
-            case HistoryKind.WAIT | HistoryKind.WAITFOR if t is not None:
-                t.at(h.statement, Phase.AT, ThreadStatus.WAITING)
-            case HistoryKind.CALLBACK if t is not None:
-                t.at(h.statement, Phase.HANDLED, ThreadStatus.RUNNING)
-                event = d.get("event")
-                t.event = event if isinstance(event, str) else None
-            case HistoryKind.GOTO if t is not None:
-                t.at(h.statement, Phase.AT, ThreadStatus.RUNNING)
-                if ended is None or ended is WorkflowStatus.FAILED:
-                    ended = None
-            case HistoryKind.RETRIED if t is not None:
-                t.status, t.attempts, t.retry_at, t.error = ThreadStatus.RUNNING, 0, None, None
-            case HistoryKind.RENAMED if t is not None:
-                t.position, t.guessed = h.statement or "", False
-            case HistoryKind.RETURN | HistoryKind.THREAD_END if t is not None:
-                t.status = ThreadStatus.FINISHED
-            case HistoryKind.FINISHED:
-                for x in threads.values():
-                    if x.status.live:
-                        x.status = ThreadStatus.CANCELLED
+                ended, result, error, changed = None, None, None, True
+            elif kind == K.FINISHED:
+                _end_all(threads)
                 ended, result, error = WorkflowStatus.FINISHED, d.get("result"), d.get("error")
-            case HistoryKind.CANCELLED:
-                for x in threads.values():
-                    if x.status.live:
-                        x.status = ThreadStatus.CANCELLED
-                ended = WorkflowStatus.CANCELLED
-            case _:  # requests, state edits, set-up results, code changes: nobody moves
-                pass
-        points.append(
-            TimelinePoint(
-                index,
-                h,
-                _status(list(threads.values()), ended),
-                tuple(x.frozen() for x in threads.values()),
-                result,
-                error,
-                not any(x.guessed and x.status.unfinished for x in threads.values()),
-            )
-        )
+                changed = True
+            elif kind == K.CANCELLED:
+                _end_all(threads)
+                ended, changed = WorkflowStatus.CANCELLED, True
+            # requests, state edits, set-up results, code changes: nobody moves
+        elif kind == K.STEP or kind == K.WAITFOR_DONE:
+            t.at(h.statement, Phase.DONE, _RUNNING)
+        elif kind == K.WAIT or kind == K.WAITFOR:
+            t.at(h.statement, Phase.AT, _WAITING)
+        elif kind == K.CALLBACK:
+            t.at(h.statement, Phase.HANDLED, _RUNNING)
+            event = d.get("event")
+            t.event = event if isinstance(event, str) else None
+        elif kind == K.GO:
+            t.at(h.statement, Phase.DONE, _RUNNING)
+            started = d.get("started")
+            if isinstance(started, str):
+                # a goroutine started afresh keeps its place, as in the record
+                threads[started] = _Thread(started, go=h.statement)
+        elif kind == K.RETURN or kind == K.THREAD_END:
+            t.status = ThreadStatus.FINISHED
+        elif kind == K.STEP_ERROR:
+            t.at(h.statement, Phase.AT, _RUNNING)
+            t.attempts = int(d.get("attempt") or 0)
+            t.retry_at, t.error = _time(d.get("retry_at")), d.get("error")
+        elif kind == K.THREAD_FAILED:
+            position = d.get("position")
+            t.status, t.error, t.retry_at = _FAILED, d.get("error"), None
+            if isinstance(position, str):
+                t.position, t.guessed = position, False
+            else:  # written before positions were recorded with it
+                t.position, t.guessed, guesses = h.statement or t.position, True, True
+        elif kind == K.GOTO:
+            t.at(h.statement, Phase.AT, _RUNNING)
+            if ended is WorkflowStatus.FAILED:
+                ended = None
+        elif kind == K.RETRIED:
+            t.status, t.attempts, t.retry_at, t.error = _RUNNING, 0, None, None
+        elif kind == K.RENAMED:
+            t.position, t.guessed = h.statement or "", False
+        if changed:
+            shown = tuple([x.frozen() for x in threads.values()])
+        exact = not guesses or not any(x.guessed and x.status.unfinished for x in threads.values())
+        status = ended if ended is not None else _status(threads.values())
+        append(TimelinePoint(index, h, status, shown, result, error, exact))
     return points
 
 
