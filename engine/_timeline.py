@@ -164,7 +164,7 @@ class _Kinds:
 def replay(history: Sequence[HistoryEntry]) -> list[TimelinePoint]:
     """One point per history line, oldest first: see the module docstring.
 
-    Kept cheap (about a microsecond or two a line): a thread is frozen again only when the
+    Kept cheap (a few microseconds a line): a thread is frozen again only when the
     line changed it, and the kinds are tested most frequent first.
     """
     K = _Kinds  # plain strings: a stored kind may be either, and str == str is the fast one

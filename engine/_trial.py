@@ -22,6 +22,7 @@ deploy, reported as ``ok`` with where it ends.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from engine._compat import unfinished
@@ -102,12 +103,19 @@ def _positions(threads: tuple[ThreadInfo, ...]) -> list[tuple[str, str, str, str
     ]
 
 
-def trial_run(engine: Engine, type_name: str, *, max_steps: int = 1000) -> TrialReport:
+def trial_run(
+    engine: Engine,
+    type_name: str,
+    *,
+    max_steps: int = 1000,
+    skip_steps: bool | Iterable[str] = True,
+) -> TrialReport:
     """Fork every unfinished workflow of ``type_name`` into ``engine``'s code and run it
     until it blocks, with steps skipped; report those that would fail or move unexpectedly.
 
     ``engine`` holds the code about to be deployed over the store the workflows are in; only
     reads reach that store. ``max_steps`` bounds each run (a loop spinning on skipped steps).
+    ``skip_steps``: the steps whose code is not called (default all; ``Engine.fork``).
     """
     report = TrialReport(type_name)
     for record in unfinished(engine.store, type_name):
@@ -122,7 +130,7 @@ def trial_run(engine: Engine, type_name: str, *, max_steps: int = 1000) -> Trial
             report.results.append(TrialResult(wid, "failed", was, "", before.state_error))
             continue
         try:
-            fork = engine.fork(wid, skip_steps=True, resumer=PollingResumer())
+            fork = engine.fork(wid, skip_steps=skip_steps, resumer=PollingResumer())
             fork.max_steps = max_steps
             after = fork.execute(wid)
         except GorchError as e:
