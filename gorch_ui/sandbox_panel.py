@@ -74,7 +74,7 @@ def timeline(engine: Engine, workflow_id: str) -> None:
     """A slider over the workflow's history that redraws the graph as it stood then."""
     with st.expander("Timeline: replay the history", icon=":material/history:"):
         try:
-            count = len(engine.timeline(workflow_id))
+            count = len(engine.history(workflow_id))  # replayed only when the slider moves
             at = count - 1
             if count > 1:
                 at = st.slider(
@@ -86,7 +86,13 @@ def timeline(engine: Engine, workflow_id: str) -> None:
                     help="0 is the workflow's creation; the graph shows where every thread "
                     "stood right after that line.",
                 )
-            shown = sandbox.timeline(engine, workflow_id, min(at, count - 1))
+            if at >= count - 1:  # now: that is the live graph above, not drawn twice
+                st.caption(
+                    f"Line {count - 1} is the last: the workflow as it stands now, drawn above. "
+                    "Move the slider back to see where its threads stood before."
+                )
+                return
+            shown = sandbox.timeline(engine, workflow_id, at)
         except GorchError as e:
             st.warning(md(f"The timeline cannot be shown: {e}"))
             return
