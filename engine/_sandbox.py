@@ -11,6 +11,7 @@ Nothing here holds the real store: whatever the fork does stays in its own memor
 from __future__ import annotations
 
 import dataclasses
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -198,9 +199,14 @@ def skip_spec(skip_steps: bool | str | Iterable[str] | None) -> frozenset[str] |
     return spec
 
 
+_ORIGINS: weakref.WeakKeyDictionary[type[Workflow], type[Workflow]] = weakref.WeakKeyDictionary()
+"""The class each forked class stands in for: a fork of a fork wraps the real code once."""
+
+
 def forked_class(cls: type[Workflow], sandbox: Sandbox) -> type[Workflow]:
     """A subclass of ``cls`` under the same type name whose steps report to ``sandbox``:
     a skipped step's action is not called, any other is called and noted in ``ran``."""
+    cls = _ORIGINS.get(cls, cls)
     base_definition = cls.definition
 
     def definition(self: Workflow) -> Section:
@@ -216,6 +222,7 @@ def forked_class(cls: type[Workflow], sandbox: Sandbox) -> type[Workflow]:
     }
     meta: Any = type(cls)  # pydantic's model metaclass
     sub: type[Workflow] = meta(cls.__name__, (cls,), namespace)
+    _ORIGINS[sub] = cls
     return sub
 
 

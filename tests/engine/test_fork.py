@@ -103,6 +103,19 @@ def test_skipped_steps_are_recorded_as_skipped_and_change_no_state(real: Engine,
     assert [h.detail for h in ran.history(wid) if h.statement == "abort workflow"] == [{}]
 
 
+def test_a_fork_of_a_fork_runs_the_real_code_once_under_its_own_skips(
+    real: Engine, wid: str
+) -> None:
+    first = real.fork(wid, skip_steps=True, resumer=PollingResumer())
+    second = first.fork(wid, resumer=PollingResumer())
+    assert second.sandbox is not None and first.sandbox is not None
+    second.goto(wid, "main", "first action", actor="ops")
+    second.execute(wid)
+    assert second.sandbox.ran == ["first action", "parallel thread"]
+    assert first.sandbox.ran == first.sandbox.skipped == []
+    assert first.get(wid).status == "waiting" and real.get(wid).status == "waiting"
+
+
 def test_bad_input_raises_and_changes_nothing(real: Engine, wid: str) -> None:
     before = real.history(wid)
     with pytest.raises(WorkflowNotFound):
