@@ -68,9 +68,12 @@ def workflow_bundle(
     info: WorkflowInfo[Any],
     waits: Sequence[WaitInfo] = (),
     history: Sequence[HistoryEntry] = (),
+    *,
+    title: str | None = None,
 ) -> dict[str, str]:
-    """The MIME bundle that shows a workflow: its definition with threads, waits and history."""
-    head = f"{info.type} {info.id}: {info.status.value}"
+    """The MIME bundle that shows a workflow: its definition with threads, waits and history
+    (``title``: the caption instead of its type, id and status)."""
+    head = title or f"{info.type} {info.id}: {info.status.value}"
     if info.error:
         head += f" (error: {info.error})"
     elif info.result is not None:
@@ -80,7 +83,7 @@ def workflow_bundle(
     try:
         definition = info.state.definition()
         outline = graph.text_tree(definition, info)
-        dot = graph.workflow_dot(definition, info, waits, history)
+        dot = graph.workflow_dot(definition, info, waits, history, title=title)
     except GorchError as e:
         return {"text/plain": f"{head}\n{type(e).__name__}: {e}"}
     return _bundle(dot, f"{head}\n{outline}")
@@ -94,20 +97,23 @@ class WorkflowView:
         info: the workflow (``status``, ``threads``, ``state``, ``result``, ...).
         waits: its open waits.
         history: its history, oldest first.
+        title: the caption (a past point's says which); default its type, id and status.
     """
 
     info: WorkflowInfo[Any]
     waits: Sequence[WaitInfo] = ()
     history: Sequence[HistoryEntry] = ()
+    title: str | None = None
 
     @property
     def dot(self) -> graphviz.Digraph:
         """The graph as ``graphviz.Digraph`` (``.source`` is the DOT text)."""
         definition = self.info.state.definition()
-        return graph.workflow_dot(definition, self.info, self.waits, self.history)
+        return graph.workflow_dot(definition, self.info, self.waits, self.history,
+                                  title=self.title)  # fmt: skip
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
-        return workflow_bundle(self.info, self.waits, self.history)
+        return workflow_bundle(self.info, self.waits, self.history, title=self.title)
 
 
 def _cell(value: Any) -> str:
@@ -199,7 +205,11 @@ class Notebook:
                 workflow_id=workflow_id,
             )
         point = points[at]
-        return WorkflowView(point.info(info), (), [p.entry for p in points[: point.index + 1]])
+        h = point.entry
+        title = (f"{info.type} {info.id} after history line {point.index} ({h.kind}, "
+                 f"{h.at:%Y-%m-%d %H:%M:%S}): {point.status.value}")  # fmt: skip
+        history = [p.entry for p in points[: point.index + 1]]
+        return WorkflowView(point.info(info), (), history, title)
 
     def fork(
         self,

@@ -141,6 +141,8 @@ def test_notebook_fork_and_show_at(real: Engine, wid: str) -> None:
     assert main is not None and main.position == "first action"
     assert [h.kind for h in view.history] == ["created", "step"]
     assert "first action" in view.dot.source
+    assert "exp-1 after history line 1 (step, 2026-01-01 00:00:00): running" in view.dot.source
+    assert view._repr_mimebundle_()["text/plain"].startswith("Expense exp-1 after history line 1")
     last = nb.show(wid, at=-1)
     assert last.info.threads == real.get(wid).threads
     n = len(real.history(wid))
