@@ -46,7 +46,9 @@ def _stored(db: str) -> tuple[WorkflowStatus, int, int]:
 
 
 def test_timeline_slider_and_try_it_panel(
-    playwright_api: object, server: tuple[str, str], tmp_path: Path
+    playwright_api: object,  # noqa: F811
+    server: tuple[str, str],  # noqa: F811
+    tmp_path: Path,
 ) -> None:
     url, db = server
     api: object = playwright_api
