@@ -79,6 +79,7 @@ class Sandbox:
         forked_at: how many history lines were copied: the fork's own lines come after.
         forked_when: the real engine's clock when the fork was made.
         skip: the steps whose action is not called (``True``: every step).
+        clock: the fork's clock (the times of the recorded calls).
         calls: the set-ups and tear-downs the fork's recorders were asked for, in order.
         ran: the steps whose real code the fork called, in order (a step retried: again).
         skipped: the steps recorded as skipped instead, in order.

@@ -142,10 +142,14 @@ def _panel(engine: Engine, workflow_id: str, trial: sandbox.Trial) -> None:
     sb = trial.sandbox
     st.markdown(
         f"Forked at history line {sb.forked_at - 1} on {sb.forked_when:%Y-%m-%d %H:%M:%S}; "
-        f"the sandbox's clock reads {md(v.now)}. Sandbox: **{ui.status(v.info.status)}**"
-        + (f" · error: {md(v.info.error)}" if v.info.error else "")
-        + (f" · result: {md(v.info.result)}" if v.info.result is not None else "")
+        f"the sandbox's clock reads {md(v.now)}."
     )
+    head = st.columns([1, 3])
+    head[0].markdown(f"Sandbox: **{ui.status(v.info.status)}**")
+    if v.info.error:
+        head[1].error(md(f"error: {v.info.error}"))
+    elif v.info.result is not None:
+        head[1].success(md(f"result: {v.info.result}"))
     st.caption(
         "Steps are recorded as skipped in this sandbox: their code is not called."
         if trial.skip_steps
@@ -216,6 +220,9 @@ def _panel(engine: Engine, workflow_id: str, trial: sandbox.Trial) -> None:
         st.write("")
         st.button("Discard sandbox", key="sandbox_discard", on_click=_discard,
                   args=(workflow_id,))  # fmt: skip
+    if trial.log:
+        st.markdown("**Tried here**, in order:")
+        st.markdown("\n".join(f"{i}. {md(line)}" for i, line in enumerate(trial.log, 1)))
     if v.would:
         st.markdown("**Not done for real** (the managers only recorded it):")
         st.markdown("\n".join(f"- {md(w)}" for w in v.would))

@@ -52,6 +52,7 @@ def test_fork_approve_and_discard_in_the_panel(open_page: Open, engine: Engine) 
                for m in messages(at)), messages(at)  # fmt: skip
     assert 'result: {"approved": 120}' in " ".join(messages(at))
     assert "Sandbox: **:green[● finished]**" in markdown(at)
+    assert "result: {'approved': 120}" in messages(at)
     assert stored(engine) == before  # the real workflow did not move
 
     at.button(key="sandbox_discard").click().run()
@@ -137,3 +138,31 @@ def test_services_refuse_bad_input_and_change_nothing(engine: Engine) -> None:
         sandbox.timeline(engine, WID, 999)
     assert sandbox.send(trial, key, "").startswith("sent 'timeout'")
     assert stored(engine) == before
+
+
+def test_hostile_names_stay_text_in_the_sandbox_and_the_timeline(
+    open_page: Open, engine: Engine
+) -> None:
+    from tests.apps import hostile_app
+    from tests.engine.dot_parse import parse
+    from tests.ui.test_hostile_text import assert_inert, hostile_bodies
+
+    wid = hostile_app.seed(engine)
+    before = stored(engine, wid)
+    at = open_page("workflow", id=wid)
+    at.slider(key="timeline_at").set_value(2).run()
+    at.button(key="sandbox_fork").click().run()
+    assert not at.exception, at.exception
+    key = next(k for k in at.selectbox(key="sandbox_wait").options if "user_action" in k)
+    at.selectbox(key="sandbox_wait").set_value(key)
+    at.text_input(key="sandbox_reason").set_value(hostile_app.PAYLOAD)
+    at.button(key="sandbox_deny").click().run()
+    assert not at.exception, at.exception
+    assert_inert(hostile_bodies(at), at_least=3)  # the title, the sandbox's messages
+    charts = at.get("graphviz_chart")
+    assert len(charts) == 4  # live, the past point, real and sandbox side by side
+    for chart in charts:
+        labels = [v.text for a in parse(chart.proto.spec).nodes.values() for v in a.values()
+                  if v.kind == "html"]  # fmt: skip
+        assert not any("<img" in label or "<b>" in label for label in labels)
+    assert stored(engine, wid) == before
