@@ -77,3 +77,31 @@ def test_fork_work_leaves_every_row_of_the_real_store_as_it_was(store: Store) ->
     assert chat.messages == messages  # no recorder posted or edited a message
     assert real.get(wid).status == "waiting" and real.get(other).status == "waiting"
     assert len(real.history(wid)) == approved.sandbox.forked_at  # type: ignore[union-attr]
+
+
+def test_the_timeline_replays_what_every_store_holds(store: Store) -> None:
+    """The same replay from the history as each backend gives it back (kinds as plain
+    strings, details as JSON): after every step the last point is the workflow as stored."""
+    from engine import MAIN
+    from tests.engine.test_timeline import FLAKY, Busy, agrees
+
+    FLAKY["left"] = 1
+    engine = Engine(store, [Busy], clock=ManualClock(), resumer=PollingResumer())
+    wid = engine.new_workflow(Busy(crash=True), "b-store")
+    for _ in range(10):
+        engine.step(wid)
+        agrees(engine, wid)
+    assert isinstance(engine.clock, ManualClock)
+    engine.clock.advance(timedelta(seconds=6))
+    engine.execute(wid)
+    agrees(engine, wid)
+    engine.on_callback(wid, "ok", {"approved": True}, actor="ann")
+    engine.execute(wid)
+    agrees(engine, wid)
+    assert engine.get(wid).status == "failed"  # the condition that raises
+    engine.goto(wid, MAIN, "decide", actor="ops")
+    agrees(engine, wid)
+    points = engine.timeline(wid)
+    retrying = next(p for p in points if p.entry.kind == "step_error").thread(MAIN)
+    assert retrying is not None and retrying.attempts == 1 and retrying.retry_at is not None
+    assert [p.entry.seq for p in points] == [h.seq for h in engine.history(wid)]
