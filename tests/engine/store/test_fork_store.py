@@ -56,6 +56,10 @@ def test_fork_work_leaves_every_row_of_the_real_store_as_it_was(store: Store) ->
     denied.on_callback(wid, "slackApproval", {"approved": False, "reason": "no"}, actor="bob")
     assert denied.get(wid).error == "workflow was not approved: no"
 
+    sent = real.fork(wid)  # any event, as the inbox's "send" does
+    sent.on_callback(wid, "timeout", None, actor="ops", thread="main")
+    assert sent.get(wid).error == "workflow finished with timeout"
+
     timed = real.fork(wid, resumer=PollingResumer())
     assert isinstance(timed.clock, ManualClock)
     timed.clock.advance(timedelta(minutes=11))
