@@ -22,6 +22,20 @@ TRIALS = "gorch_sandbox"
 NOTE = "gorch_sandbox_note"
 
 
+WIDGETS = ("timeline_at", "sandbox_wait", "sandbox_reason", "sandbox_thread",
+           "sandbox_statement", "sandbox_minutes")  # fmt: skip
+"""Widget keys shared by every workflow's page: reset when another workflow is shown."""
+
+
+def _scope(workflow_id: str) -> None:
+    """Forget the widgets' values of the workflow shown before (a slider position past this
+    one's history, a wait or thread it does not have)."""
+    if st.session_state.get("gorch_sandbox_for") != workflow_id:
+        for key in WIDGETS:
+            st.session_state.pop(key, None)
+        st.session_state["gorch_sandbox_for"] = workflow_id
+
+
 def _trials() -> dict[str, sandbox.Trial]:
     trials: dict[str, sandbox.Trial] = st.session_state.setdefault(TRIALS, {})
     return trials
@@ -72,10 +86,13 @@ def _discard(workflow_id: str) -> None:
 
 def timeline(engine: Engine, workflow_id: str) -> None:
     """A slider over the workflow's history that redraws the graph as it stood then."""
+    _scope(workflow_id)
     with st.expander("Timeline: replay the history", icon=":material/history:"):
         try:
             count = len(engine.history(workflow_id))  # replayed only when the slider moves
             at = count - 1
+            if st.session_state.get("timeline_at", 0) > at:  # a shorter history than before
+                st.session_state.pop("timeline_at")
             if count > 1:
                 at = st.slider(
                     "After history line",
@@ -107,6 +124,7 @@ def timeline(engine: Engine, workflow_id: str) -> None:
 
 def try_it(engine: Engine, workflow_id: str) -> None:
     """The "try it" panel: fork the workflow, act on the copy, compare, discard."""
+    _scope(workflow_id)
     trial = _trials().get(workflow_id)
     with st.expander("Try it in a sandbox", icon=":material/science:", expanded=trial is not None):
         st.warning(

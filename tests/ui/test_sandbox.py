@@ -166,3 +166,20 @@ def test_hostile_names_stay_text_in_the_sandbox_and_the_timeline(
                   if v.kind == "html"]  # fmt: skip
         assert not any("<img" in label or "<b>" in label for label in labels)
     assert stored(engine, wid) == before
+
+
+def test_another_workflow_starts_its_panels_afresh(open_page: Open, engine: Engine) -> None:
+    at = open_page("workflow", id=WID)
+    at.slider(key="timeline_at").set_value(4).run()
+    at.button(key="sandbox_fork").click().run()
+    at.selectbox(key="sandbox_thread").set_value("main").run()
+    at.query_params["id"] = "demo-import-failed"
+    at.run()
+    assert not at.exception, at.exception
+    n = len(engine.history("demo-import-failed"))
+    assert at.slider(key="timeline_at").value == n - 1  # its own last line, not line 4
+    assert at.button(key="sandbox_fork")  # no sandbox of this one yet
+    at.query_params["id"] = WID
+    at.run()
+    assert not at.exception, at.exception
+    assert WID in at.session_state[TRIALS]  # the first one's sandbox is still there
