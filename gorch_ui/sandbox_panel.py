@@ -15,12 +15,13 @@ import streamlit as st
 from engine import Engine, GorchError
 from gorch_ui import sandbox, services, ui
 from gorch_ui.escape import code, md
+from gorch_ui.ui import Field
 
 TRIALS = "gorch_sandbox"
 """``st.session_state`` key of this browser session's sandboxes, by workflow id."""
 
 NOTE = "gorch_sandbox_note"
-
+"""``st.session_state`` key of the message the last sandbox action left for the panel."""
 
 WIDGETS = ("timeline_at", "sandbox_wait", "sandbox_reason", "sandbox_thread",
            "sandbox_statement", "sandbox_minutes")  # fmt: skip
@@ -50,17 +51,12 @@ def _note(kind: str, text: str) -> None:
 
 
 def _do(fn: Callable[..., str], *args: Any, **kw: Any) -> None:
-    """Run a sandbox action from a button, reading ``Key`` arguments at click time."""
+    """Run a sandbox action from a button, reading ``Field`` arguments at click time."""
     try:
-        values = [st.session_state.get(a.key) if isinstance(a, _Key) else a for a in args]
+        values = [a.get() if isinstance(a, Field) else a for a in args]
         _note("success", fn(*values, **kw))
     except (GorchError, ValueError) as e:
         _note("error", f"Not done in the sandbox: {e}")
-
-
-class _Key:
-    def __init__(self, key: str) -> None:
-        self.key = key
 
 
 def _fork(engine: Engine, workflow_id: str) -> None:
@@ -206,19 +202,19 @@ def _panel(engine: Engine, workflow_id: str, trial: sandbox.Trial) -> None:
             with c[2]:
                 st.write("")
                 st.button("Approve", key="sandbox_approve", on_click=_do,
-                          args=(sandbox.approve, trial, _Key("sandbox_wait"),
-                                _Key("sandbox_reason")), kwargs={"user": user})  # fmt: skip
+                          args=(sandbox.approve, trial, Field("sandbox_wait"),
+                                Field("sandbox_reason")), kwargs={"user": user})  # fmt: skip
             with c[3]:
                 st.write("")
                 st.button("Deny", key="sandbox_deny", on_click=_do,
-                          args=(sandbox.deny, trial, _Key("sandbox_wait"),
-                                _Key("sandbox_reason")), kwargs={"user": user})  # fmt: skip
+                          args=(sandbox.deny, trial, Field("sandbox_wait"),
+                                Field("sandbox_reason")), kwargs={"user": user})  # fmt: skip
         else:
             with c[2]:
                 st.write("")
                 st.button("Send", key="sandbox_send", on_click=_do,
-                          args=(sandbox.send, trial, _Key("sandbox_wait"),
-                                _Key("sandbox_reason")), kwargs={"user": user})  # fmt: skip
+                          args=(sandbox.send, trial, Field("sandbox_wait"),
+                                Field("sandbox_reason")), kwargs={"user": user})  # fmt: skip
     if v.targets:
         g = st.columns([2, 3, 1])
         thread = g[0].selectbox("Thread", list(v.targets), key="sandbox_thread")
@@ -226,14 +222,14 @@ def _panel(engine: Engine, workflow_id: str, trial: sandbox.Trial) -> None:
         with g[2]:
             st.write("")
             st.button("Go to", key="sandbox_goto", on_click=_do,
-                      args=(sandbox.goto, trial, _Key("sandbox_thread"),
-                            _Key("sandbox_statement")), kwargs={"user": user})  # fmt: skip
+                      args=(sandbox.goto, trial, Field("sandbox_thread"),
+                            Field("sandbox_statement")), kwargs={"user": user})  # fmt: skip
     t = st.columns([2, 1, 3])
     t[0].number_input("Minutes", min_value=1, value=10, step=1, key="sandbox_minutes")
     with t[1]:
         st.write("")
         st.button("Advance clock", key="sandbox_advance", on_click=_do,
-                  args=(sandbox.advance, trial, _Key("sandbox_minutes")))  # fmt: skip
+                  args=(sandbox.advance, trial, Field("sandbox_minutes")))  # fmt: skip
     with t[2]:
         st.write("")
         st.button("Discard sandbox", key="sandbox_discard", on_click=_discard,
