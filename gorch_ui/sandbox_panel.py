@@ -7,6 +7,7 @@ viewers included: nothing in a sandbox reaches the real store.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -151,6 +152,12 @@ def try_it(engine: Engine, workflow_id: str) -> None:
         _panel(engine, workflow_id, trial)
 
 
+def _counted(names: list[str]) -> str:
+    """Step names in the order first seen, each once, with how often (``tick`` ×3)."""
+    counts = Counter(names)
+    return ", ".join(code(n) + (f" ×{counts[n]}" if counts[n] > 1 else "") for n in counts)
+
+
 def _panel(engine: Engine, workflow_id: str, trial: sandbox.Trial) -> None:
     v = sandbox.view(trial)
     sb = trial.sandbox
@@ -171,13 +178,13 @@ def _panel(engine: Engine, workflow_id: str, trial: sandbox.Trial) -> None:
     )
     if v.ran:
         st.error(
-            "**Steps that ran real code in the sandbox:** " + ", ".join(code(s) for s in v.ran),
+            "**Steps that ran real code in the sandbox:** " + _counted(v.ran),
             icon=":material/warning:",
         )
     else:
         st.success("No step ran real code in the sandbox.", icon=":material/check:")
     if v.skipped:
-        st.caption("Steps recorded as skipped: " + ", ".join(code(s) for s in v.skipped))
+        st.caption("Steps recorded as skipped: " + _counted(v.skipped))
     left, right = st.columns(2)
     with left:
         st.markdown("**Real (as stored now)**")
