@@ -153,9 +153,9 @@ def try_it(engine: Engine, workflow_id: str) -> None:
 
 
 def _counted(names: list[str]) -> str:
-    """Step names in the order first seen, each once, with how often (``tick`` ×3)."""
+    """Step names in the order first seen, each once, with how often (``tick`` x 3)."""
     counts = Counter(names)
-    return ", ".join(code(n) + (f" ×{counts[n]}" if counts[n] > 1 else "") for n in counts)
+    return ", ".join(code(n) + (f" x {counts[n]}" if counts[n] > 1 else "") for n in counts)
 
 
 def _panel(engine: Engine, workflow_id: str, trial: sandbox.Trial) -> None:
