@@ -16,6 +16,12 @@ Unexpected, and reported (``gorch check --try`` exits 1 on any):
   arrived (a ``WaitFor`` that holds under the new code, a wait gone from the path, a
   workflow that now ends by itself).
 
+Listed but not counted as a problem, ``inconclusive``: the run spent its whole budget
+(``max_steps``) looping over skipped steps and stopped with ``RunawayLoop``. A loop that
+waits for a step's change to the state (fetch pages until the last) never ends when the step
+is skipped, so such a trial says nothing; try it with ``skip_steps`` naming only the steps
+that reach the outside world.
+
 A running workflow may move on and block or finish: that is what it would do after the
 deploy, reported as ``ok`` with where it ends.
 """
@@ -38,7 +44,7 @@ class TrialResult:
 
     Attributes:
         workflow_id: the workflow.
-        kind: ``ok``, ``failed`` or ``moved`` (see the module docstring).
+        kind: ``ok``, ``failed``, ``moved`` or ``inconclusive`` (see the module docstring).
         before: its status and where its threads stood, as stored.
         after: the same in the sandbox after the run ("" when it could not run).
         message: what went wrong, or where it ends.
@@ -52,7 +58,8 @@ class TrialResult:
 
     @property
     def unexpected(self) -> bool:
-        return self.kind != "ok"
+        """Whether it would fail or move unexpectedly (what ``gorch check --try`` fails on)."""
+        return self.kind in ("failed", "moved")
 
 
 @dataclass
@@ -68,7 +75,13 @@ class TrialReport:
         return [r for r in self.results if r.unexpected]
 
     @property
+    def inconclusive(self) -> list[TrialResult]:
+        """The workflows whose trial looped over skipped steps until stopped."""
+        return [r for r in self.results if r.kind == "inconclusive"]
+
+    @property
     def ok(self) -> bool:
+        """True if no workflow would fail or move unexpectedly."""
         return not self.problems
 
     def summary(self) -> str:
@@ -84,6 +97,13 @@ class TrialReport:
                 lines.append(f"    after:  {r.after}")
         if len(self.problems) > 20:
             lines.append(f"  and {len(self.problems) - 20} more")
+        if self.inconclusive:
+            ids = [r.workflow_id for r in self.inconclusive]
+            shown = ", ".join(ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
+            lines.append(
+                f"  {len(ids)} inconclusive (a loop over skipped steps never ended: try them "
+                f"with only the outside-world steps skipped): {shown}"
+            )
         return "\n".join(lines)
 
 
@@ -139,7 +159,9 @@ def trial_run(
         now = _where(after.status, after.threads)
         if after.status is WorkflowStatus.FAILED and before.status is not WorkflowStatus.FAILED:
             errors = "; ".join(f"{t.id}: {t.error}" for t in after.threads if t.error)
-            report.results.append(TrialResult(wid, "failed", was, now, errors or "failed"))
+            spun = fork.sandbox is not None and len(fork.sandbox.skipped) >= max_steps // 2
+            kind = "inconclusive" if spun and "RunawayLoop" in errors else "failed"
+            report.results.append(TrialResult(wid, kind, was, now, errors or "failed"))
         elif before.status is WorkflowStatus.WAITING and (
             after.status is not WorkflowStatus.WAITING
             or _positions(after.threads) != _positions(before.threads)
