@@ -63,7 +63,10 @@ from engine._records import (
     WorkflowInfo,
     WorkflowStatus,
 )
+from engine._sandbox import ManagerCall, RecordedCall, Sandbox
 from engine._state import state_data, undeclared_fields, validate_state
+from engine._timeline import TimelinePoint, known_from
+from engine._trial import TrialReport, TrialResult, trial_run
 from engine.clock import Clock, ManualClock, SystemClock
 from engine.config import (
     DEFAULT_APP,
@@ -136,6 +139,7 @@ __all__ = [
     "InvalidOutput",
     "InvalidResult",
     "LeaseLost",
+    "ManagerCall",
     "ManualClock",
     "MemoryStore",
     "MismatchKind",
@@ -145,6 +149,7 @@ __all__ = [
     "PollingResumer",
     "Problem",
     "PruneResult",
+    "RecordedCall",
     "RejectReason",
     "Renamed",
     "Resumer",
@@ -153,6 +158,7 @@ __all__ = [
     "RunawayLoop",
     "S",
     "SQLModelStore",
+    "Sandbox",
     "Section",
     "SetupDataError",
     "StateError",
@@ -166,7 +172,10 @@ __all__ = [
     "SystemClock",
     "ThreadInfo",
     "ThreadStatus",
+    "TimelinePoint",
     "Timeout",
+    "TrialReport",
+    "TrialResult",
     "UnknownWorkflowType",
     "UserAction",
     "Wait",
@@ -187,10 +196,12 @@ __all__ = [
     "current_thread",
     "current_wait",
     "db_url",
+    "known_from",
     "load_app",
     "open_store",
     "state_data",
     "storable_text",
+    "trial_run",
     "undeclared_fields",
     "validate",
     "validate_state",

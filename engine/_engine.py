@@ -13,12 +13,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import engine._jsonsafe as _jsonsafe
+import engine._sandbox as _sandbox
 import engine._state as _state
 import engine._timeouts as _timeouts
 from engine._compat import unfinished
 from engine._definition.compiler import build_traced
 from engine._definition.handlers import CallbackManager
-from engine._definition.statements import RetryPolicy
+from engine._definition.statements import RetryPolicy, Step
 from engine._definition.workflow import Workflow
 from engine._records import (
     MAIN,
@@ -46,7 +47,8 @@ from engine._session.runner import (
     try_load_state,
 )
 from engine._session.started import Started, StartedWorkflows
-from engine.clock import Clock, SystemClock
+from engine._timeline import TimelinePoint, replay
+from engine.clock import Clock, ManualClock, SystemClock
 from engine.errors import (
     CallbackRejected,
     DefinitionError,
@@ -125,6 +127,7 @@ class Engine:
         self.workflows: dict[str, type[Workflow]] = {}
         for cls in workflows:
             self.register(cls)
+        self.sandbox: _sandbox.Sandbox | None = None  # set on an engine made by ``fork``
 
     # -- registry ---------------------------------------------------------------------------
 
@@ -545,6 +548,91 @@ class Engine:
     def history(self, workflow_id: str) -> builtins.list[HistoryEntry]:
         """Everything that happened to the workflow, oldest first."""
         return self.store.history(_jsonsafe.known_id(workflow_id))
+
+    def timeline(self, workflow_id: str) -> builtins.list[TimelinePoint]:
+        """The workflow's past: one point per history line, oldest first, each with every
+        thread's position and status right after that line.
+
+        Computed from the stored history alone (no state is replayed and no code runs). A
+        point is ``exact=False`` while a thread's position comes from a ``thread_failed``
+        line written before failed positions were recorded (``known_from`` gives the index
+        from which every point is exact).
+
+        Raises:
+            WorkflowNotFound: no such workflow.
+        """
+        wid = _jsonsafe.known_id(workflow_id)
+        self.store.load(wid)  # WorkflowNotFound, on every store
+        return replay(self.store.history(wid))
+
+    def fork(
+        self,
+        workflow_id: str,
+        *,
+        clock: Clock | None = None,
+        skip_steps: bool | Iterable[str] | None = None,
+        resumer: Resumer | None = None,
+    ) -> Engine:
+        """A scratch engine holding a copy of the workflow, to try events on it.
+
+        The copy (state, threads, waits with their set-up data, history) lives in a
+        ``MemoryStore`` of its own under the same id; nothing the fork does writes to this
+        engine's store. Its callback managers are recorders that set nothing up and tear
+        nothing down (``fork.sandbox.calls`` lists what they were asked). Steps are user code:
+        the fork calls them (``fork.sandbox.ran`` lists them) unless ``skip_steps`` names
+        them, or is True for every step; a skipped step is written to the fork's history as
+        a ``step`` line with ``detail["skipped"]`` and changes nothing in the state.
+
+        Args:
+            clock: the fork's clock; default a ``ManualClock`` at this engine's now.
+            skip_steps: step names whose action is not called, or True for all.
+            resumer: who runs the fork's due work; default inline (an event goes on at once).
+
+        Raises:
+            WorkflowNotFound: no such workflow.
+            UnknownWorkflowType: its type is not registered with this engine.
+            InvalidOperation: ``skip_steps`` is not True or a list of names, or names a step
+                the workflow's definition does not have.
+        """
+        wid = _jsonsafe.known_id(workflow_id)
+        skip = _sandbox.skip_spec(skip_steps)
+        record, waits, history = _sandbox.snapshot(self.store, wid)
+        cls = self.workflow_class(record.type, wid)
+        if skip and skip is not True:
+            loaded = try_load_state(cls, record)
+            if not isinstance(loaded, StateError):
+                index = build_traced(loaded, wid, None)[0].index
+                steps = {n for n, e in index.items() if isinstance(e.stmt, Step)}
+                unknown = sorted(skip - steps)
+                if unknown:
+                    raise InvalidOperation(
+                        f"skip_steps names no step of workflow {wid!r}: {unknown} "
+                        f"(its steps: {sorted(steps)})",
+                        workflow_id=wid,
+                    )
+        now = self.clock.now()
+        fork_clock = clock or ManualClock(now)
+        sandbox = _sandbox.Sandbox(wid, len(history), now, skip, fork_clock)
+        store = _sandbox.SandboxStore(sandbox)
+        store.seed(record, waits, history)
+        forked = Engine(
+            store,
+            [_sandbox.forked_class(cls, sandbox)],
+            managers={t: _sandbox.RecordingManager(sandbox, t) for t in self.managers},
+            clock=fork_clock,
+            resumer=resumer or InlineResumer(),
+            retry=self.retry_policy,
+            max_steps=self.max_steps,
+            max_iterations=self.max_iterations,
+            lease=self.lease,
+            busy_timeout=self.busy_timeout,
+            quarantine=self.quarantine,
+            max_input_bytes=self.max_input_bytes,
+            max_state_bytes=self.max_state_bytes,
+            step_timeout=self.step_timeout,
+        )
+        forked.sandbox = sandbox
+        return forked
 
     # -- operator actions -------------------------------------------------------------------
 

@@ -155,9 +155,17 @@ def run_due(db: str | None, app: str | None, once: bool) -> None:
     multiple=True,
     help="Workflow type to check (repeatable); default: every type of the app.",
 )
-def check(db: str | None, app: str | None, type_names: tuple[str, ...]) -> None:
+@click.option(
+    "--try",
+    "trial",
+    is_flag=True,
+    help="Also fork each unfinished workflow into the code now (in memory, steps skipped, "
+    "nothing written) and run it until it blocks; report those that would fail or move.",
+)
+def check(db: str | None, app: str | None, type_names: tuple[str, ...], trial: bool) -> None:
     """Check stored workflows against the code now; exit 1 if a deploy would break any."""
     from engine._compat import check_compatibility
+    from engine._trial import trial_run
 
     loaded = load_app(app)
     store = open_store(db)
@@ -173,6 +181,12 @@ def check(db: str | None, app: str | None, type_names: tuple[str, ...]) -> None:
         report = check_compatibility(by_name[name], store)
         click.echo(report.summary())
         broken += len(report.broken)
+    if trial:  # the same code over the same store, in sandboxes that write nothing
+        engine = Engine(store, loaded.workflows, resumer=PollingResumer())
+        for name in type_names or sorted(by_name):
+            tried = trial_run(engine, name)
+            click.echo(tried.summary())
+            broken += len(tried.problems)
     if broken:
         raise SystemExit(1)
 

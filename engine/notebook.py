@@ -14,6 +14,8 @@ nothing runs until a cell says so)::
     nb.approve(wid)               # resolve the open user-action wait
     nb.advance(minutes=10)        # move the clock, fire timers, run due work
     nb.history(wid)               # the history as a table
+    nb.show(wid, at=3)            # the graph as it stood after history line 3
+    try_it = nb.fork(wid)         # a sandbox copy: approve, deny, step it; nothing is real
 """
 
 from __future__ import annotations
@@ -33,8 +35,9 @@ from engine._definition.statements import Section
 from engine._definition.workflow import Workflow
 from engine._engine import Engine
 from engine._records import HistoryEntry, WaitInfo, WorkflowInfo
-from engine.clock import ManualClock
+from engine.clock import Clock, ManualClock
 from engine.errors import CallbackRejected, GorchError, InvalidOperation, RejectReason
+from engine.resumers import PollingResumer
 
 NO_GRAPHVIZ = (
     "(Text outline: the Graphviz `dot` program is not installed. To see this as a graph, "
@@ -65,9 +68,12 @@ def workflow_bundle(
     info: WorkflowInfo[Any],
     waits: Sequence[WaitInfo] = (),
     history: Sequence[HistoryEntry] = (),
+    *,
+    title: str | None = None,
 ) -> dict[str, str]:
-    """The MIME bundle that shows a workflow: its definition with threads, waits and history."""
-    head = f"{info.type} {info.id}: {info.status.value}"
+    """The MIME bundle that shows a workflow: its definition with threads, waits and history
+    (``title``: the caption instead of its type, id and status)."""
+    head = title or f"{info.type} {info.id}: {info.status.value}"
     if info.error:
         head += f" (error: {info.error})"
     elif info.result is not None:
@@ -77,7 +83,7 @@ def workflow_bundle(
     try:
         definition = info.state.definition()
         outline = graph.text_tree(definition, info)
-        dot = graph.workflow_dot(definition, info, waits, history)
+        dot = graph.workflow_dot(definition, info, waits, history, title=title)
     except GorchError as e:
         return {"text/plain": f"{head}\n{type(e).__name__}: {e}"}
     return _bundle(dot, f"{head}\n{outline}")
@@ -91,20 +97,23 @@ class WorkflowView:
         info: the workflow (``status``, ``threads``, ``state``, ``result``, ...).
         waits: its open waits.
         history: its history, oldest first.
+        title: the caption (a past point's says which); default its type, id and status.
     """
 
     info: WorkflowInfo[Any]
     waits: Sequence[WaitInfo] = ()
     history: Sequence[HistoryEntry] = ()
+    title: str | None = None
 
     @property
     def dot(self) -> graphviz.Digraph:
         """The graph as ``graphviz.Digraph`` (``.source`` is the DOT text)."""
         definition = self.info.state.definition()
-        return graph.workflow_dot(definition, self.info, self.waits, self.history)
+        return graph.workflow_dot(definition, self.info, self.waits, self.history,
+                                  title=self.title)  # fmt: skip
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
-        return workflow_bundle(self.info, self.waits, self.history)
+        return workflow_bundle(self.info, self.waits, self.history, title=self.title)
 
 
 def _cell(value: Any) -> str:
@@ -171,11 +180,90 @@ class Notebook:
         """Store a new workflow and return its id (nothing runs yet with a polling resumer)."""
         return self.engine.new_workflow(state, id, actor=self.actor)
 
-    def show(self, workflow_id: str) -> WorkflowView:
-        """The workflow with its open waits and history, drawn as a graph."""
+    def show(self, workflow_id: str, *, at: int | None = None) -> WorkflowView:
+        """The workflow with its open waits and history, drawn as a graph.
+
+        Args:
+            at: draw it as it stood right after this history line (0 is ``created``; a
+                negative number counts from the end, as in a list): its threads' positions
+                and statuses then, and the history up to that line. The state and the
+                definition drawn are the current ones (the history holds no past states).
+
+        Raises:
+            WorkflowNotFound: no such workflow.
+            InvalidOperation: ``at`` is not a line of its history.
+        """
         e = self.engine
-        return WorkflowView(
-            e.get(workflow_id), e.pending_waits(workflow_id), e.history(workflow_id)
+        info = e.get(workflow_id)
+        if at is None:
+            return WorkflowView(info, e.pending_waits(workflow_id), e.history(workflow_id))
+        points = e.timeline(workflow_id)
+        if isinstance(at, bool) or not isinstance(at, int) or not -len(points) <= at < len(points):
+            raise InvalidOperation(
+                f"at={at!r} is not a line of the history of {workflow_id!r}: it has "
+                f"{len(points)} line(s), 0 to {len(points) - 1} (or -1 to -{len(points)})",
+                workflow_id=workflow_id,
+            )
+        point = points[at]
+        h = point.entry
+        title = (f"{info.type} {info.id} after history line {point.index} ({h.kind}, "
+                 f"{h.at:%Y-%m-%d %H:%M:%S}): {point.status.value}")  # fmt: skip
+        history = [p.entry for p in points[: point.index + 1]]
+        return WorkflowView(point.info(info), (), history, title)
+
+    def fork(
+        self,
+        workflow_id: str,
+        *,
+        skip_steps: bool | Sequence[str] | None = None,
+        clock: Clock | None = None,
+    ) -> Notebook:
+        """A notebook over a sandbox copy of the workflow (``Engine.fork``): approve, deny,
+        send, goto, step and advance it like any other; nothing it does is real, except the
+        steps' own code unless ``skip_steps`` skips them.
+
+        The fork runs its work the way this notebook's engine does: a ``PollingResumer``
+        here means it runs only when a cell says so (``step``, ``run``, ``advance``).
+
+        Raises:
+            WorkflowNotFound: no such workflow.
+            InvalidOperation: ``skip_steps`` names a step the workflow does not have.
+        """
+        polling = isinstance(self.engine.resumer, PollingResumer)
+        forked = self.engine.fork(
+            workflow_id,
+            clock=clock,
+            skip_steps=skip_steps,
+            resumer=PollingResumer() if polling else None,
+        )
+        return Notebook(forked, actor=self.actor)
+
+    def goto(self, workflow_id: str, thread: str, statement: str) -> WorkflowView:
+        """Move ``thread`` onto the named ``statement`` (recorded as this notebook's actor),
+        then show the workflow."""
+        self.engine.goto(workflow_id, thread, statement, self.actor)
+        return self.show(workflow_id)
+
+    def timeline(self, workflow_id: str) -> Table:
+        """The workflow's timeline as a table: each history line with where every thread
+        stood right after it (``nb.show(wid, at=N)`` draws point N)."""
+        return Table(
+            [
+                {
+                    "at": p.index,
+                    "kind": p.entry.kind,
+                    "thread": p.entry.thread,
+                    "statement": p.entry.statement,
+                    "status": p.status.value,
+                    "threads": "; ".join(
+                        f"{t.id}: {t.status.value} {'after' if t.phase == 'done' else 'at'} "
+                        f"{t.position or '(start)'}"
+                        for t in p.threads
+                    ),
+                }
+                for p in self.engine.timeline(workflow_id)
+            ],
+            ("at", "kind", "thread", "statement", "status", "threads"),
         )
 
     def step(self, workflow_id: str) -> WorkflowView:

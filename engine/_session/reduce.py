@@ -172,7 +172,9 @@ def fail(
     t.retry_at = None
     tb = None if isinstance(e, str) else "".join(traceback.format_exception(e))[-4000:]
     tb = tb if tb is None else printable(tb)
-    detail = {"error": t.error, "traceback": tb}
+    # the position too: ``statement`` is where it failed, which a condition's failure may not
+    # have moved the thread to (engine._timeline replays positions from the history)
+    detail = {"error": t.error, "traceback": tb, "position": t.position}
     return history_line(record, now, HistoryKind.THREAD_FAILED, t.id, statement, None, detail)
 
 

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from engine import GorchError, WorkflowNotFound, WorkflowStatus
-from gorch_ui import services, ui
+from gorch_ui import sandbox_panel, services, ui
 from gorch_ui.escape import md
 from gorch_ui.ui import Field
 
@@ -86,6 +86,8 @@ def live() -> None:
 
 
 live()
+sandbox_panel.timeline(engine, wid)  # the graph as it stood after any line of the history
+sandbox_panel.try_it(engine, wid)  # a fork in this browser session: nothing in it is real
 
 st.subheader("Actions")
 st.text_input("Reason (recorded in the history)", key="act_reason")

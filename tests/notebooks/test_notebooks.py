@@ -26,6 +26,7 @@ NAMES = [
     "02_updating_code.ipynb",
     "03_time_and_threads.ipynb",
     "04_sqlite_and_ui.ipynb",
+    "05_sandbox_and_timeline.ipynb",
 ]
 CI = os.environ.get("CI", "").lower() == "true"
 
@@ -197,6 +198,24 @@ def test_sqlite_notebook_writes_the_database_the_ui_reads(executed: dict[str, An
         assert {w.event for w in engine.pending_waits(waiting.id)} == {"slackApproval", "timeout"}
     finally:
         store.close()
+
+
+@pytest.mark.notebook
+def test_sandbox_notebook_forks_approves_denies_and_replays(executed: dict[str, Any]) -> None:
+    nb, _ = executed["run"]("05_sandbox_and_timeline.ipynb")
+    text = "".join(stream(nb, i) for i in code_cells(nb))
+    assert "approve fork: finished {'approved': 120}" in text
+    assert "deny fork: finished - workflow was not approved: over budget" in text
+    assert "fork: finished - workflow finished with timeout - state.error: ''" in text
+    assert "steps skipped: ['abort workflow'] ran: []" in text
+    # the real one did not move, nor its clock, nor the chat its manager posts to
+    assert "real after the forks: waiting ['waiting for approval', 'parallel thread']" in text
+    assert "real clock: 2026-01-01T00:00:00+00:00 fork clock: 2026-01-01T00:11:00+00:00" in text
+    assert text.count("needs your approval (event 'slackApproval')\")}") == 2
+    point3 = " 3 wait         running   main waiting @ waiting for approval, g1 running @ (start)"
+    assert point3 in text
+    assert " 8 finished     finished  main finished @ waiting for approval" in text
+    assert "InvalidOperation: at=99 is not a line of the history of 'expense-1'" in text
 
 
 def test_notebooks_are_stored_without_outputs() -> None:
