@@ -97,7 +97,7 @@ from engine.errors import (
     WorkflowNotFound,
 )
 from engine.resumers import InlineResumer, PollingResumer, Resumer
-from engine.store.base import Store
+from engine.store.base import SignInLog, Store
 from engine.store.memory import MemoryStore
 
 if TYPE_CHECKING:
@@ -155,6 +155,7 @@ __all__ = [
     "SQLModelStore",
     "Section",
     "SetupDataError",
+    "SignInLog",
     "StateError",
     "Statement",
     "StatementKind",
