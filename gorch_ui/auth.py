@@ -160,11 +160,15 @@ def _password(service: SignIn) -> Operator | None:
         name = str(st.session_state.get("login_name") or "")
         try:
             op = service.password(name, str(st.session_state.get("login_password") or ""))
-        except SignInRefused as e:
-            st.error(md(str(e)))
+        except SignInRefused as e:  # logged by ``SignIn``; counted here for the person
+            refused = st.session_state["gorch_refused"] = (
+                st.session_state.get("gorch_refused", 0) + 1
+            )
+            st.error(md(f"{e} ({refused} refused in this tab.)"))
         else:
             _start(service, op)
-            st.session_state.pop("login_password", None)
+            for k in ("login_password", "gorch_refused"):
+                st.session_state.pop(k, None)
             st.rerun()
     return None
 

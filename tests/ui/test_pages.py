@@ -256,7 +256,8 @@ def test_password_gate_blocks_until_the_right_password(
     at.text_input(key="login_password").set_value("wrong")
     at.button[0].click().run()
     assert [e.value for e in at.error] == [
-        "Wrong password. 4 more attempts before this name is locked for 15 minutes."
+        "Wrong password. 4 more attempts before this name is locked for 15 minutes. "
+        "(1 refused in this tab.)"
     ]
     assert [t.value for t in at.title] == ["gorch"]
     at.text_input(key="login_password").set_value("s3cret")

@@ -238,7 +238,7 @@ def test_the_password_gate_shows_no_page_and_no_data(
         at.button[0].click().run()
         assert [e.value for e in at.error] == [
             f"Wrong password. {left} more attempt{'s' if left != '1' else ''} before this "
-            "name is locked for 15 minutes."
+            f"name is locked for 15 minutes. ({5 - int(left)} refused in this tab.)"
         ]
         assert_gated(at, opened, PASSWORD_FORM)
 
