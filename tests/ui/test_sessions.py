@@ -76,7 +76,7 @@ def _payload(token: str) -> dict[str, object]:
     return dict(json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))))
 
 
-def _with_payload(token: str, **changes: object) -> str:
+def with_payload(token: str, **changes: object) -> str:
     """The token with its payload changed and its old signature kept: a forgery."""
     v, _, sig = token.split(".")
     data = {**_payload(token), **changes}
@@ -97,9 +97,9 @@ def test_a_token_round_trips_and_holds_no_password(service: SignIn) -> None:
 @pytest.mark.parametrize(
     "forge",
     [
-        lambda t: _with_payload(t, role="operator"),  # a viewer promoting itself
-        lambda t: _with_payload(t, name="boss"),
-        lambda t: _with_payload(t, exp=2_000_000_000),  # extending its own expiry
+        lambda t: with_payload(t, role="operator"),  # a viewer promoting itself
+        lambda t: with_payload(t, name="boss"),
+        lambda t: with_payload(t, exp=2_000_000_000),  # extending its own expiry
         lambda t: t[:-2] + ("AA" if not t.endswith("AA") else "BB"),  # a bad signature
         lambda t: t.rsplit(".", 1)[0] + ".",  # no signature
         lambda t: "v2." + t.split(".", 1)[1],
