@@ -19,9 +19,17 @@ import streamlit as st
 
 from engine import Clock, Store, SystemClock, db_url, open_store
 from gorch_ui import access
-from gorch_ui.access import AuthConfig, Operator, Role
+from gorch_ui.access import AuthConfig, AuthConfigError, Operator, Role
 from gorch_ui.escape import md
-from gorch_ui.sessions import COOKIE, Session, SessionRefused, SignIn, SignInRefused, load_secret
+from gorch_ui.sessions import (
+    COOKIE,
+    Session,
+    SessionError,
+    SessionRefused,
+    SignIn,
+    SignInRefused,
+    load_secret,
+)
 
 CLOCK: Clock = SystemClock()
 """The time sessions and lock-outs go by (tests put a ``ManualClock`` here)."""
@@ -93,14 +101,21 @@ def gate() -> Operator | None:
 
     The operator is also kept in ``st.session_state["gorch_operator"]`` for the pages.
     """
-    cfg = config()
     op: Operator | None
-    if cfg.mode == "oidc":
+    try:
+        cfg = config()
+        service = None if cfg.mode == "oidc" else sign_in()
+    except (AuthConfigError, SessionError) as e:  # a bad setting or secret: say so, open nothing
+        st.title("gorch")
+        st.error(md(f"The sign-in is misconfigured: {e}"))
+        st.session_state["gorch_operator"] = None
+        return None
+    if service is None:
         op = _oidc(cfg)
     elif cfg.mode == "password":
-        op = _password(sign_in())
+        op = _password(service)
     else:
-        op = _anonymous(sign_in())
+        op = _anonymous(service)
     st.session_state["gorch_operator"] = op
     if op is not None:
         _sidebar(cfg, op)

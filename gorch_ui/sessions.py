@@ -28,6 +28,7 @@ import hmac
 import json
 import logging
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -98,10 +99,10 @@ def secret_path(environ: Mapping[str, str], db_url: str) -> Path:
     ``$XDG_CONFIG_HOME/gorch/ui-secret`` (``~/.config/gorch/ui-secret``)."""
     if given := environ.get(SECRET_FILE_ENV):
         return Path(given).expanduser()
-    if db_url.startswith("sqlite:///") and db_url not in ("sqlite:///", "sqlite:///:memory:"):
-        path = db_url.removeprefix("sqlite:///").split("?", 1)[0]
-        if path and path != ":memory:":
-            return Path(path).expanduser().with_name(Path(path).name + ".ui-secret")
+    sqlite = re.match(r"sqlite(\+\w+)?:///([^?]+)", db_url)
+    if sqlite and sqlite[2] != ":memory:":
+        path = Path(sqlite[2]).expanduser()
+        return path.with_name(path.name + ".ui-secret")
     config = environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
     return Path(config) / "gorch" / "ui-secret"
 

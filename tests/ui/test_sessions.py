@@ -301,6 +301,8 @@ def test_where_the_secret_lives(tmp_path: Path) -> None:
     env = {"XDG_CONFIG_HOME": str(tmp_path)}
     assert secret_path(env, "postgresql+psycopg://db/x") == tmp_path / "gorch" / "ui-secret"
     assert secret_path(env, "memory://") == tmp_path / "gorch" / "ui-secret"
+    assert secret_path(env, "sqlite:///:memory:") == tmp_path / "gorch" / "ui-secret"
+    assert secret_path(env, "sqlite+pysqlite:////d/g.db?x=1") == Path("/d/g.db.ui-secret")
     given = {"GORCH_UI_SECRET_FILE": str(tmp_path / "s")}
     assert secret_path(given, "sqlite:///x.db") == tmp_path / "s"
     assert load_secret({"GORCH_UI_SECRET": "k" * 32}, "memory://") == b"k" * 32

@@ -192,3 +192,16 @@ def test_without_authentication_the_typed_name_comes_back(
     browser.keep(viewer)
     assert browser.cookie is None  # cleared with the name
     assert browser.load().text_input(key="operator_name").value == ""
+
+
+def test_a_misconfigured_sign_in_says_so_and_opens_nothing(
+    password: None, browser: Browser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GORCH_UI_SECRET", "too short")
+    at = browser.load("inbox")
+    assert keys(at) == set() and title(at) == "gorch"
+    assert "GORCH_UI_SECRET must be at least 32 characters" in shown(at.error[0].value)
+    monkeypatch.delenv("GORCH_UI_SECRET")
+    monkeypatch.setenv("GORCH_UI_LOCKOUT_MINUTES", "forever")
+    at = browser.load("inbox")
+    assert keys(at) == set() and "GORCH_UI_LOCKOUT_MINUTES" in shown(at.error[0].value)
