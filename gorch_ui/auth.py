@@ -19,7 +19,7 @@ import streamlit as st
 
 from engine import Clock, Store, SystemClock, db_url, open_store
 from gorch_ui import access
-from gorch_ui.access import AuthConfig, AuthConfigError, Operator, Role
+from gorch_ui.access import AuthConfig, AuthConfigError, Operator, PermissionDenied, Role
 from gorch_ui.escape import md
 from gorch_ui.sessions import (
     COOKIE,
@@ -229,6 +229,24 @@ def _sidebar(cfg: AuthConfig, op: Operator) -> None:
             st.sidebar.button("Sign out", key="logout", on_click=_sign_out)
     elif op.role is Role.VIEWER:
         st.sidebar.caption("Read-only: actions are disabled.")
+
+
+def check_session() -> None:
+    """Refuse to act for a tab whose session has ended since its page was drawn (signed out
+    in another tab, expired): a click's callback runs before the gate checks again.
+
+    Raises:
+        PermissionDenied: the session was ended or has expired.
+    """
+    token = st.session_state.get(_TOKEN)
+    if not isinstance(token, str):
+        return  # OIDC, or no name typed: ``access.actor`` decides
+    try:
+        sign_in().resume(token)
+    except SessionRefused as e:
+        raise PermissionDenied(
+            f"your session has ended ({e.reason}): sign in again; nothing was changed"
+        ) from None
 
 
 def _sign_out() -> None:

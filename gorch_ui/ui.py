@@ -13,7 +13,7 @@ from streamlit.errors import StreamlitAPIException
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from engine import DEFAULT_APP, Engine, GorchError, WorkflowStatus, db_url
-from gorch_ui import services
+from gorch_ui import auth, services
 from gorch_ui.access import Operator, Role
 from gorch_ui.escape import md
 from gorch_ui.schema import FormField, collect, initial
@@ -154,6 +154,7 @@ def show_message(key: str, *, in_form: bool = False) -> None:
 
 def _run(label: str, fn: Callable[..., str], args: tuple[Any, ...], key: str | None = None) -> None:
     try:
+        auth.check_session()
         values = [a.get() if isinstance(a, (Field, FormValues)) else a for a in args]
         message = fn(engine(), operator(), *values)
     except (GorchError, ValueError) as e:  # StaleAction too: nothing was changed

@@ -115,6 +115,21 @@ def test_signing_out_ends_the_session_for_good(password: None, browser: Browser)
     assert keys(at) == PASSWORD_FORM and "demo-" not in " ".join(messages(at))
 
 
+def test_a_tab_whose_session_ended_elsewhere_cannot_act(
+    password: None, browser: Browser, engine: Engine
+) -> None:
+    wait = user_wait(engine)
+    tab = sign_in(browser.load("workflows"), "ana", "s3cret")
+    browser.keep(tab)
+    tab.switch_page("views/inbox.py").run()
+    other = browser.load()  # another tab of the same browser: the same session
+    other.button(key="logout").click().run()
+    tab.button(key=f"approve_{wait.id}").click().run()  # drawn before the sign-out
+    assert engine.get(wait.workflow_id).status is WorkflowStatus.WAITING
+    tab.switch_page("views/inbox.py").run()
+    assert keys(tab) == PASSWORD_FORM
+
+
 def test_forged_and_expired_sessions_show_the_sign_in(
     password: None, browser: Browser, clock: ManualClock
 ) -> None:
