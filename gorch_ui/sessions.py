@@ -45,6 +45,7 @@ COOKIE = "gorch_session"
 
 SECRET_ENV = "GORCH_UI_SECRET"
 SECRET_FILE_ENV = "GORCH_UI_SECRET_FILE"
+MAX_NAME = 200  # characters of a name signed in with a password
 MIN_SECRET = 32  # characters of GORCH_UI_SECRET (a generated one has 64 hex digits)
 _VERSION = "v1"
 _SKEW = timedelta(minutes=5)  # a token issued this far in the future is still taken
@@ -302,6 +303,8 @@ class SignIn:
         name = name.strip()
         if not name:
             raise SignInRefused("Enter your name: every action is recorded under it.")
+        if len(name) > MAX_NAME:  # the session must fit in a cookie (4 KB)
+            raise SignInRefused(f"A name is at most {MAX_NAME} characters long.")
         cfg, key = self.config, name_key(name)
         until = self.locked_until(name)
         if until is not None:

@@ -268,9 +268,14 @@ def test_bad_limits_are_a_clear_error(var: str, value: str) -> None:
         auth_config({var: value}, oidc=False)
 
 
-def test_no_name_is_refused_and_not_counted(service: SignIn) -> None:
+def test_no_name_or_a_huge_one_is_refused_and_not_counted(service: SignIn) -> None:
     with pytest.raises(SignInRefused, match="Enter your name"):
         service.password("   ", "s3cret")
+    with pytest.raises(SignInRefused, match="at most 200"):
+        service.password("x" * 201, "s3cret")
+    assert service.log.sign_in_failures("x" * 201, since=T0) == []
+    token, _ = service.start(service.password("é" * 200, "s3cret"))
+    assert len(token) < 3000  # fits in a cookie
 
 
 def test_lock_end() -> None:
