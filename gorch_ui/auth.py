@@ -87,13 +87,15 @@ def cookie_script(token: str | None, max_age: int) -> str:
     age = max(max_age, 0) if token else 0
     value = json.dumps(f"{COOKIE}={token or ''}; Path=/; Max-Age={age}; SameSite=Strict")
     secure = "(location.protocol === 'https:' ? '; Secure' : '')"
-    return f"<script>document.cookie = {value} + {secure};</script>"
+    hide = "<style>.st-key-gorch_cookie { display: none; }</style>"  # takes no room
+    return f"{hide}<script>document.cookie = {value} + {secure};</script>"
 
 
 def _write_cookie(token: str | None, expires_at: datetime | None = None) -> None:
     """Set (or, with None, delete) the session cookie in the browser."""
     age = 0 if expires_at is None else int((expires_at - CLOCK.now()).total_seconds())
-    st.html(cookie_script(token, age), unsafe_allow_javascript=True)  # the one script: audited
+    with st.container(key="gorch_cookie"):
+        st.html(cookie_script(token, age), unsafe_allow_javascript=True)  # the one script: audited
 
 
 def gate() -> Operator | None:
