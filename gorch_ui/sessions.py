@@ -14,15 +14,16 @@ changed. The token holds no password.
 The secret is ``GORCH_UI_SECRET``, else the contents of a file made on first use with mode 0600
 (``secret_path``): next to a SQLite database, else under the user's config directory.
 
-Lock-out: ``limit`` wrong passwords for one name within ``lock_for`` lock that name until
-``lock_for`` after the last of them; while locked, every attempt for the name is refused, the
-right password too, without being checked. Wrong passwords live in the database
+Lock-out: ``lockout_attempts`` wrong passwords for one name within ``lockout`` lock that name
+until ``lockout`` after the last of them; while locked, every attempt for the name is refused,
+the right password too, without being checked. Wrong passwords live in the database
 (``SignInLog``), so every UI process on it agrees; refusals are logged (``gorch_ui.sessions``).
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import json
@@ -38,7 +39,7 @@ from pathlib import Path
 from engine import Clock, GorchError, MemoryStore, SignInLog
 from gorch_ui.access import AuthConfig, Operator, Role, password_role
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 COOKIE = "gorch_session"
 """The name of the cookie that holds the session token."""
@@ -129,7 +130,7 @@ def load_secret(environ: Mapping[str, str], db_url: str) -> bytes:
     else:
         with os.fdopen(fd, "w") as f:
             f.write(secrets.token_hex(32))
-        log.info("generated the UI session secret in %s", path)
+        logger.info("generated the UI session secret in %s", path)
     mode = path.stat().st_mode
     if mode & 0o077:
         raise SecretError(
@@ -235,6 +236,13 @@ def lock_end(failures: list[datetime], *, limit: int, window: timedelta) -> date
     return end
 
 
+@functools.cache
+def _process_log() -> SignInLog:
+    """This process's sign-in log, for a store that keeps none (one for the process, so that
+    a lock-out outlives the ``SignIn`` made for each page run)."""
+    return MemoryStore()
+
+
 class SignIn:
     """Sessions and sign-ins against one secret, sign-in settings, log and clock.
 
@@ -249,7 +257,7 @@ class SignIn:
     def __init__(self, config: AuthConfig, secret: bytes, log: object, clock: Clock) -> None:
         self.config = config
         self.key = signing_key(secret, config)
-        self.log: SignInLog = log if isinstance(log, SignInLog) else MemoryStore()
+        self.log: SignInLog = log if isinstance(log, SignInLog) else _process_log()
         self.clock = clock
 
     # sessions
@@ -271,14 +279,14 @@ class SignIn:
             if self.log.session_revoked(session.id):
                 raise SessionRefused("ended by signing out")
         except SessionRefused as e:
-            log.warning("refused a session token: %s", e.reason)
+            logger.warning("refused a session token: %s", e.reason)
             raise
         return session
 
     def end(self, session: Session) -> None:
         """End a session for good: its token is refused from now on, wherever it is sent."""
         self.log.revoke_session(session.id, expires_at=session.expires_at, now=self.clock.now())
-        log.info("session of %r ended by signing out", session.operator.name)
+        logger.info("session of %r ended by signing out", session.operator.name)
 
     # passwords
 
@@ -308,7 +316,7 @@ class SignIn:
         cfg, key = self.config, name_key(name)
         until = self.locked_until(name)
         if until is not None:
-            log.warning("sign-in refused for %r: locked out until %s", name, until.isoformat())
+            logger.warning("sign-in refused for %r: locked out until %s", name, until.isoformat())
             raise SignInRefused(
                 f"Too many wrong passwords for this name: sign-in is refused until "
                 f"{until:%H:%M:%S} UTC.",
@@ -317,14 +325,14 @@ class SignIn:
         role = password_role(cfg, given)
         if role is not None:
             self.log.clear_sign_in_failures(key)
-            log.info("%r signed in as %s", name, role.value)
+            logger.info("%r signed in as %s", name, role.value)
             return Operator(name, role, "password")
         now = self.clock.now()
         self.log.add_sign_in_failure(key, at=now, forget_before=now - 2 * cfg.lockout)
         until = self.locked_until(name)
         recent = len(self.log.sign_in_failures(key, since=now - cfg.lockout))
         left = max(cfg.lockout_attempts - recent, 0)
-        log.warning("sign-in refused for %r: wrong password (%d recent)", name, recent)
+        logger.warning("sign-in refused for %r: wrong password (%d recent)", name, recent)
         if until is not None:
             raise SignInRefused(
                 f"Wrong password. Too many wrong passwords for this name: sign-in is refused "

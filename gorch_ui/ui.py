@@ -1,4 +1,5 @@
-"""Streamlit helpers shared by the pages: the engine handle, the operator, action buttons, forms."""
+"""Streamlit helpers shared by the pages: the engine handle, the operator, action buttons and
+their messages, forms."""
 
 from __future__ import annotations
 

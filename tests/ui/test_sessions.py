@@ -324,3 +324,11 @@ def test_the_cookie_script_takes_only_a_token() -> None:
     for hostile in ('"; alert(1); "', "</script><script>alert(1)", "a b", "x\n"):
         with pytest.raises(ValueError):
             cookie_script(hostile, 60)
+
+
+def test_a_store_without_a_sign_in_log_falls_back_to_one_per_process(clock: ManualClock) -> None:
+    for _ in range(5):  # a new SignIn per page run, as the gate makes them
+        with pytest.raises(SignInRefused):
+            SignIn(CONFIG, SECRET, object(), clock).password("zed", "nope")
+    with pytest.raises(SignInRefused, match="refused until"):
+        SignIn(CONFIG, SECRET, object(), clock).password("zed", "s3cret")
