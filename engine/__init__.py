@@ -100,7 +100,7 @@ from engine.errors import (
     WorkflowNotFound,
 )
 from engine.resumers import InlineResumer, PollingResumer, Resumer
-from engine.store.base import Store
+from engine.store.base import SignInLog, Store
 from engine.store.memory import MemoryStore
 
 if TYPE_CHECKING:
@@ -161,6 +161,7 @@ __all__ = [
     "Sandbox",
     "Section",
     "SetupDataError",
+    "SignInLog",
     "StateError",
     "Statement",
     "StatementKind",

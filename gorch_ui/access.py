@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import timedelta
 from enum import StrEnum
 
 from engine import GorchError
@@ -38,6 +39,10 @@ class PermissionDenied(GorchError):
     """The operator may not do this (a viewer acting, or no name to record the action under)."""
 
 
+class AuthConfigError(GorchError):
+    """A sign-in setting in the environment is not a value it can take."""
+
+
 @dataclass(frozen=True)
 class AuthConfig:
     """How people sign in, from the environment (see ``auth_config``)."""
@@ -46,6 +51,22 @@ class AuthConfig:
     password: str | None = None
     viewer_password: str | None = None
     operators: frozenset[str] = frozenset()  # OIDC: emails allowed to act (empty: everyone)
+    session_ttl: timedelta = timedelta(hours=12)  # how long a signed session lasts
+    lockout_attempts: int = 5  # wrong passwords for one name that lock it ...
+    lockout: timedelta = timedelta(minutes=15)  # ... when within this long, for this long
+
+
+def _positive(environ: Mapping[str, str], name: str, default: float) -> float:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1
+    if not value > 0 or value != value or value == float("inf"):
+        raise AuthConfigError(f"{name} must be a positive number, not {raw!r}")
+    return value
 
 
 def auth_config(environ: Mapping[str, str], *, oidc: bool) -> AuthConfig:
@@ -53,17 +74,32 @@ def auth_config(environ: Mapping[str, str], *, oidc: bool) -> AuthConfig:
 
     ``GORCH_UI_PASSWORD`` signs operators in, ``GORCH_UI_VIEWER_PASSWORD`` viewers;
     with OIDC, ``GORCH_UI_OPERATORS`` (comma-separated emails) limits who may act.
+    ``GORCH_UI_SESSION_HOURS`` (12) is how long a sign-in lasts; ``GORCH_UI_LOCKOUT_ATTEMPTS``
+    (5) wrong passwords for a name within ``GORCH_UI_LOCKOUT_MINUTES`` (15) lock it that long.
+
+    Raises:
+        AuthConfigError: one of the numbers is not a positive number.
     """
     operators = frozenset(
         e.strip().lower() for e in environ.get("GORCH_UI_OPERATORS", "").split(",") if e.strip()
     )
+    attempts = _positive(environ, "GORCH_UI_LOCKOUT_ATTEMPTS", 5)
+    if attempts != int(attempts):
+        raise AuthConfigError(f"GORCH_UI_LOCKOUT_ATTEMPTS must be a whole number, not {attempts}")
+    base = AuthConfig(
+        "none",
+        operators=operators,
+        session_ttl=timedelta(hours=_positive(environ, "GORCH_UI_SESSION_HOURS", 12)),
+        lockout_attempts=int(attempts),
+        lockout=timedelta(minutes=_positive(environ, "GORCH_UI_LOCKOUT_MINUTES", 15)),
+    )
     if oidc:
-        return AuthConfig("oidc", operators=operators)
+        return replace(base, mode="oidc")
     password = environ.get("GORCH_UI_PASSWORD") or None
     viewer = environ.get("GORCH_UI_VIEWER_PASSWORD") or None
     if password or viewer:
-        return AuthConfig("password", password=password, viewer_password=viewer)
-    return AuthConfig("none")
+        return replace(base, mode="password", password=password, viewer_password=viewer)
+    return replace(base, operators=frozenset())
 
 
 def password_role(config: AuthConfig, given: str) -> Role | None:

@@ -1,20 +1,23 @@
-"""Streamlit helpers shared by the pages: the engine handle, the operator, action buttons, forms."""
+"""Streamlit helpers shared by the pages: the engine handle, the operator, action buttons and
+their messages, forms."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import streamlit as st
+from streamlit.errors import StreamlitAPIException
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from engine import DEFAULT_APP, Engine, GorchError, WorkflowStatus, db_url
-from gorch_ui import services
+from gorch_ui import auth, services
 from gorch_ui.access import Operator, Role
 from gorch_ui.escape import md
 from gorch_ui.schema import FormField, collect, initial
-from gorch_ui.services import StaleAction
 
 REFRESH_SECONDS = float(os.environ.get("GORCH_UI_REFRESH", "3"))
 """How often the live parts (graph, threads, inbox) refresh themselves."""
@@ -66,26 +69,99 @@ class FormValues:
         return collect(list(self.fields), raw)
 
 
-def flash(kind: str, text: str) -> None:
-    """Queue a message for the next run (callbacks cannot draw)."""
-    st.session_state.setdefault("gorch_flash", []).append((kind, text))
+MESSAGE = "gorch_message"
+"""Where ``st.session_state`` keeps the message of the last action (one at a time)."""
+
+
+@dataclass
+class Message:
+    """The result or error of the last action, kept until dismissed or the next action.
+
+    Drawn right after the control that caused it (``key``) whenever that control is drawn;
+    where the control is gone (an approved wait's card), where ``show_flash`` stands instead.
+    Only on the page it was made on (``page``).
+    """
+
+    kind: str  # "success", "error", "warning" or "info": the st function that draws it
+    text: str
+    key: str | None = None  # the control's key
+    page: str = ""
+    seq: int = 0
+    placed: bool = False  # drawn beside its control in the run that last drew the page
+
+
+def _page() -> str:
+    ctx = get_script_run_ctx()
+    return ctx.page_script_hash if ctx is not None else ""
+
+
+def flash(kind: str, text: str, *, key: str | None = None) -> None:
+    """Show ``text`` as ``kind`` beside the control ``key`` (or where ``show_flash`` stands)
+    from now on, replacing the previous message, until dismissed or the next one."""
+    old = st.session_state.get(MESSAGE)
+    seq = old.seq + 1 if isinstance(old, Message) else 1
+    st.session_state[MESSAGE] = Message(kind, text, key, _page(), seq)
+
+
+def _message() -> Message | None:
+    msg = st.session_state.get(MESSAGE)
+    return msg if isinstance(msg, Message) and msg.page == _page() else None
+
+
+def _dismiss() -> None:
+    st.session_state.pop(MESSAGE, None)
+
+
+def _draw(msg: Message, where: str, *, in_form: bool = False) -> None:
+    with st.container(key=f"gorch_msg_{where}"):
+        text, dismiss = st.columns([20, 1], vertical_alignment="center")
+        with text:
+            getattr(st, msg.kind)(md(msg.text))  # messages quote ids, names and reasons
+        with dismiss:  # in a form only a submit button may be (it submits nothing else)
+            (st.form_submit_button if in_form else st.button)(
+                "✕", key=f"dismiss_{msg.seq}_{where}", help="Dismiss", on_click=_dismiss,
+                type="tertiary",
+            )  # fmt: skip
 
 
 def show_flash() -> None:
-    for kind, text in st.session_state.pop("gorch_flash", []):
-        getattr(st, kind)(md(text))  # messages quote ids, names and reasons: never Markdown
+    """The place for the message whose control is not on the page (or that has none)."""
+    msg = _message()
+    st.session_state.pop("_gorch_message_slot", None)
+    if msg is None:
+        return
+    was_placed, msg.placed = msg.placed, False
+    if was_placed and msg.key is not None:
+        return  # drawn beside its control again below (or, if that is gone, here next run)
+    slot = st.empty()
+    with slot.container():
+        _draw(msg, "top")
+    st.session_state["_gorch_message_slot"] = slot
 
 
-def _run(label: str, fn: Callable[..., str], args: tuple[Any, ...]) -> None:
+def show_message(key: str, *, in_form: bool = False) -> None:
+    """Draw the message caused by the control ``key``, if it has one, right here (after the
+    control); ``action`` calls it for its button. ``in_form``: here is inside an ``st.form``."""
+    msg = _message()
+    if msg is None or msg.key != key:
+        return
+    slot = st.session_state.pop("_gorch_message_slot", None)
+    if slot is not None:  # drawn at the top in this run before its control was reached
+        with contextlib.suppress(StreamlitAPIException):  # a slot of another run
+            slot.empty()
+    msg.placed = True
+    _draw(msg, key, in_form=in_form)
+
+
+def _run(label: str, fn: Callable[..., str], args: tuple[Any, ...], key: str | None = None) -> None:
     try:
+        auth.check_session()
         values = [a.get() if isinstance(a, (Field, FormValues)) else a for a in args]
         message = fn(engine(), operator(), *values)
-    except StaleAction as e:
-        flash("warning", str(e))
-    except (GorchError, ValueError) as e:
-        flash("error", f"{label} failed: {e}")
+    except (GorchError, ValueError) as e:  # StaleAction too: nothing was changed
+        flash("error", f"{label} failed: {e}", key=key)
     else:
-        flash("success", message)
+        flash("success", message, key=key)
 
 
 def action(
@@ -101,7 +177,8 @@ def action(
     ``Field``/``FormValues`` arguments are read at click time. ``submit=True`` makes it a
     submit button of the enclosing ``st.form``, whose inputs then arrive with the click itself
     (nothing typed is lost to a refresh in between). Disabled for viewers; the service refuses
-    them anyway.
+    them anyway. Its result or error is drawn right after it (``show_message``) and stays
+    there, through refreshes, until dismissed or the next action.
     """
     op = operator()
     kw.setdefault("help", None if op.can_act else "viewers cannot act")
@@ -109,10 +186,11 @@ def action(
         label,
         key=key,
         on_click=_run,
-        args=(label, fn, args),
+        args=(label, fn, args, key),
         disabled=kw.pop("disabled", False) or not op.can_act,
         **kw,
     )
+    show_message(key, in_form=submit)
 
 
 def form(fields: list[FormField], prefix: str) -> None:

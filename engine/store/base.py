@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from engine._records import (
     PRUNABLE,
@@ -187,6 +187,39 @@ class Store(Protocol):
             InvalidOperation: a naive ``finished_before``, a status outside ``PRUNABLE``, or
                 ``batch`` < 1.
         """
+        ...
+
+
+@runtime_checkable
+class SignInLog(Protocol):
+    """What the operator UI keeps about signing in, in the workflows' database so that every
+    UI process sees it: wrong passwords per name (the lock-out) and sessions ended by signing
+    out. Both stores implement it; the UI falls back to its own process memory for a store
+    that does not.
+
+    Names are compared exactly: the caller normalises them. Times are the caller's.
+    """
+
+    def add_sign_in_failure(self, name: str, *, at: datetime, forget_before: datetime) -> None:
+        """Record a wrong password for ``name`` at ``at``; forget its failures before
+        ``forget_before`` (they no longer count towards a lock-out)."""
+        ...
+
+    def sign_in_failures(self, name: str, *, since: datetime) -> list[datetime]:
+        """When wrong passwords were given for ``name`` at or after ``since``, oldest first."""
+        ...
+
+    def clear_sign_in_failures(self, name: str) -> None:
+        """Forget ``name``'s wrong passwords (it signed in)."""
+        ...
+
+    def revoke_session(self, session_id: str, *, expires_at: datetime, now: datetime) -> None:
+        """End a session: ``session_revoked`` is True for it until ``expires_at`` (when its
+        token expires anyway); revocations that expired before ``now`` are dropped."""
+        ...
+
+    def session_revoked(self, session_id: str) -> bool:
+        """Whether the session was ended (and its revocation not yet dropped)."""
         ...
 
 

@@ -28,6 +28,8 @@ class MemoryStore:
         self._history: dict[str, list[HistoryEntry]] = {}
         self._wait_owner: dict[str, str] = {}  # wait id -> workflow id
         self._seq = 0
+        self._sign_in_failures: dict[str, list[datetime]] = {}
+        self._revoked: dict[str, datetime] = {}  # session id -> expires at
 
     def _get(self, workflow_id: str) -> WorkflowRecord:
         rec = self._workflows.get(workflow_id)
@@ -272,6 +274,30 @@ class MemoryStore:
                     self._history.pop(wid, None)
             if dry_run or len(ids) < batch:
                 return PruneResult(n_workflows, n_waits, n_history, dry_run=dry_run)
+
+    # -- SignInLog ----------------------------------------------------------------------------
+
+    def add_sign_in_failure(self, name: str, *, at: datetime, forget_before: datetime) -> None:
+        with self._lock:
+            kept = [t for t in self._sign_in_failures.get(name, []) if t >= forget_before]
+            self._sign_in_failures[name] = sorted([*kept, at])
+
+    def sign_in_failures(self, name: str, *, since: datetime) -> list[datetime]:
+        with self._lock:
+            return [t for t in self._sign_in_failures.get(name, []) if t >= since]
+
+    def clear_sign_in_failures(self, name: str) -> None:
+        with self._lock:
+            self._sign_in_failures.pop(name, None)
+
+    def revoke_session(self, session_id: str, *, expires_at: datetime, now: datetime) -> None:
+        with self._lock:
+            self._revoked = {s: t for s, t in self._revoked.items() if t >= now}
+            self._revoked[session_id] = max(expires_at, self._revoked.get(session_id, expires_at))
+
+    def session_revoked(self, session_id: str) -> bool:
+        with self._lock:
+            return session_id in self._revoked
 
 
 def _is_due(rec: WorkflowRecord, now: datetime) -> bool:

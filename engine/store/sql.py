@@ -47,7 +47,9 @@ from typing import Any, Literal
 from sqlalchemy import (
     Connection,
     Engine,
+    delete,
     func,
+    insert,
     or_,
     select,
 )
@@ -88,7 +90,7 @@ from engine.store.rows import (
     wait_values,
     workflow_values,
 )
-from engine.store.tables import waits, workflows
+from engine.store.tables import revoked_sessions, sign_in_failures, waits, workflows
 
 _FAST_ROWS = 64  # at most this many history rows go with a checkpoint's driver statements
 
@@ -587,6 +589,36 @@ class SQLModelStore:
                                types=types, batch=batch, dry_run=dry_run)  # fmt: skip
 
     # -- helpers ------------------------------------------------------------------------------
+
+    # -- SignInLog ----------------------------------------------------------------------------
+
+    def add_sign_in_failure(self, name: str, *, at: datetime, forget_before: datetime) -> None:
+        f = sign_in_failures.c
+        with self._write("add_sign_in_failure") as conn:
+            conn.execute(delete(sign_in_failures).where(f.name == name, f.at < forget_before))
+            conn.execute(insert(sign_in_failures).values(name=name, at=at))
+
+    def sign_in_failures(self, name: str, *, since: datetime) -> list[datetime]:
+        f = sign_in_failures.c
+        stmt = select(f.at).where(f.name == name, f.at >= since).order_by(f.at, f.id)
+        with self._read("sign_in_failures") as conn:
+            return list(conn.execute(stmt).scalars())
+
+    def clear_sign_in_failures(self, name: str) -> None:
+        with self._alone("clear_sign_in_failures") as conn:
+            conn.execute(delete(sign_in_failures).where(sign_in_failures.c.name == name))
+
+    def revoke_session(self, session_id: str, *, expires_at: datetime, now: datetime) -> None:
+        r = revoked_sessions.c
+        ins = self._insert(revoked_sessions).values(id=session_id, expires_at=expires_at)
+        with self._write("revoke_session") as conn:
+            conn.execute(delete(revoked_sessions).where(r.expires_at < now))
+            conn.execute(ins.on_conflict_do_nothing(index_elements=[r.id]))
+
+    def session_revoked(self, session_id: str) -> bool:
+        stmt = select(revoked_sessions.c.id).where(revoked_sessions.c.id == session_id)
+        with self._read("session_revoked") as conn:
+            return conn.execute(stmt).first() is not None
 
     def _exists(self, workflow_id: str) -> bool:
         with self._read("create", workflow_id) as conn:

@@ -1,11 +1,14 @@
 """SQL table models of ``SQLModelStore``: rows, kept apart from the runtime records.
 
-Three tables, on their own ``MetaData`` (never ``SQLModel.metadata``, so an application's
+Five tables, on their own ``MetaData`` (never ``SQLModel.metadata``, so an application's
 own SQLModel tables and gorch's never end up in each other's ``create_all`` or migrations):
 
 - ``workflows``: one row per workflow; state and threads as JSON, the lease, the version.
 - ``waits``: one row per pending event (the inbox across all workflows).
 - ``history``: append-only; its autoincrement ``id`` is the entry's ``seq``.
+- ``sign_in_failures`` and ``revoked_sessions``: the operator UI's sign-in lock-out and its
+  ended sessions (``SignInLog``, migration 0007), kept here so that every UI process on the
+  database sees them.
 
 There is no separate timers table: a durable timer is a wait whose ``due_at`` is set, found
 by the ``ix_waits_due_at`` index (``Store.due_waits``).
@@ -153,6 +156,28 @@ class HistoryRow(GorchTable, table=True):
     detail: dict[str, Any] = Field(sa_type=JSONColumn)
 
 
+class SignInFailureRow(GorchTable, table=True):
+    """A row of ``sign_in_failures``: one wrong password given for a name (``SignInLog``)."""
+
+    __tablename__ = "sign_in_failures"
+    __table_args__ = (Index("ix_sign_in_failures_name_at", "name", "at"),)
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigId)
+    name: str
+    at: datetime = Field(sa_type=UTCDateTime)
+
+
+class RevokedSessionRow(GorchTable, table=True):
+    """A row of ``revoked_sessions``: a signed UI session ended by signing out, kept until
+    the session would have expired anyway (``SignInLog``)."""
+
+    __tablename__ = "revoked_sessions"
+    __table_args__ = (Index("ix_revoked_sessions_expires_at", "expires_at"),)
+
+    id: str = Field(primary_key=True)
+    expires_at: datetime = Field(sa_type=UTCDateTime)
+
+
 def _table(model: type[GorchTable]) -> Table:
     table = model.__table__  # type: ignore[attr-defined]
     if not isinstance(table, Table):  # pragma: no cover - SQLModel always builds a Table
@@ -163,15 +188,21 @@ def _table(model: type[GorchTable]) -> Table:
 workflows = _table(WorkflowRow)
 waits = _table(WaitRow)
 history = _table(HistoryRow)
+sign_in_failures = _table(SignInFailureRow)
+revoked_sessions = _table(RevokedSessionRow)
 
 __all__ = [
     "VERSION_TABLE",
     "HistoryRow",
+    "RevokedSessionRow",
+    "SignInFailureRow",
     "UTCDateTime",
     "WaitRow",
     "WorkflowRow",
     "history",
     "metadata",
+    "revoked_sessions",
+    "sign_in_failures",
     "waits",
     "workflows",
 ]

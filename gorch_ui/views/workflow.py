@@ -176,9 +176,10 @@ else:
             )
         except GorchError as e:
             st.session_state["state_preview"] = None
-            ui.flash("error", f"Invalid state: {e}")
+            ui.flash("error", f"Invalid state: {e}", key="state_preview_button")
 
     st.button("Preview changes", key="state_preview_button", on_click=preview)
+    ui.show_message("state_preview_button")
     diff = st.session_state.get("state_preview")
     if diff is not None:
         if diff.changed:

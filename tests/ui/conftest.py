@@ -23,7 +23,10 @@ from engine import Engine
 from engine.config import DEFAULT_APP
 from gorch_ui import APP_FILE, ui
 
-AUTH_VARS = ("GORCH_UI_PASSWORD", "GORCH_UI_VIEWER_PASSWORD", "GORCH_UI_OPERATORS", "GORCH_APP")
+AUTH_VARS = ("GORCH_UI_PASSWORD", "GORCH_UI_VIEWER_PASSWORD", "GORCH_UI_OPERATORS", "GORCH_APP",
+             "GORCH_UI_SECRET_FILE", "GORCH_UI_SESSION_HOURS", "GORCH_UI_LOCKOUT_ATTEMPTS",
+             "GORCH_UI_LOCKOUT_MINUTES")  # fmt: skip
+TEST_SECRET = "test-secret-" + "0123456789" * 4
 
 
 @pytest.fixture(params=["memory", "sqlite"])
@@ -40,6 +43,7 @@ def ui_env(monkeypatch: pytest.MonkeyPatch, db_url: str) -> Iterator[str]:
     monkeypatch.setenv("GORCH_UI_EXECUTE", "inline")
     for var in AUTH_VARS:
         monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("GORCH_UI_SECRET", TEST_SECRET)  # no secret file in the user's home
     st.cache_resource.clear()
     yield db_url
     st.cache_resource.clear()

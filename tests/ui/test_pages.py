@@ -92,8 +92,8 @@ def test_a_stale_click_gets_a_clear_message(open_page: Open, engine: Engine) -> 
     engine.on_callback(wait.workflow_id, wait.event, {"approved": True}, actor="bo")
     at.text_input(key=f"reason_{wait.id}").set_value("too late")
     at.button(key=f"deny_{wait.id}").click().run()
-    warning = [str(w.value) for w in at.warning if "already resolved" in str(w.value)]
-    assert warning and "by bo" in warning[0] and "Nothing was changed" in warning[0]
+    error = [str(w.value) for w in at.error if "already resolved" in str(w.value)]
+    assert error and "by bo" in error[0] and "Nothing was changed" in error[0]  # a failure
     assert engine.get(wait.workflow_id).result == {"approved": 120}
 
 
@@ -255,7 +255,10 @@ def test_password_gate_blocks_until_the_right_password(
     at.text_input(key="login_name").set_value("ana")
     at.text_input(key="login_password").set_value("wrong")
     at.button[0].click().run()
-    assert [e.value for e in at.error] == ["Wrong password."]
+    assert [e.value for e in at.error] == [
+        "Wrong password. 4 more attempts before this name is locked for 15 minutes. "
+        "(1 refused in this tab.)"
+    ]
     assert [t.value for t in at.title] == ["gorch"]
     at.text_input(key="login_password").set_value("s3cret")
     at.button[0].click().run()

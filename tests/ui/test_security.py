@@ -233,10 +233,13 @@ def test_the_password_gate_shows_no_page_and_no_data(
     at = goto_page(AppTest.from_file(str(APP_FILE), default_timeout=60).run(), page, query)
     assert_gated(at, opened, PASSWORD_FORM)
     at.text_input(key="login_name").set_value("mallory")
-    for wrong in ("", "S3CRET", "s3cret ", "' OR 1=1 --"):
+    for left, wrong in zip("4321", ("", "S3CRET", "s3cret ", "' OR 1=1 --"), strict=True):
         at.text_input(key="login_password").set_value(wrong)
         at.button[0].click().run()
-        assert [e.value for e in at.error] == ["Wrong password."]
+        assert [e.value for e in at.error] == [
+            f"Wrong password. {left} more attempt{'s' if left != '1' else ''} before this "
+            f"name is locked for 15 minutes. ({5 - int(left)} refused in this tab.)"
+        ]
         assert_gated(at, opened, PASSWORD_FORM)
 
 
