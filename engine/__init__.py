@@ -47,6 +47,7 @@ from engine._definition.statements import (
 )
 from engine._definition.workflow import Workflow
 from engine._engine import Engine
+from engine._incidents import BulkAction, BulkPreview, BulkReport, BulkTarget, Incident
 from engine._interpreter import current_attempt, current_thread, current_wait
 from engine._jsonsafe import storable_text
 from engine._records import (
@@ -61,6 +62,7 @@ from engine._records import (
     WaitInfo,
     WaitStatus,
     WorkflowInfo,
+    WorkflowSort,
     WorkflowStatus,
 )
 from engine._state import state_data, undeclared_fields, validate_state
@@ -111,6 +113,10 @@ __all__ = [
     "POSITIONABLE_KINDS",
     "VERBOSE_ENV",
     "Break",
+    "BulkAction",
+    "BulkPreview",
+    "BulkReport",
+    "BulkTarget",
     "CallbackManager",
     "CallbackRejected",
     "Case",
@@ -130,6 +136,7 @@ __all__ = [
     "HistoryEntry",
     "HistoryKind",
     "If",
+    "Incident",
     "InlineResumer",
     "InvalidInput",
     "InvalidOperation",
@@ -180,6 +187,7 @@ __all__ = [
     "WorkflowInfo",
     "WorkflowNotDue",
     "WorkflowNotFound",
+    "WorkflowSort",
     "WorkflowStatus",
     "check_compatibility",
     "configure_logging",
