@@ -60,6 +60,7 @@ BENCHES = [
     Bench("ui", "bench_ui", "row 7: the UI's pages and queries over 100,000 workflows"),
     Bench("graph", "bench_graph", "extra: drawing a 331-statement definition"),
     Bench("prune", "bench_prune", "extra: pruning 100,000 ended workflows vs raw DELETEs"),
+    Bench("list", "bench_list", "issue 17: the workflows list at 1,000,000 workflows"),
 ]  # fmt: skip
 NAMES = [b.name for b in BENCHES]
 

@@ -666,16 +666,12 @@ class Engine:
         while len(failed) < scan:
             want = min(500, scan - len(failed))
             page = self.store.list_workflows(
-                status=WorkflowStatus.FAILED,
-                type=type,
-                sort=WorkflowSort.UPDATED,
-                limit=want,
-                after=after,
-            )
+                status=WorkflowStatus.FAILED, type=type, limit=want, after=after
+            )  # newest created first: the (status, created_at, id) index, by keyset
             failed.extend(page)
             if len(page) < want:
                 break
-            after = (page[-1].updated_at, page[-1].id)
+            after = (page[-1].created_at, page[-1].id)
         return _incidents.group(failed)
 
     def preview_bulk(

@@ -240,8 +240,10 @@ def list_workflows(
 def error_text(info: WorkflowInfo[Any]) -> str:
     """The workflow's error for a table cell: its own, its failed threads', or why its state
     does not load ("" if none)."""
-    failed = [f"{t.id}: {t.error}" for t in info.threads if t.status is ThreadStatus.FAILED]
-    return info.error or "; ".join(failed) or state_problem(info)
+    failed = [t for t in info.threads if t.status is ThreadStatus.FAILED]
+    if len(failed) == 1 and failed[0].id == MAIN:  # the usual case: no need to name it
+        return info.error or failed[0].error or ""
+    return info.error or "; ".join(f"{t.id}: {t.error}" for t in failed) or state_problem(info)
 
 
 def failures(info: WorkflowInfo[Any]) -> list[str]:

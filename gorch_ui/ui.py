@@ -169,14 +169,17 @@ def confirm_action(
     preview: str | Callable[[], str],
     confirm: str | None = None,
     disabled: bool = False,
+    area: Any = None,
     **kw: Any,
 ) -> None:
     """A button that asks once before it acts: for what acts in bulk or for good.
 
     The first click shows ``preview`` (Markdown the caller escaped: what will happen, to
-    how many, which) with a confirm button, an ``action`` calling ``fn`` like ``action``
-    does, and a button to leave it. ``preview`` may be a function, so it is computed only
-    while the question is open, from what the page holds then.
+    how many, which) with a confirm button (``confirm``, by default ``label`` again), an
+    ``action`` calling ``fn`` like ``action`` does, and a button to leave it. ``preview``
+    may be a function, so it is computed only while the question is open, from what the
+    page holds then. ``area``: a container to ask in (e.g. one under a row of narrow button
+    columns) instead of where the button is.
     """
     flag = f"{key}__asking"
     op = operator()
@@ -193,11 +196,12 @@ def confirm_action(
             **kw,
         )
         return
-    with st.container(border=True):
+    with area if area is not None else st.container(), st.container(border=True):
         st.markdown(preview() if callable(preview) else preview)
         yes, no = st.columns(2)
         with yes:
-            action(confirm or f"Yes, {label.lower()}", f"{key}_confirm", _Confirmed(flag, fn),
+            # its label starts the message if it fails ("Retry failed: ..."): a verb
+            action(confirm or label, f"{key}_confirm", _Confirmed(flag, fn),
                    *args, type="primary")  # fmt: skip
         no.button("No, leave it", key=f"{key}_keep", on_click=_drop, args=(flag,))
 

@@ -77,8 +77,8 @@ class WorkflowRow(GorchTable, table=True):
         Index("ix_workflows_status_created_at_id", "status", "created_at", "id"),
         Index("ix_workflows_type_created_at_id", "type", "created_at", "id"),
         Index("ix_workflows_created_at_id", "created_at", "id"),
-        Index("ix_workflows_status_updated_at_id", "status", "updated_at", "id"),
         Index("ix_workflows_updated_at_id", "updated_at", "id"),
+        Index("ix_workflows_type_status", "type", "status"),  # counts by type: index only
         Index("ix_workflows_status_next_run_at", "status", "next_run_at"),
     )
 

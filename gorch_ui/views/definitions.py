@@ -60,7 +60,7 @@ for tab, type_ in zip(st.tabs(types), types, strict=True):
                     st.session_state.get(f"move_from_{t}") or "",
                     st.session_state.get(f"move_to_{t}") or "",
                 ),
-                confirm="Yes, move them",
+                confirm="Move them",
                 disabled=not view.threads_at,
             )
         st.page_link(

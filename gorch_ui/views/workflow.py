@@ -109,6 +109,7 @@ if info.status.done:  # a finished or cancelled workflow: nothing to step, run o
     st.caption(f"This workflow is {info.status.value}: nothing more runs.")
 else:
     a = st.columns(4)
+    question = st.container()  # where Retry and Cancel ask, full width under the buttons
     with a[0]:
         ui.action(
             "Step once", "act_step", services.step, wid, Field("act_reason"), disabled=broken,
@@ -128,6 +129,7 @@ else:
             Field("act_reason"),
             preview=lambda: services.retry_preview(info),
             disabled=info.status is not WorkflowStatus.FAILED or broken,
+            area=question,
             **blocked,
         )
     with a[3]:
@@ -138,8 +140,9 @@ else:
             wid,
             Field("act_reason"),
             preview=lambda: services.cancel_preview(view),
-            confirm="Yes, cancel it",
+            confirm="Cancel for good",
             disabled=broken,
+            area=question,
             **blocked,
         )
 

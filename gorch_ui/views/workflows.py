@@ -94,6 +94,7 @@ event = st.dataframe(
     on_select="rerun",
     selection_mode="single-row",
     key="wf_table",
+    column_order=("id", "type", "status", "error", "waiting on", "where", "created", "updated"),
     column_config={
         "id": st.column_config.TextColumn(width="medium"),
         "status": st.column_config.TextColumn(width="small"),

@@ -2,8 +2,10 @@
 
 Each listing index ends in ``id``, the tie-breaker of its order, so a page after a cursor
 ``(time, id)`` is one index range; ``updated_at`` is indexed for the updated-time filter
-and order. The three ``(…, created_at)`` indexes they replace are dropped (each new one
-serves their queries too).
+and order (one index only: every checkpoint moves ``updated_at``, so each index on it is
+written at every step). ``(type, status)`` makes the per-type counts an index-only scan.
+The three ``(…, created_at)`` indexes the new ones replace are dropped (each new one serves
+their queries too).
 
 Revision ID: 0005
 Revises: 0003
@@ -25,8 +27,8 @@ _NEW = {
     "ix_workflows_status_created_at_id": ["status", "created_at", "id"],
     "ix_workflows_type_created_at_id": ["type", "created_at", "id"],
     "ix_workflows_created_at_id": ["created_at", "id"],
-    "ix_workflows_status_updated_at_id": ["status", "updated_at", "id"],
     "ix_workflows_updated_at_id": ["updated_at", "id"],
+    "ix_workflows_type_status": ["type", "status"],
 }
 _OLD = {
     "ix_workflows_status_created_at": ["status", "created_at"],
