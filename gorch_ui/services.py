@@ -110,8 +110,14 @@ class Counts:
 
 
 def counts(engine: Engine) -> Counts:
-    by_type = {t: engine.store.count_workflows(type=t) for t in sorted(engine.workflows)}
-    return Counts(engine.store.count_workflows(), by_type)
+    """The counts, in one read of the store (a GROUP BY type, status)."""
+    found = engine.store.count_by_type()
+    total = dict.fromkeys(WorkflowStatus, 0)
+    for n in found.values():
+        for s, k in n.items():
+            total[s] += k
+    empty = dict.fromkeys(WorkflowStatus, 0)
+    return Counts(total, {t: found.get(t, empty) for t in sorted(engine.workflows)})
 
 
 @dataclass(frozen=True)
@@ -157,13 +163,15 @@ def list_workflows(
     created: tuple[datetime | None, datetime | None] = (None, None),
     updated: tuple[datetime | None, datetime | None] = (None, None),
     sort: str = "created_at",
+    known: Counts | None = None,
 ) -> WorkflowPage:
     """Workflows newest first, filtered, one page at a time; the database does the paging.
 
     With a ``cursor`` the page is found by keyset, so the last page of a million rows costs
     what the first does; ``page`` is then only the number shown. Without one, ``page`` is
     an offset (the cost of a deep page grows with it). ``created``/``updated`` are
-    ``[from, to)`` time ranges; ``sort`` is ``created_at`` or ``updated_at``.
+    ``[from, to)`` time ranges; ``sort`` is ``created_at`` or ``updated_at``. ``known``:
+    the ``counts`` the page has read already, for the total (else they are read again).
     """
     try:
         st = WorkflowStatus(status) if status else None
@@ -204,8 +212,11 @@ def list_workflows(
         has_next, has_previous = beyond, go == "after" or (go == "offset" and page > 0)
     total = None
     if not search and created == (None, None) and updated == (None, None):
-        by_status = engine.store.count_workflows(type=type or None)
-        total = by_status[st] if st else sum(by_status.values())
+        if known is None:
+            by_status = engine.store.count_workflows(type=type or None)
+        else:
+            by_status = known.by_type.get(type, {}) if type else known.total
+        total = by_status.get(st, 0) if st else sum(by_status.values())
     rows = [
         {
             "id": r.id,

@@ -163,6 +163,11 @@ class Store(Protocol):
         """How many workflows stand in each status."""
         ...
 
+    def count_by_type(self) -> dict[str, dict[WorkflowStatus, int]]:
+        """How many workflows of each stored type stand in each status, in one read (an
+        index-only scan of ``(type, status)`` on SQL)."""
+        ...
+
     def list_waits(
         self, *, workflow_id: str | None = None, type: str | None = None, limit: int | None = None
     ) -> list[WaitInfo]:

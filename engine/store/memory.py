@@ -215,6 +215,13 @@ class MemoryStore:
                     counts[r.status] += 1
             return counts
 
+    def count_by_type(self) -> dict[str, dict[WorkflowStatus, int]]:
+        with self._lock:
+            counts: dict[str, dict[WorkflowStatus, int]] = {}
+            for r in self._workflows.values():
+                counts.setdefault(r.type, dict.fromkeys(WorkflowStatus, 0))[r.status] += 1
+            return counts
+
     def list_waits(
         self, *, workflow_id: str | None = None, type: str | None = None, limit: int | None = None
     ) -> list[WaitInfo]:

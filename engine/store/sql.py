@@ -542,6 +542,17 @@ class SQLModelStore:
             counts[WorkflowStatus(status)] = int(n)
         return counts
 
+    def count_by_type(self) -> dict[str, dict[WorkflowStatus, int]]:
+        w = workflows.c
+        stmt = select(w.type, w.status, func.count()).group_by(w.type, w.status)
+        with self._read("count_by_type") as conn:
+            rows = conn.execute(stmt).all()
+        counts: dict[str, dict[WorkflowStatus, int]] = {}
+        for type_, status, n in rows:
+            by_status = counts.setdefault(type_, dict.fromkeys(WorkflowStatus, 0))
+            by_status[WorkflowStatus(status)] = int(n)
+        return counts
+
     def list_waits(
         self, *, workflow_id: str | None = None, type: str | None = None, limit: int | None = None
     ) -> list[WaitInfo]:

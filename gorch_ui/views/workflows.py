@@ -86,6 +86,7 @@ page = services.list_workflows(
     created=created,
     updated=updated,
     sort=sort,
+    known=counts,
 )
 
 event = st.dataframe(
@@ -128,11 +129,11 @@ p2.button("Previous", key="wf_prev", on_click=_turn, args=("before", n - 1),
           disabled=not page.has_previous)  # fmt: skip
 p3.button("Next", key="wf_next", on_click=_turn, args=("after", n + 1), disabled=not page.has_next)
 p4.button("Last", key="wf_last", on_click=_turn, args=("last", last), disabled=not page.has_next)
-p5.caption(
-    (f"Page {n + 1}" if page.total is not None or n else "")
-    + (f" of {page.pages} · {services.plural(page.total, 'workflow')}" if page.total else "")
-    + " · select a row to open it"
-)
+where = f"Page {n + 1}" if page.total is not None or n else ""
+if page.total:
+    where += f" of {page.pages} · {services.plural(page.total, 'workflow')}"
+p5.caption(" · ".join(x for x in (where, "select a row to open it" if page.rows else "") if x)
+           or "No workflow matches these filters.")  # fmt: skip
 
 with st.sidebar:
     st.divider()

@@ -134,3 +134,13 @@ def test_engine_list_passes_them_on_and_checks_sort() -> None:
     assert [r.id for r in page] == ["wf-002", "wf-001"]
     with pytest.raises(InvalidOperation, match="unknown sort"):
         engine.list(sort="name")
+
+
+def test_count_by_type_in_one_read(filled: Store) -> None:
+    counts = filled.count_by_type()
+    assert set(counts) == {"A", "B"}
+    assert counts["A"][WorkflowStatus.FAILED] == 5  # i % 3 == 0 and odd: 3, 9, 15, 21, 27
+    assert counts["B"][WorkflowStatus.WAITING] == 10
+    assert counts["A"][WorkflowStatus.CANCELLED] == 0
+    for type_ in ("A", "B"):
+        assert counts[type_] == filled.count_workflows(type=type_)
