@@ -176,7 +176,7 @@ def test_incidents_retry_a_group_after_its_preview_and_skip_one_that_changed(
             engine.retry("import-batch-8", "carol", "by hand")  # changes after the preview
             page.get_by_role("button", name="Retry 4 workflows").click()
             page.get_by_text("retried 3 workflows").wait_for()
-            page.get_by_text("changed since the preview").wait_for()
+            page.get_by_text("skipped import-batch-8: changed since the preview").wait_for()
             _screenshot(page, tmp_path, "incident_report.png")
         finally:
             browser.close()
