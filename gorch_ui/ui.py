@@ -183,7 +183,7 @@ def confirm_action(
     """
     flag = f"{key}__asking"
     op = operator()
-    if disabled or not op.can_act:
+    if disabled:
         st.session_state.pop(flag, None)
     if not st.session_state.get(flag):
         kw.setdefault("help", None if op.can_act else "viewers cannot act")
