@@ -778,7 +778,21 @@ def move(
     """Move every thread of the type standing on one statement to another (one operation)."""
     report = engine.move(type_name, from_statement, to_statement, actor(op), reason or None)
     failed = f"; {len(report.failed)} failed: {report.failed}" if report.failed else ""
-    return f"moved {len(report.moved)} thread(s) to {to_statement!r}{failed}"
+    # Moved threads run on from there at once (inline) and may stand on the same statement
+    # again (a wait after the step they were sent back to): say where they stand now.
+    now: Counter[str] = Counter()
+    for wid, tid in report.moved:
+        try:
+            t = engine.get(wid).thread(tid)
+        except GorchError:
+            continue
+        now[f"{t.position or 'start'} ({t.status.value})" if t is not None else "gone"] += 1
+    where = ", ".join(f"{k}: {n}" for k, n in now.most_common())
+    ran = f"; they ran on and now stand on: {where}" if where else ""
+    return (
+        f"moved {plural(len(report.moved), 'thread')} to {to_statement!r} "
+        f"(operation {report.operation}){ran}{failed}"
+    )
 
 
 def move_candidates(

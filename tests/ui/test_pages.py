@@ -289,6 +289,35 @@ def test_definitions_page_counts_and_checks_compatibility(open_page: Open) -> No
     assert any("0 would break" in str(s.value) for s in at.success)
 
 
+def test_definitions_page_reads_well_and_a_bulk_move_asks_saying_which(
+    open_page: Open, engine: Engine
+) -> None:
+    engine.new_workflow(Expense(amount=7), "bulk-move-1")
+    at = open_page("definitions", type="Expense")
+    text = " ".join(str(m.value) for m in at.markdown)
+    assert "**2** live workflows" in text
+    assert "**1** live workflow" in text and "**1** live workflows" not in text  # Order, Import
+    links = [str(p.proto.label) for p in at.get("page_link")]
+    assert "Start an Expense" in links and "Start an Order" in links
+    assert not any(label.startswith("Start a E") for label in links)
+
+    at.selectbox(key="move_from_Expense").set_value("waiting for approval")
+    at.selectbox(key="move_to_Expense").set_value("first action")
+    at.text_input(key="move_reason_Expense").set_value("resend")
+    at.button(key="move_Expense").click().run()
+    question = " ".join(str(m.value) for m in at.markdown)
+    assert "Move 2 threads of 2 workflows" in question, question
+    assert "bulk-move-1" in question.replace("\\", "")  # which: every one is listed
+    assert "demo-expense-waiting" in question.replace("\\", "")
+    assert [h.kind for h in engine.history("bulk-move-1")].count("goto") == 0  # asked only
+    at.button(key="move_Expense_confirm").click().run()
+    said = " ".join(messages(at)).replace("\\", "")  # messages are escaped Markdown
+    assert "moved 2 threads to 'first action'" in said, said
+    assert "now stand on: waiting for approval (waiting): 2" in said  # why still "2 here"
+    moved = [h for h in engine.history("bulk-move-1") if h.kind == "goto"]
+    assert [(h.actor, h.detail["reason"]) for h in moved] == [("ana", "resend")]
+
+
 def test_password_gate_blocks_until_the_right_password(
     open_page: Open, engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
