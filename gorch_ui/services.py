@@ -441,7 +441,7 @@ def retry_preview(info: WorkflowInfo[Any]) -> str:
     n = len(lines)
     return (
         f"**Retry {n} failed thread{'' if n == 1 else 's'} of {md(info.id)}?** Each gets fresh "
-        "attempts at the statement where it failed:\n\n" + "\n".join(f"- {md(x)}" for x in lines)
+        "attempts at the statement where it failed.\n\n" + "\n".join(f"- {md(x)}" for x in lines)
     )
 
 

@@ -19,12 +19,12 @@ if isinstance(report, BulkReport):  # what the last bulk operation did
     bad = report.skipped or report.failed or any(s == "failed" for _, s in report.done)
     (st.warning if bad else st.success)(md(report.summary()))
     for wid, why in report.skipped:
-        st.markdown(f"- skipped {md(wid)}: {md(why)}")
+        st.markdown(md(f"- skipped {wid}: {why}"))
     for wid, e in report.failed:
-        st.markdown(f"- refused {md(wid)}: {md(e)}")
+        st.markdown(md(f"- refused {wid}: {e}"))
     again = [w for w, s in report.done if s == "failed"]
     if again:
-        st.markdown(f"- failed again: {md(', '.join(again))}")
+        st.markdown(md(f"- failed again: {', '.join(again)}"))
 
 type_ = st.selectbox(
     "Type", ["", *sorted(engine.workflows)], format_func=lambda s: s or "any", key="inc_type"
@@ -66,7 +66,8 @@ st.markdown(
     f"**{md(incident.cause)}** on **{md(incident.statement)}** of **{md(incident.type)}** · "
     f"{services.plural(incident.threads, 'thread')} in "
     f"{services.plural(incident.workflows, 'workflow')} · first seen "
-    f"{incident.first_seen:%Y-%m-%d %H:%M:%S}, last seen {incident.last_seen:%Y-%m-%d %H:%M:%S}"
+    f"{md(f'{incident.first_seen:%Y-%m-%d %H:%M:%S}')}, last seen "
+    f"{md(f'{incident.last_seen:%Y-%m-%d %H:%M:%S}')}"
 )
 st.caption("The newest error of the group as it was recorded:")
 st.code(incident.example, language="text")

@@ -7,9 +7,11 @@ from collections.abc import Callable
 
 from streamlit.testing.v1 import AppTest
 
-from engine import Engine, WorkflowStatus
+from engine import Engine, RetryPolicy, S, Section, Step, Workflow, WorkflowStatus
 from engine.examples import Import
+from tests.apps.hostile_app import PAYLOAD, WID
 from tests.ui.helpers import keys, messages
+from tests.ui.test_hostile_text import assert_inert, hostile_bodies
 
 Open = Callable[..., AppTest]
 
@@ -73,3 +75,27 @@ def test_cancel_a_group_after_its_preview(open_page: Open, engine: Engine) -> No
     at.button(key="inc_run").click().run()
     assert all(engine.get(w).status is WorkflowStatus.CANCELLED for w in ids)
     assert any("No failed workflows" in m for m in messages(at))
+
+
+class HostileFailure(Workflow):
+    """A step named with hostile Markdown that raises hostile Markdown."""
+
+    def definition(self) -> Section:
+        return S(Step(f"{PAYLOAD} step", self.boom, retry=RetryPolicy(max_attempts=1)))
+
+    def boom(self) -> None:
+        raise ValueError(PAYLOAD)
+
+
+def test_hostile_failures_show_as_text(open_page: Open, engine: Engine) -> None:
+    engine.new_workflow(HostileFailure(), WID)
+    assert engine.get(WID).status is WorkflowStatus.FAILED
+    at = open_page("workflow", id=WID)
+    assert_inert(hostile_bodies(at), at_least=2)  # the title, the failure header
+    at.button(key="act_retry").click().run()
+    assert_inert(hostile_bodies(at), at_least=3)  # and the question
+    at = open_page("incidents", incident="")
+    assert_inert(hostile_bodies(at), at_least=1)  # the group's description
+    at.button(key="inc_preview_button").click().run()
+    at.button(key="inc_run").click().run()
+    assert_inert(hostile_bodies(at), at_least=1)
