@@ -54,6 +54,7 @@ def live() -> None:
             "on the **Incidents** page.",
             icon=":material/error:",
         )
+        st.page_link("views/incidents.py", label="Incidents", icon=":material/report:")
     elif info.error:
         st.error(f"**Finished with an error:** {md(info.error)}", icon=":material/error:")
     if info.state_error:
