@@ -196,6 +196,7 @@ def measure(db: str, url: str, n: int, runs: int) -> list[Row]:
         for q, (ours, sql, params) in queries(store, engine, n).items():
             got = ours()
             size = len(got.rows) if q == "page" else len(got)
+
             def floor(sql: str = sql, params: tuple[Any, ...] = params) -> Any:
                 found = []
                 for i, one in enumerate(sql.split("; ")):  # the page: the list, the counts

@@ -699,8 +699,7 @@ class Engine:
             kind = BulkAction(action)
         except ValueError:
             raise InvalidOperation(
-                f"unknown bulk action {action!r}: one of "
-                + ", ".join(a.value for a in BulkAction)
+                f"unknown bulk action {action!r}: one of " + ", ".join(a.value for a in BulkAction)
             ) from None
         if isinstance(workflow_ids, str):
             raise InvalidOperation("workflow_ids is a list of ids, not one string")

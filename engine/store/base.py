@@ -228,9 +228,7 @@ def check_prune(finished_before: datetime, statuses: Sequence[WorkflowStatus], b
         raise InvalidOperation(f"prune batch must be an integer of at least 1, not {batch!r}")
 
 
-def check_listing(
-    times: Sequence[datetime | None], after: tuple[datetime, str] | None
-) -> None:
+def check_listing(times: Sequence[datetime | None], after: tuple[datetime, str] | None) -> None:
     """Refuse a listing whose time bounds or cursor are no instants (naive times cannot be
     compared with stored ones); every store checks this itself."""
     if after is not None:
