@@ -61,6 +61,7 @@ BENCHES = [
     Bench("graph", "bench_graph", "extra: drawing a 331-statement definition"),
     Bench("prune", "bench_prune", "extra: pruning 100,000 ended workflows vs raw DELETEs"),
     Bench("timeline", "bench_timeline", "extra: Engine.timeline of a 1,000-line history"),
+    Bench("list", "bench_list", "issue 17: the workflows list at 1,000,000 workflows"),
 ]  # fmt: skip
 NAMES = [b.name for b in BENCHES]
 

@@ -47,6 +47,7 @@ from engine._definition.statements import (
 )
 from engine._definition.workflow import Workflow
 from engine._engine import Engine
+from engine._incidents import BulkAction, BulkPreview, BulkReport, BulkTarget, Incident
 from engine._interpreter import current_attempt, current_thread, current_wait
 from engine._jsonsafe import storable_text
 from engine._records import (
@@ -61,6 +62,7 @@ from engine._records import (
     WaitInfo,
     WaitStatus,
     WorkflowInfo,
+    WorkflowSort,
     WorkflowStatus,
 )
 from engine._sandbox import ManagerCall, RecordedCall, Sandbox
@@ -114,6 +116,10 @@ __all__ = [
     "POSITIONABLE_KINDS",
     "VERBOSE_ENV",
     "Break",
+    "BulkAction",
+    "BulkPreview",
+    "BulkReport",
+    "BulkTarget",
     "CallbackManager",
     "CallbackRejected",
     "Case",
@@ -133,6 +139,7 @@ __all__ = [
     "HistoryEntry",
     "HistoryKind",
     "If",
+    "Incident",
     "InlineResumer",
     "InvalidInput",
     "InvalidOperation",
@@ -190,6 +197,7 @@ __all__ = [
     "WorkflowInfo",
     "WorkflowNotDue",
     "WorkflowNotFound",
+    "WorkflowSort",
     "WorkflowStatus",
     "check_compatibility",
     "configure_logging",

@@ -12,6 +12,7 @@ from contextlib import contextmanager, nullcontext, suppress
 from datetime import datetime, timedelta
 from typing import Any
 
+import engine._incidents as _incidents
 import engine._jsonsafe as _jsonsafe
 import engine._sandbox as _sandbox
 import engine._state as _state
@@ -21,6 +22,7 @@ from engine._definition.compiler import build_traced
 from engine._definition.handlers import CallbackManager
 from engine._definition.statements import RetryPolicy, Step
 from engine._definition.workflow import Workflow
+from engine._incidents import BulkAction, BulkPreview, BulkReport, BulkTarget, Incident
 from engine._records import (
     MAIN,
     PRUNABLE,
@@ -33,6 +35,7 @@ from engine._records import (
     WaitInfo,
     WorkflowInfo,
     WorkflowRecord,
+    WorkflowSort,
     WorkflowStatus,
 )
 from engine._scheduling.polling import Poller
@@ -58,6 +61,7 @@ from engine.errors import (
     UnknownWorkflowType,
     WorkflowBusy,
     WorkflowExists,
+    WorkflowNotFound,
 )
 from engine.resumers import InlineResumer, Resumer
 from engine.store.base import Store
@@ -517,11 +521,30 @@ class Engine:
         search: str | None = None,
         limit: int = 100,
         offset: int = 0,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        updated_after: datetime | None = None,
+        updated_before: datetime | None = None,
+        sort: WorkflowSort | str = WorkflowSort.CREATED,
+        ascending: bool = False,
+        after: tuple[datetime, str] | None = None,
     ) -> Sequence[WorkflowInfo[Any]]:
-        """Workflows, newest first, filtered by status, type and id substring.
+        """Workflows, newest first, filtered by status, type, id substring and time ranges.
 
         A row whose state does not load (or whose type is not registered) is listed with
         ``state`` None and ``state_error`` saying why, among the others as usual.
+
+        Args:
+            created_after, created_before, updated_after, updated_before: timezone-aware
+                bounds, ``after <= t < before`` (``updated_at`` is the last checkpoint).
+            sort: order by ``created_at`` (default) or ``updated_at``, then id.
+            ascending: oldest first.
+            after: keyset paging: the ``(time, id)`` of the last row of the previous page
+                (its ``created_at`` or ``updated_at``, as sorted); a deep page then costs
+                what the first does. ``offset`` works too, at a cost growing with it.
+
+        Raises:
+            InvalidOperation: an unknown status or sort, a naive time, a malformed cursor.
         """
         _jsonsafe.check_text(search=search, type=type)  # InvalidOperation: no store could match it
         try:
@@ -530,10 +553,27 @@ class Engine:
             raise InvalidOperation(
                 f"unknown status {status!r}: one of {', '.join(s.value for s in WorkflowStatus)}"
             ) from None
+        try:
+            order = WorkflowSort(sort)
+        except ValueError:
+            raise InvalidOperation(
+                f"unknown sort {sort!r}: one of {', '.join(s.value for s in WorkflowSort)}"
+            ) from None
         return [
             self._info(r, listing=True)
             for r in self.store.list_workflows(
-                status=st, type=type, search=search, limit=limit, offset=offset
+                status=st,
+                type=type,
+                search=search,
+                limit=limit,
+                offset=offset,
+                created_after=created_after,
+                created_before=created_before,
+                updated_after=updated_after,
+                updated_before=updated_before,
+                sort=order,
+                ascending=bool(ascending),
+                after=after,
             )
         ]
 
@@ -688,6 +728,163 @@ class Engine:
                 report.moved.append((wid, tid))
             except GorchError as e:
                 report.failed.append((wid, tid, e))
+        return report
+
+    # -- incidents and bulk actions ---------------------------------------------------------
+
+    def incidents(self, *, type: str | None = None, scan: int = 10_000) -> builtins.list[Incident]:
+        """Failed threads of failed workflows, grouped by cause, the largest group first.
+
+        A cause is the workflow type, the statement the thread failed on, the error's class
+        and its message with ids and numbers masked, so the same failure in a thousand
+        workflows is one ``Incident`` with its count, first and last seen.
+
+        Args:
+            type: only workflows of this type.
+            scan: look at the newest this many failed workflows (paged by keyset).
+
+        Raises:
+            InvalidOperation: ``scan`` is not a positive integer, or ``type`` is not text.
+        """
+        if isinstance(scan, bool) or not isinstance(scan, int) or scan < 1:
+            raise InvalidOperation(f"scan must be an integer of at least 1, not {scan!r}")
+        _jsonsafe.check_text(type=type)
+        failed: builtins.list[WorkflowRecord] = []
+        after: tuple[datetime, str] | None = None
+        while len(failed) < scan:
+            want = min(500, scan - len(failed))
+            page = self.store.list_workflows(
+                status=WorkflowStatus.FAILED, type=type, limit=want, after=after
+            )  # newest created first: the (status, created_at, id) index, by keyset
+            failed.extend(page)
+            if len(page) < want:
+                break
+            after = (page[-1].created_at, page[-1].id)
+        return _incidents.group(failed)
+
+    def preview_bulk(
+        self,
+        action: BulkAction | str,
+        workflow_ids: Iterable[str],
+        *,
+        incident: str | None = None,
+    ) -> BulkPreview:
+        """List what a bulk ``retry_many`` / ``cancel_many`` would touch, acting on nothing.
+
+        Each workflow is read once: those the action applies to (failed, for a retry; not
+        ended, for a cancel) become targets with the version they have now; the others are
+        listed as refused, with why.
+
+        Args:
+            action: ``"retry"`` or ``"cancel"``.
+            workflow_ids: the workflows (an ``Incident.workflow_ids``, say).
+            incident: the incident's key, kept with the preview for the operator's record.
+
+        Raises:
+            InvalidOperation: an unknown action, or ``workflow_ids`` is a single string.
+        """
+        try:
+            kind = BulkAction(action)
+        except ValueError:
+            raise InvalidOperation(
+                f"unknown bulk action {action!r}: one of " + ", ".join(a.value for a in BulkAction)
+            ) from None
+        if isinstance(workflow_ids, str):
+            raise InvalidOperation("workflow_ids is a list of ids, not one string")
+        targets: builtins.list[BulkTarget] = []
+        refused: builtins.list[tuple[str, str]] = []
+        for wid in dict.fromkeys(workflow_ids):
+            try:
+                record = self.store.load(_jsonsafe.known_id(wid))
+            except GorchError as e:
+                refused.append((str(wid), f"{type(e).__name__}: {e}"))
+                continue
+            if kind.applies(record.status):
+                targets.append(_incidents.target(record))
+            else:
+                refused.append((wid, f"it is {record.status.value}"))
+        return BulkPreview(kind, tuple(targets), tuple(refused), incident, self.clock.now())
+
+    def retry_many(
+        self,
+        preview: BulkPreview,
+        actor: str,
+        reason: str | None = None,
+        *,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> BulkReport:
+        """Retry every workflow of ``preview`` that has not changed since, as one operation.
+
+        Each retry is recorded with ``actor``, ``reason`` and the report's ``operation`` id.
+        A workflow whose version differs from the preview's (someone retried, moved or
+        edited it meanwhile) is skipped and reported, never acted on blindly; the version
+        is compared under the workflow's lease, in the session that retries it.
+
+        Args:
+            progress: called after each workflow with (how many done, how many in all).
+
+        Raises:
+            InvalidOperation: ``preview`` is not a retry preview.
+        """
+        return self._bulk(preview, BulkAction.RETRY, actor, reason, progress)
+
+    def cancel_many(
+        self,
+        preview: BulkPreview,
+        actor: str,
+        reason: str | None = None,
+        *,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> BulkReport:
+        """Cancel every workflow of ``preview`` that has not changed since, as one operation.
+
+        As ``retry_many``: one ``operation`` id in every history line, a workflow that changed
+        since the preview skipped and reported.
+
+        Raises:
+            InvalidOperation: ``preview`` is not a cancel preview.
+        """
+        return self._bulk(preview, BulkAction.CANCEL, actor, reason, progress)
+
+    def _bulk(
+        self,
+        preview: BulkPreview,
+        action: BulkAction,
+        actor: str,
+        reason: str | None,
+        progress: Callable[[int, int], None] | None,
+    ) -> BulkReport:
+        if not isinstance(preview, BulkPreview) or preview.action is not action:
+            raise InvalidOperation(
+                f"{action.value}_many takes a preview_bulk({action.value!r}, ...), "
+                f"not {preview!r:.200}"
+            )
+        _jsonsafe.check_text(actor=actor, reason=reason)
+        report = BulkReport(operation=uuid.uuid4().hex, action=action)
+        total = len(preview.targets)
+        for n, t in enumerate(preview.targets, 1):
+            try:
+                with self._run(t.workflow_id, wait=True) as run:
+                    now = run.record.version
+                    if now == t.version:
+                        if action is BulkAction.RETRY:
+                            actions.retry(run, actor, reason, report.operation)
+                        else:
+                            actions.cancel(run, actor, reason, report.operation)
+                if now != t.version:
+                    why = f"changed since the preview (version {t.version}, now {now})"
+                    report.skipped.append((t.workflow_id, why))
+                else:
+                    if action is BulkAction.RETRY:
+                        self.resumer.schedule(self, t.workflow_id)
+                    report.done.append((t.workflow_id, self.store.load(t.workflow_id).status))
+            except WorkflowNotFound:
+                report.skipped.append((t.workflow_id, "gone since the preview"))
+            except GorchError as e:
+                report.failed.append((t.workflow_id, e))
+            if progress is not None:
+                progress(n, total)
+        log.info("%s by %s: %s", action.value, actor, report.summary())
         return report
 
     def goto(

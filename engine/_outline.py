@@ -25,11 +25,15 @@ from engine._records import WorkflowInfo
 
 
 def branch_label(kind: str, i: int, br: Branch) -> str:
-    """``if (true)``, ``elif``, ``else``, ``case 2``, ``default``: with a bool condition's value."""
+    """``then``, ``elif``, ``else``, ``case 2``, ``default``: the edge a branch is taken by.
+
+    Plainly what the edge means, whatever the condition is now: a bool condition's value
+    comes from the state the graph was drawn from (an edge once labelled ``if (false)`` read
+    as "taken when false"); the live graph shows where threads stand instead.
+    """
     if br.default:
         return "else" if kind == StatementKind.IF else "default"
-    label = ("if" if i == 0 else "elif") if kind == StatementKind.IF else f"case {i + 1}"
-    return label + (f" ({str(br.cond).lower()})" if isinstance(br.cond, bool) else "")
+    return ("then" if i == 0 else "elif") if kind == StatementKind.IF else f"case {i + 1}"
 
 
 def text_tree(definition: Section, info: WorkflowInfo[Any] | None = None) -> str:

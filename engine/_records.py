@@ -400,6 +400,13 @@ class MoveReport:
     failed: list[tuple[str, str, GorchError]] = field(default_factory=list)
 
 
+class WorkflowSort(StrEnum):
+    """Which time a workflow listing is ordered (and paged) by, newest first by default."""
+
+    CREATED = "created_at"  # when the workflow was started
+    UPDATED = "updated_at"  # its last checkpoint (for an ended workflow: when it ended)
+
+
 PRUNABLE = frozenset(s for s in WorkflowStatus if not s.live)
 """The statuses ``Engine.prune`` may remove: never a live one (running, waiting)."""
 

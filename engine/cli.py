@@ -304,7 +304,8 @@ def ui_command(
     """The ``streamlit run`` command line and environment of ``gorch ui``.
 
     Streamlit's usage statistics and its first-run email prompt are off (``extra`` may turn
-    the statistics on again: the last ``--browser.gatherUsageStats`` wins). ``verbose`` (the
+    the statistics on again: the last ``--browser.gatherUsageStats`` wins), and its toolbar
+    is the minimal one, with no "Deploy" button. ``verbose`` (the
     ``-v`` count) goes to the app as ``GORCH_VERBOSE``: gorch's INFO or DEBUG lines.
 
     Raises:
@@ -332,6 +333,9 @@ def ui_command(
     if headless:
         cmd += ["--server.headless", "true"]
     cmd += ["--browser.gatherUsageStats", "false"]
+    # An operator's toolbar, from any directory (.streamlit/config.toml says the same for
+    # `streamlit run gorch_ui` in a checkout): no "Deploy" button.
+    cmd += ["--client.toolbarMode", "minimal"]
     return [*cmd, *extra], env
 
 

@@ -387,7 +387,10 @@ def to_dot(
         if data["kind"] in ("back", "continue"):
             e.update(style="dashed", constraint="false")
         elif data["kind"] == "fork":
-            e.update(style="bold", color="#4a6fd1")
+            # Bold blue into the goroutine's box says "go"; a label there would sit on the
+            # box's border and its title.
+            e.pop("label", None)
+            e.update(style="bold", color="#4a6fd1", tooltip=tooltip(data["label"] or "go"))
         elif data["kind"] == "return":
             e.update(style="dotted")
         dot.edge(a, bnode, **e)
@@ -550,6 +553,8 @@ def _emit_clusters(
                     style="rounded",
                     color="#bbbbbb",
                     fontsize="10",
+                    # A goroutine's title at its foot: the fork edge comes in at the top.
+                    **({"labelloc": "b"} if child[-1].startswith("cluster_go_") else {}),
                 )
                 emit(sub, child)
 

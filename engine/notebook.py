@@ -34,7 +34,7 @@ from engine._definition.handlers import HandlerType
 from engine._definition.statements import Section
 from engine._definition.workflow import Workflow
 from engine._engine import Engine
-from engine._records import HistoryEntry, WaitInfo, WorkflowInfo
+from engine._records import HistoryEntry, ThreadStatus, WaitInfo, WorkflowInfo
 from engine.clock import Clock, ManualClock
 from engine.errors import CallbackRejected, GorchError, InvalidOperation, RejectReason
 from engine.resumers import PollingResumer
@@ -78,6 +78,9 @@ def workflow_bundle(
         head += f" (error: {info.error})"
     elif info.result is not None:
         head += f" (result: {info.result!r})"
+    failed = failures(info)
+    if failed:
+        head += "\n" + "\n".join(failed)
     if not isinstance(info.state, Workflow):  # a state that does not load: say why
         return {"text/plain": head + (f"\n{info.state_error}" if info.state_error else "")}
     try:
@@ -86,7 +89,28 @@ def workflow_bundle(
         dot = graph.workflow_dot(definition, info, waits, history, title=title)
     except GorchError as e:
         return {"text/plain": f"{head}\n{type(e).__name__}: {e}"}
-    return _bundle(dot, f"{head}\n{outline}")
+    bundle = _bundle(dot, f"{head}\n{outline}")
+    errors = ([f"error: {info.error}"] if info.error else []) + failed
+    if errors and "image/svg+xml" in bundle:
+        # Jupyter shows the richest type alone: the error goes above the drawing, in HTML.
+        lines = "".join(f"<div>{html.escape(e)}</div>" for e in errors)
+        drawing = bundle["image/svg+xml"]
+        drawing = drawing[drawing.find("<svg") :]  # no XML prolog inside HTML
+        bundle["text/html"] = (
+            '<div style="color:#b00020;border-left:4px solid #b00020;padding:4px 8px;'
+            f'margin-bottom:6px;white-space:pre-wrap"><b>{html.escape(head.splitlines()[0])}'
+            f"</b>{lines}</div>{drawing}"
+        )
+    return bundle
+
+
+def failures(info: WorkflowInfo[Any]) -> list[str]:
+    """One line per failed thread of ``info``: where it failed and why."""
+    return [
+        f"thread {t.id} failed at {t.position or '(start)'!r}: {t.error or 'no error recorded'}"
+        for t in info.threads
+        if t.status is ThreadStatus.FAILED
+    ]
 
 
 @dataclass(frozen=True)

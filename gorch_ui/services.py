@@ -15,6 +15,7 @@ import os
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -24,16 +25,21 @@ from engine import (
     DEFAULT_APP,
     MAIN,
     POSITIONABLE_KINDS,
+    BulkAction,
+    BulkPreview,
+    BulkReport,
     CallbackRejected,
     CompatibilityReport,
     Engine,
     GorchError,
     HistoryEntry,
     HistoryKind,
+    Incident,
     InlineResumer,
     InvalidOperation,
     PollingResumer,
     StateError,
+    ThreadStatus,
     WaitInfo,
     Workflow,
     WorkflowInfo,
@@ -50,10 +56,21 @@ from engine import (
 )
 from engine import graph as gorch_graph
 from gorch_ui.access import Operator, actor
+from gorch_ui.escape import md
 
 
 class StaleAction(CallbackRejected):
     """The wait was resolved (or the workflow ended) since the page showed it."""
+
+
+def plural(n: int, noun: str) -> str:
+    """``1 workflow``, ``2 workflows``: a count with its noun agreeing."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def a_or_an(word: str) -> str:
+    """``a Order``? ``an Order``: the article a word takes (by its first letter)."""
+    return f"{'an' if word[:1].lower() in 'aeiou' else 'a'} {word}"
 
 
 # -- opening the engine ---------------------------------------------------------------------
@@ -93,8 +110,27 @@ class Counts:
 
 
 def counts(engine: Engine) -> Counts:
-    by_type = {t: engine.store.count_workflows(type=t) for t in sorted(engine.workflows)}
-    return Counts(engine.store.count_workflows(), by_type)
+    """The counts, in one read of the store (a GROUP BY type, status)."""
+    found = engine.store.count_by_type()
+    total = dict.fromkeys(WorkflowStatus, 0)
+    for n in found.values():
+        for s, k in n.items():
+            total[s] += k
+    empty = dict.fromkeys(WorkflowStatus, 0)
+    return Counts(total, {t: found.get(t, empty) for t in sorted(engine.workflows)})
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Where a page of the workflows table starts, by keyset (never by ``OFFSET``).
+
+    ``go``: ``first`` (the newest rows), ``after`` the row ``key`` (the next page),
+    ``before`` it (the previous page) or ``last`` (the oldest rows). ``key`` is a row's
+    ``(time, id)``, the time being the one the table is sorted by.
+    """
+
+    go: str = "first"
+    key: tuple[datetime, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -105,7 +141,10 @@ class WorkflowPage:
     page: int
     page_size: int
     has_next: bool
-    total: int | None  # None when a search makes it unknown without scanning
+    total: int | None  # None when a search or a time range makes it unknown without scanning
+    has_previous: bool = False
+    first_key: tuple[datetime, str] | None = None  # the cursors of the pages around it
+    last_key: tuple[datetime, str] | None = None
 
     @property
     def pages(self) -> int | None:
@@ -120,8 +159,20 @@ def list_workflows(
     search: str | None = None,
     page: int = 0,
     page_size: int = 50,
+    cursor: Cursor | None = None,
+    created: tuple[datetime | None, datetime | None] = (None, None),
+    updated: tuple[datetime | None, datetime | None] = (None, None),
+    sort: str = "created_at",
+    known: Counts | None = None,
 ) -> WorkflowPage:
-    """Workflows newest first, filtered, one page at a time; the database does the paging."""
+    """Workflows newest first, filtered, one page at a time; the database does the paging.
+
+    With a ``cursor`` the page is found by keyset, so the last page of a million rows costs
+    what the first does; ``page`` is then only the number shown. Without one, ``page`` is
+    an offset (the cost of a deep page grows with it). ``created``/``updated`` are
+    ``[from, to)`` time ranges; ``sort`` is ``created_at`` or ``updated_at``. ``known``:
+    the ``counts`` the page has read already, for the total (else they are read again).
+    """
     try:
         st = WorkflowStatus(status) if status else None
     except ValueError:
@@ -131,33 +182,105 @@ def list_workflows(
         # No store holds NUL or a lone surrogate (engine._jsonsafe), so nothing matches; and
         # PostgreSQL would refuse the query itself.
         return WorkflowPage([], page, page_size, False, None if search else 0)
+    go = cursor.go if cursor is not None else "offset"
+    if go not in ("first", "after", "before", "last", "offset"):
+        raise InvalidOperation(f"unknown cursor {go!r}")
+    backwards = go in ("before", "last")
     # Engine.list loads each row's state, so a row whose state no longer loads shows why.
-    infos = engine.list(
-        status=st,
-        type=type or None,
-        search=search or None,
-        limit=page_size + 1,  # one more tells whether there is a next page
-        offset=page * page_size,
+    infos = list(
+        engine.list(
+            status=st,
+            type=type or None,
+            search=search or None,
+            limit=page_size + 1,  # one more tells whether there is a page beyond
+            offset=page * page_size if go == "offset" else 0,
+            created_after=created[0],
+            created_before=created[1],
+            updated_after=updated[0],
+            updated_before=updated[1],
+            sort=sort,
+            ascending=backwards,
+            after=cursor.key if cursor is not None and go in ("after", "before") else None,
+        )
     )
+    beyond = len(infos) > page_size
+    infos = infos[:page_size]
+    if backwards:
+        infos.reverse()
+        has_next, has_previous = go == "before", beyond
+    else:
+        has_next, has_previous = beyond, go == "after" or (go == "offset" and page > 0)
     total = None
-    if not search:
-        by_status = engine.store.count_workflows(type=type or None)
-        total = by_status[st] if st else sum(by_status.values())
+    if not search and created == (None, None) and updated == (None, None):
+        if known is None:
+            by_status = engine.store.count_workflows(type=type or None)
+        else:
+            by_status = known.by_type.get(type, {}) if type else known.total
+        total = by_status.get(st, 0) if st else sum(by_status.values())
     rows = [
         {
             "id": r.id,
             "type": r.type,
             "status": r.status.value,
+            "waiting on": waiting_on(engine, r),
             "where": ", ".join(
                 f"{t.id}@{t.position or 'start'}" for t in r.threads if t.status.unfinished
             ),
-            "error": r.error or state_problem(r),
+            "error": error_text(r),
             "created": r.created_at,
             "updated": r.updated_at,
         }
-        for r in infos[:page_size]
+        for r in infos
     ]
-    return WorkflowPage(rows, page, page_size, len(infos) > page_size, total)
+
+    def key(r: WorkflowInfo[Any]) -> tuple[datetime, str]:
+        return (r.updated_at if sort == "updated_at" else r.created_at), r.id
+
+    return WorkflowPage(
+        rows,
+        page,
+        page_size,
+        has_next,
+        total,
+        has_previous,
+        key(infos[0]) if infos else None,
+        key(infos[-1]) if infos else None,
+    )
+
+
+def error_text(info: WorkflowInfo[Any]) -> str:
+    """The workflow's error for a table cell: its own, its failed threads', or why its state
+    does not load ("" if none)."""
+    failed = [t for t in info.threads if t.status is ThreadStatus.FAILED]
+    if len(failed) == 1 and failed[0].id == MAIN:  # the usual case: no need to name it
+        return info.error or failed[0].error or ""
+    return info.error or "; ".join(f"{t.id}: {t.error}" for t in failed) or state_problem(info)
+
+
+def failures(info: WorkflowInfo[Any]) -> list[str]:
+    """One line per failed thread (where and why), for the workflow page's header."""
+    return [
+        f"thread {t.id} failed at {t.position or 'its start'!r} after {t.attempts} "
+        f"attempt{'' if t.attempts == 1 else 's'}: {t.error or 'no error recorded'}"
+        for t in info.threads
+        if t.status is ThreadStatus.FAILED
+    ]
+
+
+def waiting_on(engine: Engine, info: WorkflowInfo[Any]) -> str:
+    """What the workflow's waiting threads wait for: each wait and its events ("" if none)."""
+    waiting = [t for t in info.threads if t.status is ThreadStatus.WAITING]
+    if not waiting:
+        return ""
+    events: dict[tuple[str, str], list[str]] = {}
+    for w in engine.store.list_waits(workflow_id=info.id):
+        events.setdefault((w.thread_id, w.wait), []).append(w.event)
+    parts = []
+    for t in waiting:
+        names = sorted(events.get((t.id, t.position), []))
+        what = f"{t.position}: {', '.join(names)}" if names else f"{t.position} (condition)"
+        parts.append(what if t.id == MAIN else f"{t.id} · {what}")
+    return "; ".join(parts)
 
 
 def state_problem(info: WorkflowInfo[Any]) -> str:
@@ -296,9 +419,59 @@ def execute(engine: Engine, op: Operator, workflow_id: str, reason: str | None =
     return f"executed: {info.status.value}"
 
 
+class FailedAgain(InvalidOperation):
+    """A retry was made (and recorded) but the workflow failed again."""
+
+
 def retry(engine: Engine, op: Operator, workflow_id: str, reason: str | None = None) -> str:
+    """Retry the failed threads. A retry that ends in failure again is reported as a failure
+    (``FailedAgain``, with why), not as a success: the retry itself stays recorded."""
     info = engine.retry(workflow_id, actor(op), reason or None)
+    if info.status is WorkflowStatus.FAILED:
+        raise FailedAgain(
+            f"workflow {workflow_id} failed again: " + "; ".join(failures(info)),
+            workflow_id=workflow_id,
+        )
     return f"retried: {info.status.value}"
+
+
+def retry_preview(info: WorkflowInfo[Any]) -> str:
+    """What ``retry`` will do, as escaped Markdown for the confirmation."""
+    lines = failures(info)
+    n = len(lines)
+    return (
+        f"**Retry {n} failed thread{'' if n == 1 else 's'} of {md(info.id)}?** Each gets fresh "
+        "attempts at the statement where it failed.\n\n" + "\n".join(f"- {md(x)}" for x in lines)
+    )
+
+
+def cancel_preview(view: WorkflowView) -> str:
+    """What ``cancel`` will do, as escaped Markdown for the confirmation."""
+    info = view.info
+    live = [t for t in info.threads if t.status.live]
+    n, w = len(live), len(view.waits)
+    where = ", ".join(f"{t.id}@{t.position or 'start'}" for t in live)
+    return (
+        f"**Cancel {md(info.type)} {md(info.id)} for good?** It is {info.status.value}; "
+        f"{n} live thread{'' if n == 1 else 's'} "
+        + (f"({md(where)}) " if live else "")
+        + f"will stop and {w} open wait{'' if w == 1 else 's'} will be torn down. "
+        "This cannot be undone."
+    )
+
+
+def tracebacks(history: Sequence[HistoryEntry]) -> list[tuple[str, str]]:
+    """The tracebacks kept in the history (failed and retried steps, failing conditions),
+    newest first, each with a title saying when and where."""
+    return [
+        (
+            f"{h.at:%Y-%m-%d %H:%M:%S} · {h.kind} · thread {h.thread or MAIN} at "
+            f"{h.statement or 'its start'!r}: {h.detail.get('error') or ''}",
+            str(h.detail["traceback"]),
+        )
+        for h in reversed(history)
+        if h.detail.get("traceback")
+    ]
 
 
 def cancel(engine: Engine, op: Operator, workflow_id: str, reason: str | None = None) -> str:
@@ -605,4 +778,117 @@ def move(
     """Move every thread of the type standing on one statement to another (one operation)."""
     report = engine.move(type_name, from_statement, to_statement, actor(op), reason or None)
     failed = f"; {len(report.failed)} failed: {report.failed}" if report.failed else ""
-    return f"moved {len(report.moved)} thread(s) to {to_statement!r}{failed}"
+    # Moved threads run on from there at once (inline) and may stand on the same statement
+    # again (a wait after the step they were sent back to): say where they stand now.
+    now: Counter[str] = Counter()
+    for wid, tid in report.moved:
+        try:
+            t = engine.get(wid).thread(tid)
+        except GorchError:
+            continue
+        now[f"{t.position or 'start'} ({t.status.value})" if t is not None else "gone"] += 1
+    where = ", ".join(f"{k}: {n}" for k, n in now.most_common())
+    ran = f"; they ran on and now stand on: {where}" if where else ""
+    return (
+        f"moved {plural(len(report.moved), 'thread')} to {to_statement!r} "
+        f"(operation {report.operation}){ran}{failed}"
+    )
+
+
+def move_candidates(
+    engine: Engine, type_name: str, from_statement: str, *, scan: int = 10_000
+) -> list[tuple[str, str]]:
+    """The (workflow, thread) pairs ``move`` would act on now: the unfinished threads of the
+    type standing on ``from_statement``, over the newest ``scan`` unfinished workflows."""
+    found: list[tuple[str, str]] = []
+    for status in LIVE_STATUSES:
+        after = None
+        seen = 0
+        while seen < scan:
+            batch = engine.list(status=status, type=type_name, limit=500, after=after)
+            found.extend(
+                (r.id, t.id)
+                for r in batch
+                for t in r.threads
+                if t.position == from_statement and t.status.unfinished
+            )
+            seen += len(batch)
+            if len(batch) < 500:
+                break
+            after = (batch[-1].created_at, batch[-1].id)
+    return found
+
+
+def move_preview(engine: Engine, type_name: str, from_statement: str, to_statement: str) -> str:
+    """What ``move`` will do, as escaped Markdown for the confirmation: how many, which."""
+    pairs = move_candidates(engine, type_name, from_statement)
+    if not pairs:
+        return f"No thread of {md(type_name)} stands on {md(repr(from_statement))} now."
+    n, shown = len(pairs), pairs[:50]
+    listed = "\n".join(f"- {md(w)} · thread {md(t)}" for w, t in shown)
+    more = f"\n- … and {n - len(shown)} more" if n > len(shown) else ""
+    return (
+        f"**Move {n} thread{'' if n == 1 else 's'} of "
+        f"{len({w for w, _ in pairs})} workflow{'' if len({w for w, _ in pairs}) == 1 else 's'} "
+        f"from {md(repr(from_statement))} to {md(repr(to_statement))}?** Each move is recorded "
+        f"under one operation id; the threads run on from there.\n\n{listed}{more}"
+    )
+
+
+# -- incidents ------------------------------------------------------------------------------
+
+
+def incidents(engine: Engine, type: str | None = None) -> list[Incident]:
+    """Failures grouped by cause, the largest group first (``Engine.incidents``)."""
+    return engine.incidents(type=type or None)
+
+
+def incident_rows(found: Sequence[Incident]) -> list[dict[str, Any]]:
+    """The incidents as table rows."""
+    return [
+        {
+            "workflows": i.workflows,
+            "threads": i.threads,
+            "type": i.type,
+            "statement": i.statement,
+            "cause": i.cause,
+            "first seen": i.first_seen,
+            "last seen": i.last_seen,
+            "key": i.key,
+        }
+        for i in found
+    ]
+
+
+def bulk_preview(engine: Engine, incident: Incident, action: str) -> BulkPreview:
+    """Every workflow a retry or cancel of ``incident`` would touch, with their versions."""
+    return engine.preview_bulk(action, incident.workflow_ids, incident=incident.key)
+
+
+def preview_rows(preview: BulkPreview) -> list[dict[str, Any]]:
+    """The preview's workflows as table rows: those it acts on, then those it leaves."""
+    rows = [
+        {"workflow": t.workflow_id, "type": t.type, "status": t.status.value,
+         "version": t.version, "acts": preview.action.value, "error": t.error}
+        for t in preview.targets
+    ]  # fmt: skip
+    rows += [
+        {"workflow": w, "type": "", "status": "", "version": None, "acts": f"no: {why}",
+         "error": ""}
+        for w, why in preview.refused
+    ]  # fmt: skip
+    return rows
+
+
+def run_bulk(
+    engine: Engine,
+    op: Operator,
+    preview: BulkPreview,
+    reason: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> BulkReport:
+    """Carry out a previewed retry or cancel as one operation; refuses viewers."""
+    who = actor(op)
+    if preview.action is BulkAction.RETRY:
+        return engine.retry_many(preview, who, reason or None, progress=progress)
+    return engine.cancel_many(preview, who, reason or None, progress=progress)

@@ -24,6 +24,9 @@ _verbose = os.environ.get(VERBOSE_ENV, "")
 if _verbose.isdigit() and int(_verbose) > 0:  # `gorch ui -v`: gorch's INFO lines
     configure_logging(int(_verbose))
 
+# An operator's toolbar without Streamlit's "Deploy" button, however the app was started
+# (`gorch ui` and .streamlit/config.toml set it before the first page too).
+st.set_option("client.toolbarMode", "minimal")
 st.set_page_config(page_title="gorch", page_icon=":material/account_tree:", layout="wide")
 
 PAGES = [
@@ -38,6 +41,9 @@ PAGES = [
     ),
     st.Page("views/inbox.py", title="Inbox", icon=":material/inbox:", url_path="inbox"),
     st.Page("views/start.py", title="Start", icon=":material/play_arrow:", url_path="start"),
+    st.Page(
+        "views/incidents.py", title="Incidents", icon=":material/report:", url_path="incidents"
+    ),
     st.Page(
         "views/definitions.py",
         title="Definitions",

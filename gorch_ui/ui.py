@@ -217,3 +217,102 @@ def status(value: WorkflowStatus | str) -> str:
     """The status as coloured Markdown."""
     s = WorkflowStatus(value)
     return f":{STATUS_COLOURS[s]}[● {s.value}]"
+
+
+def _ask(flag: str) -> None:
+    st.session_state[flag] = True
+
+
+def _drop(flag: str) -> None:
+    st.session_state.pop(flag, None)
+
+
+@dataclass(frozen=True)
+class _Confirmed:
+    """The service behind a confirmed button: the question is closed once it is answered."""
+
+    flag: str
+    fn: Callable[..., str]
+
+    def __call__(self, *args: Any) -> str:
+        st.session_state.pop(self.flag, None)
+        return self.fn(*args)
+
+
+def confirm_action(
+    label: str,
+    key: str,
+    fn: Callable[..., str],
+    *args: Any,
+    preview: str | Callable[[], str],
+    confirm: str | None = None,
+    disabled: bool = False,
+    area: Any = None,
+    **kw: Any,
+) -> None:
+    """A button that asks once before it acts: for what acts in bulk or for good.
+
+    The first click shows ``preview`` (Markdown the caller escaped: what will happen, to
+    how many, which) with a confirm button (``confirm``, by default ``label`` again), an
+    ``action`` calling ``fn`` like ``action`` does, and a button to leave it. ``preview``
+    may be a function, so it is computed only while the question is open, from what the
+    page holds then. ``area``: a container to ask in (e.g. one under a row of narrow button
+    columns) instead of where the button is.
+    """
+    flag = f"{key}__asking"
+    op = operator()
+    if disabled:
+        st.session_state.pop(flag, None)
+    if not st.session_state.get(flag):
+        kw.setdefault("help", None if op.can_act else "viewers cannot act")
+        st.button(
+            label,
+            key=key,
+            on_click=_ask,
+            args=(flag,),
+            disabled=disabled or not op.can_act,
+            **kw,
+        )
+        return
+    with area if area is not None else st.container(), st.container(border=True):
+        st.markdown(preview() if callable(preview) else preview)
+        yes, no = st.columns(2)
+        with yes:
+            # its label starts the message if it fails ("Retry failed: ..."): a verb
+            action(confirm or label, f"{key}_confirm", _Confirmed(flag, fn),
+                   *args, type="primary")  # fmt: skip
+        no.button("No, leave it", key=f"{key}_keep", on_click=_drop, args=(flag,))
+
+
+STATUS_HEX = {
+    WorkflowStatus.RUNNING: "#1c63d9",
+    WorkflowStatus.WAITING: "#c26a00",
+    WorkflowStatus.FINISHED: "#1e7d34",
+    WorkflowStatus.FAILED: "#d2222d",
+    WorkflowStatus.CANCELLED: "#6b6b6b",
+}
+"""The colour of each status in tables (the Markdown colours of ``STATUS_COLOURS``)."""
+
+
+def status_table(rows: list[dict[str, Any]], column: str = "status") -> Any:
+    """``rows`` for ``st.dataframe`` with the ``column`` of statuses coloured, each with a dot
+    (the colour is not the only sign), and a non-empty ``error`` cell in red."""
+    if not rows:
+        return rows
+    import pandas as pd  # Streamlit's own dependency; loaded with the first table
+
+    frame = pd.DataFrame(rows)
+    frame[column] = [f"● {v}" if v else "" for v in frame[column]]
+
+    def colour(value: str) -> str:
+        try:
+            return (
+                f"color: {STATUS_HEX[WorkflowStatus(value.removeprefix('● '))]}; font-weight: 600"
+            )
+        except ValueError:
+            return ""
+
+    styler = frame.style.map(colour, subset=[column])
+    if "error" in frame:
+        styler = styler.map(lambda v: "color: #d2222d" if v else "", subset=["error"])
+    return styler

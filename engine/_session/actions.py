@@ -152,8 +152,11 @@ def done_check(run: Session) -> None:
         )
 
 
-def cancel(run: Session, actor: str, reason: str | None) -> None:
-    """Stop the workflow for good: live threads cancelled, waits torn down."""
+def cancel(run: Session, actor: str, reason: str | None, operation: str | None = None) -> None:
+    """Stop the workflow for good: live threads cancelled, waits torn down.
+
+    ``operation``: the id of the bulk operation it is part of, kept in the history line.
+    """
     done_check(run)
     rec = run.record
     for t in rec.threads:
@@ -161,12 +164,16 @@ def cancel(run: Session, actor: str, reason: str | None) -> None:
             t.status = ThreadStatus.CANCELLED
             run.close_waits(t.id)
     rec.status = WorkflowStatus.CANCELLED
-    run.note(HistoryKind.CANCELLED, actor=actor, reason=reason)
+    bulk = {} if operation is None else {"operation": operation}
+    run.note(HistoryKind.CANCELLED, actor=actor, reason=reason, **bulk)
     run.checkpoint()
 
 
-def retry(run: Session, actor: str, reason: str | None) -> None:
-    """Give every failed thread fresh attempts at the statement where it failed."""
+def retry(run: Session, actor: str, reason: str | None, operation: str | None = None) -> None:
+    """Give every failed thread fresh attempts at the statement where it failed.
+
+    ``operation``: the id of the bulk operation it is part of, kept in the history lines.
+    """
     rec = run.record
     failed = [t for t in rec.threads if t.status is ThreadStatus.FAILED]
     if rec.status is not WorkflowStatus.FAILED or not failed:
@@ -174,9 +181,17 @@ def retry(run: Session, actor: str, reason: str | None) -> None:
             f"workflow {rec.id!r} is {rec.status.value}, not failed: nothing to retry",
             workflow_id=rec.id,
         )
+    bulk = {} if operation is None else {"operation": operation}
     for t in failed:
         t.status, t.attempts, t.retry_at, t.error = ThreadStatus.RUNNING, 0, None, None
-        run.note(HistoryKind.RETRIED, thread=t.id, statement=t.position, actor=actor, reason=reason)
+        run.note(
+            HistoryKind.RETRIED,
+            thread=t.id,
+            statement=t.position,
+            actor=actor,
+            reason=reason,
+            **bulk,
+        )
     rec.status = WorkflowStatus.RUNNING
     run.checkpoint()
 

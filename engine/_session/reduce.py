@@ -159,6 +159,19 @@ def returned_problem(outcome: Returned, limit: int | None) -> str | None:
     return None
 
 
+TRACEBACK_CHARS = 8000
+"""The most of a traceback a history line keeps: its end, where the error was raised."""
+
+
+def traceback_of(e: BaseException) -> str:
+    """``e``'s traceback as text for a history line: at most ``TRACEBACK_CHARS`` (the end of
+    a longer one, marked as cut), with what a store cannot hold written as escapes."""
+    text = "".join(traceback.format_exception(e))
+    if len(text) > TRACEBACK_CHARS:
+        text = "… (cut)\n" + text[-TRACEBACK_CHARS:]
+    return printable(text)
+
+
 def fail(
     record: WorkflowRecord,
     t: ThreadState,
@@ -170,8 +183,7 @@ def fail(
     t.status = ThreadStatus.FAILED
     t.error = printable(e) if isinstance(e, str) else describe_error(e)
     t.retry_at = None
-    tb = None if isinstance(e, str) else "".join(traceback.format_exception(e))[-4000:]
-    tb = tb if tb is None else printable(tb)
+    tb = None if isinstance(e, str) else traceback_of(e)
     # the position too: ``statement`` is where it failed, which a condition's failure may not
     # have moved the thread to (engine._timeline replays positions from the history)
     detail = {"error": t.error, "traceback": tb, "position": t.position}
@@ -244,7 +256,12 @@ def reduce(
             effects.abandoned = isinstance(outcome.error, StepTimeout)
             if t.attempts < policy.max_attempts:
                 t.retry_at = now + policy.delay(t.attempts)
-                detail = {"error": t.error, "attempt": t.attempts, "retry_at": t.retry_at}
+                detail = {
+                    "error": t.error,
+                    "attempt": t.attempts,
+                    "retry_at": t.retry_at,
+                    "traceback": traceback_of(outcome.error),
+                }
                 history.append(
                     history_line(record, now, HistoryKind.STEP_ERROR, t.id, step.name, None, detail)
                 )

@@ -24,6 +24,7 @@ from engine._records import (
     PruneResult,
     WaitInfo,
     WorkflowRecord,
+    WorkflowSort,
     WorkflowStatus,
 )
 from engine.errors import InvalidOperation
@@ -137,12 +138,34 @@ class Store(Protocol):
         search: str | None = None,
         limit: int = 100,
         offset: int = 0,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        updated_after: datetime | None = None,
+        updated_before: datetime | None = None,
+        sort: WorkflowSort = WorkflowSort.CREATED,
+        ascending: bool = False,
+        after: tuple[datetime, str] | None = None,
     ) -> list[WorkflowRecord]:
-        """Workflows, newest first, filtered."""
+        """Workflows ordered by ``(sort, id)``, newest first (``ascending``: oldest first).
+
+        Each time range takes ``after <= t < before`` (either end may be None). ``after``
+        is a keyset cursor: the ``(time, id)`` of the last row of the previous page; only
+        rows past it in this order are returned, so a deep page costs what the first does
+        (an index range, never an ``OFFSET`` scan). ``offset`` still works, for old
+        callers; its cost grows with it.
+
+        Raises:
+            InvalidOperation: a naive time, or a cursor that is not ``(datetime, str)``.
+        """
         ...
 
     def count_workflows(self, *, type: str | None = None) -> dict[WorkflowStatus, int]:
         """How many workflows stand in each status."""
+        ...
+
+    def count_by_type(self) -> dict[str, dict[WorkflowStatus, int]]:
+        """How many workflows of each stored type stand in each status, in one read (an
+        index-only scan of ``(type, status)`` on SQL)."""
         ...
 
     def list_waits(
@@ -236,3 +259,15 @@ def check_prune(finished_before: datetime, statuses: Sequence[WorkflowStatus], b
         )
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise InvalidOperation(f"prune batch must be an integer of at least 1, not {batch!r}")
+
+
+def check_listing(times: Sequence[datetime | None], after: tuple[datetime, str] | None) -> None:
+    """Refuse a listing whose time bounds or cursor are no instants (naive times cannot be
+    compared with stored ones); every store checks this itself."""
+    if after is not None:
+        if not (isinstance(after, tuple) and len(after) == 2 and isinstance(after[1], str)):
+            raise InvalidOperation(f"a listing's cursor is (datetime, workflow id), not {after!r}")
+        times = [*times, after[0]]
+    for t in times:
+        if t is not None and (not isinstance(t, datetime) or t.utcoffset() is None):
+            raise InvalidOperation(f"a listing's times must be timezone-aware datetimes, not {t!r}")

@@ -10,9 +10,16 @@ import threading
 from collections.abc import Sequence
 from datetime import datetime
 
-from engine._records import HistoryEntry, PruneResult, WaitInfo, WorkflowRecord, WorkflowStatus
+from engine._records import (
+    HistoryEntry,
+    PruneResult,
+    WaitInfo,
+    WorkflowRecord,
+    WorkflowSort,
+    WorkflowStatus,
+)
 from engine.errors import LeaseLost, WorkflowBusy, WorkflowNotDue, WorkflowNotFound
-from engine.store.base import check_prune
+from engine.store.base import check_listing, check_prune
 
 
 class MemoryStore:
@@ -172,7 +179,20 @@ class MemoryStore:
         search: str | None = None,
         limit: int = 100,
         offset: int = 0,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        updated_after: datetime | None = None,
+        updated_before: datetime | None = None,
+        sort: WorkflowSort = WorkflowSort.CREATED,
+        ascending: bool = False,
+        after: tuple[datetime, str] | None = None,
     ) -> list[WorkflowRecord]:
+        check_listing((created_after, created_before, updated_after, updated_before), after)
+        field = WorkflowSort(sort).value
+
+        def key(r: WorkflowRecord) -> tuple[datetime, str]:
+            return getattr(r, field), r.id
+
         with self._lock:
             found = [
                 r
@@ -180,8 +200,13 @@ class MemoryStore:
                 if (status is None or r.status == status)
                 and (type is None or r.type == type)
                 and (not search or search in r.id)
+                and (created_after is None or r.created_at >= created_after)
+                and (created_before is None or r.created_at < created_before)
+                and (updated_after is None or r.updated_at >= updated_after)
+                and (updated_before is None or r.updated_at < updated_before)
+                and (after is None or (key(r) > after if ascending else key(r) < after))
             ]
-            found.sort(key=lambda r: (r.created_at, r.id), reverse=True)
+            found.sort(key=key, reverse=not ascending)
             return [r.copy() for r in found[offset : offset + limit]]
 
     def count_workflows(self, *, type: str | None = None) -> dict[WorkflowStatus, int]:
@@ -190,6 +215,13 @@ class MemoryStore:
             for r in self._workflows.values():
                 if type is None or r.type == type:
                     counts[r.status] += 1
+            return counts
+
+    def count_by_type(self) -> dict[str, dict[WorkflowStatus, int]]:
+        with self._lock:
+            counts: dict[str, dict[WorkflowStatus, int]] = {}
+            for r in self._workflows.values():
+                counts.setdefault(r.type, dict.fromkeys(WorkflowStatus, 0))[r.status] += 1
             return counts
 
     def list_waits(

@@ -50,8 +50,10 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    literal,
     or_,
     select,
+    tuple_,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
@@ -62,9 +64,16 @@ from sqlalchemy.sql.elements import ColumnElement
 
 import engine.store.queries as q
 import engine.store.retention as retention
-from engine._records import HistoryEntry, PruneResult, WaitInfo, WorkflowRecord, WorkflowStatus
+from engine._records import (
+    HistoryEntry,
+    PruneResult,
+    WaitInfo,
+    WorkflowRecord,
+    WorkflowSort,
+    WorkflowStatus,
+)
 from engine.errors import LeaseLost, StoreError, WorkflowBusy, WorkflowNotDue, WorkflowNotFound
-from engine.store.base import check_prune
+from engine.store.base import check_listing, check_prune
 from engine.store.database import (
     MIGRATIONS,
     WRITE,
@@ -90,7 +99,13 @@ from engine.store.rows import (
     wait_values,
     workflow_values,
 )
-from engine.store.tables import revoked_sessions, sign_in_failures, waits, workflows
+from engine.store.tables import (
+    UTCDateTime,
+    revoked_sessions,
+    sign_in_failures,
+    waits,
+    workflows,
+)
 
 _FAST_ROWS = 64  # at most this many history rows go with a checkpoint's driver statements
 
@@ -485,7 +500,15 @@ class SQLModelStore:
         search: str | None = None,
         limit: int = 100,
         offset: int = 0,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        updated_after: datetime | None = None,
+        updated_before: datetime | None = None,
+        sort: WorkflowSort = WorkflowSort.CREATED,
+        ascending: bool = False,
+        after: tuple[datetime, str] | None = None,
     ) -> list[WorkflowRecord]:
+        check_listing((created_after, created_before, updated_after, updated_before), after)
         w = workflows.c
         stmt = select(workflows)
         if status is not None:
@@ -494,7 +517,24 @@ class SQLModelStore:
             stmt = stmt.where(w.type == type)
         if search:
             stmt = stmt.where(self._contains(w.id, search))
-        stmt = stmt.order_by(w.created_at.desc(), w.id.desc()).limit(limit).offset(offset)
+        for column, low, high in (
+            (w.created_at, created_after, created_before),
+            (w.updated_at, updated_after, updated_before),
+        ):
+            if low is not None:
+                stmt = stmt.where(column >= low)
+            if high is not None:
+                stmt = stmt.where(column < high)
+        time = w[WorkflowSort(sort).value]
+        if after is not None:
+            # A row value: one index range on (time, id), however deep the page.
+            key = tuple_(time, w.id)
+            cursor = tuple_(literal(after[0], UTCDateTime()), literal(after[1], w.id.type))
+            stmt = stmt.where(key > cursor if ascending else key < cursor)
+        order = (time.asc(), w.id.asc()) if ascending else (time.desc(), w.id.desc())
+        stmt = stmt.order_by(*order).limit(limit)
+        if offset:
+            stmt = stmt.offset(offset)
         with self._read("list_workflows") as conn:
             rows = conn.execute(stmt).all()
         return [record_of(r) for r in rows]
@@ -509,6 +549,17 @@ class SQLModelStore:
         counts = dict.fromkeys(WorkflowStatus, 0)
         for status, n in rows:
             counts[WorkflowStatus(status)] = int(n)
+        return counts
+
+    def count_by_type(self) -> dict[str, dict[WorkflowStatus, int]]:
+        w = workflows.c
+        stmt = select(w.type, w.status, func.count()).group_by(w.type, w.status)
+        with self._read("count_by_type") as conn:
+            rows = conn.execute(stmt).all()
+        counts: dict[str, dict[WorkflowStatus, int]] = {}
+        for type_, status, n in rows:
+            by_status = counts.setdefault(type_, dict.fromkeys(WorkflowStatus, 0))
+            by_status[WorkflowStatus(status)] = int(n)
         return counts
 
     def list_waits(

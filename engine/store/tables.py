@@ -76,9 +76,12 @@ class WorkflowRow(GorchTable, table=True):
 
     __tablename__ = "workflows"
     __table_args__ = (
-        Index("ix_workflows_status_created_at", "status", "created_at"),
-        Index("ix_workflows_type_created_at", "type", "created_at"),
-        Index("ix_workflows_created_at", "created_at"),
+        # (time, id): the listing's order and keyset cursor (migration 0005)
+        Index("ix_workflows_status_created_at_id", "status", "created_at", "id"),
+        Index("ix_workflows_type_created_at_id", "type", "created_at", "id"),
+        Index("ix_workflows_created_at_id", "created_at", "id"),
+        Index("ix_workflows_updated_at_id", "updated_at", "id"),
+        Index("ix_workflows_type_status", "type", "status"),  # counts by type: index only
         Index("ix_workflows_status_next_run_at", "status", "next_run_at"),
     )
 

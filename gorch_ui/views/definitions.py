@@ -20,7 +20,7 @@ for tab, type_ in zip(st.tabs(types), types, strict=True):
     with tab:
         view = services.definition_view(engine, type_)
         note = f" (counted the newest {view.counted})" if view.counted < view.live else ""
-        st.markdown(f"**{view.live}** live workflows{note}")
+        st.markdown(f"**{view.live}** live workflow{'' if view.live == 1 else 's'}{note}")
         if view.dot:
             st.graphviz_chart(view.dot, width="content")
         else:
@@ -46,7 +46,7 @@ for tab, type_ in zip(st.tabs(types), types, strict=True):
             )
             c[1].selectbox("To", view.statements, key=f"move_to_{type_}")
             st.text_input("Reason", key=f"move_reason_{type_}")
-            ui.action(
+            ui.confirm_action(
                 "Move",
                 f"move_{type_}",
                 services.move,
@@ -54,10 +54,18 @@ for tab, type_ in zip(st.tabs(types), types, strict=True):
                 Field(f"move_from_{type_}"),
                 Field(f"move_to_{type_}"),
                 Field(f"move_reason_{type_}"),
+                preview=lambda t=type_: services.move_preview(
+                    engine,
+                    t,
+                    st.session_state.get(f"move_from_{t}") or "",
+                    st.session_state.get(f"move_to_{t}") or "",
+                ),
+                confirm="Move them",
+                disabled=not view.threads_at,
             )
         st.page_link(
             "views/start.py",
-            label=f"Start a {type_}",
+            label=f"Start {services.a_or_an(type_)}",
             icon=":material/play_arrow:",
             query_params={"type": type_},
         )

@@ -43,10 +43,20 @@ def live() -> None:
     cols[1].caption(f"created {info.created_at:%Y-%m-%d %H:%M:%S}")
     code = f" · code {info.fingerprint}" if info.fingerprint else ""
     cols[2].caption(f"updated {info.updated_at:%Y-%m-%d %H:%M:%S} · pc {info.pc}{code}")
-    if info.error:
-        cols[3].error(md(info.error))
-    elif info.result is not None:
+    if info.result is not None and not info.error:
         cols[3].success(md(f"result: {info.result}"))
+    failed = services.failures(info)
+    if failed:  # the error in the header, not only in the threads table
+        st.error(
+            f"**{md(info.type)} {md(info.id)} has failed.** "
+            + "  \n".join(md(line) for line in failed)
+            + "  \nRetry it below once the cause is fixed, or see every failure like it "
+            "on the **Incidents** page.",
+            icon=":material/error:",
+        )
+        st.page_link("views/incidents.py", label="Incidents", icon=":material/report:")
+    elif info.error:
+        st.error(f"**Finished with an error:** {md(info.error)}", icon=":material/error:")
     if info.state_error:
         st.error(
             "**The state does not load into the current model.** " + md(info.state_error),
@@ -82,7 +92,14 @@ def live() -> None:
                 query_params={"workflow": wid, "wait": w.wait},
             )
     st.subheader("History")
-    st.dataframe(services.history_rows(view.history), hide_index=True)
+    st.dataframe(
+        services.history_rows(view.history),
+        hide_index=True,
+        column_config={"detail": st.column_config.TextColumn(width="large")},
+    )
+    for title, text in services.tracebacks(view.history):  # full, expandable, copyable
+        with st.expander(f"Traceback · {md(title)}", icon=":material/bug_report:"):
+            st.code(text, language="text")
 
 
 live()
@@ -91,32 +108,46 @@ sandbox_panel.try_it(engine, wid)  # a fork in this browser session: nothing in 
 
 st.subheader("Actions")
 st.text_input("Reason (recorded in the history)", key="act_reason")
-a = st.columns(4)
-with a[0]:
-    ui.action(
-        "Step once", "act_step", services.step, wid, Field("act_reason"), disabled=broken,
-        **blocked,
-    )  # fmt: skip
-with a[1]:
-    ui.action(
-        "Execute", "act_execute", services.execute, wid, Field("act_reason"), disabled=broken,
-        **blocked,
-    )  # fmt: skip
-with a[2]:
-    ui.action(
-        "Retry failed",
-        "act_retry",
-        services.retry,
-        wid,
-        Field("act_reason"),
-        disabled=info.status is not WorkflowStatus.FAILED or broken,
-        **blocked,
-    )
-with a[3]:
-    ui.action(
-        "Cancel", "act_cancel", services.cancel, wid, Field("act_reason"),
-        disabled=info.status.done or broken, **blocked,
-    )  # fmt: skip
+if info.status.done:  # a finished or cancelled workflow: nothing to step, run or retry
+    st.caption(f"This workflow is {info.status.value}: nothing more runs.")
+else:
+    a = st.columns(4)
+    question = st.container()  # where Retry and Cancel ask, full width under the buttons
+    with a[0]:
+        ui.action(
+            "Step once", "act_step", services.step, wid, Field("act_reason"), disabled=broken,
+            **blocked,
+        )  # fmt: skip
+    with a[1]:
+        ui.action(
+            "Execute", "act_execute", services.execute, wid, Field("act_reason"),
+            disabled=broken, **blocked,
+        )  # fmt: skip
+    with a[2]:
+        ui.confirm_action(
+            "Retry",
+            "act_retry",
+            services.retry,
+            wid,
+            Field("act_reason"),
+            preview=lambda: services.retry_preview(info),
+            disabled=info.status is not WorkflowStatus.FAILED or broken,
+            area=question,
+            **blocked,
+        )
+    with a[3]:
+        ui.confirm_action(
+            "Cancel",
+            "act_cancel",
+            services.cancel,
+            wid,
+            Field("act_reason"),
+            preview=lambda: services.cancel_preview(view),
+            confirm="Cancel for good",
+            disabled=broken,
+            area=question,
+            **blocked,
+        )
 
 clicked = st.query_params.get("goto")  # a click on a statement of the graph
 if clicked and not info.status.done:

@@ -179,6 +179,8 @@ def test_typed_edges_for_order_branches_loops_forks_cases_and_returns() -> None:
     assert (n("worker"), n("decide"), "") in _edges(g, "next")
     assert _edges(g, "fork") == [(n("worker"), n("inner loop"), "go")]
     assert dot.edge(n("worker"), n("inner loop"))["style"].text == "bold"
+    # no label on the fork edge: it would sit on the goroutine box's border and title
+    assert "label" not in dot.edge(n("worker"), n("inner loop"))
 
     cases = _edges(g, "case")
     assert (n("decide"), n("on late"), "late (timeout)") in cases
@@ -186,7 +188,7 @@ def test_typed_edges_for_order_branches_loops_forks_cases_and_returns() -> None:
     assert html_text(dot.edge(n("decide"), n("on late"))["label"].text) == "late (timeout)"
 
     branch = {(a, b): label for a, b, label in _edges(g, "branch")}
-    assert branch[(n("check"), n("yes"))] == "if (true)"
+    assert branch[(n("check"), n("yes"))] == "then"  # plainly, whatever the condition is now
     assert branch[(n("check"), n("maybe"))] == "elif"
     assert branch[(n("check"), n("no"))] == "else"
     switch = next(a for a, d in g.nodes(data=True) if d["kind"] == "switch")
@@ -249,7 +251,7 @@ def test_empty_cases_to_the_same_statement_share_one_edge_with_both_labels() -> 
     if_node = next(a for a, x in g.nodes(data=True) if x["kind"] == "if")
     assert g.edges[w, if_node]["labels"] == ["yes (user_action)", "no (user_action)"]
     assert g.edges[w, if_node]["label"] == "yes (user_action) | no (user_action)"
-    assert g.edges[if_node, after]["labels"] == ["if", "else"]
+    assert g.edges[if_node, after]["labels"] == ["then", "else"]
     dot = parse(to_dot(g).source)
     assert html_text(dot.edge(w, if_node)["label"].text) == "yes (user_action) | no (user_action)"
 
@@ -556,11 +558,15 @@ def assert_statements(g: Any, dot: Dot, *, legend: bool) -> None:
     assert dot.statements["edge"] == len(g.edges)
     assert dot.statements["subgraph"] == len(dot.clusters) == len(g.graph["clusters"])
     assert dot.statements["defaults"] == 3  # graph, node and edge
-    # ID = ID statements: the title, and each cluster's four attributes
-    assert dot.statements["assign"] == ("label" in dot.graph_attrs) + 4 * len(dot.clusters)
+    # ID = ID statements: the title, and each cluster's attributes (four; a goroutine's
+    # title goes at its foot, five)
+    assert dot.statements["assign"] == ("label" in dot.graph_attrs) + sum(
+        len(a) for a in dot.clusters.values()
+    )
     assert set(dot.graph_attrs) <= {"fontname", "fontsize", "labelloc", "rankdir", "label"}
-    for attrs in dot.clusters.values():
-        assert set(attrs) == {"color", "fontsize", "label", "style"}
+    for name, attrs in dot.clusters.items():
+        go = {"labelloc"} if name.startswith("cluster_go_") else set()
+        assert set(attrs) == {"color", "fontsize", "label", "style", *go}
 
 
 def check_statements(g: Any, dot: Dot, t: str) -> None:

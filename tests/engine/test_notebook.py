@@ -20,6 +20,7 @@ from engine import (
     MemoryStore,
     On,
     PollingResumer,
+    RetryPolicy,
     S,
     Section,
     Step,
@@ -220,3 +221,27 @@ def test_importing_engine_loads_no_graph_or_notebook_module() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+class Fails(Workflow):
+    def definition(self) -> Section:
+        return S(Step("charge", self.charge, retry=RetryPolicy(max_attempts=1)))
+
+    def charge(self) -> None:
+        raise ConnectionError("card <declined> & gone")
+
+
+def test_show_puts_a_failed_workflows_error_above_its_graph(nb: Notebook) -> None:
+    wid = nb.start(Fails())
+    nb.run(wid)
+    bundle = nb.show(wid)._repr_mimebundle_()
+    assert (
+        "thread main failed at 'charge': ConnectionError: card <declined> & gone"
+        in (bundle["text/plain"])
+    )
+    if "image/svg+xml" in bundle:  # Graphviz installed: Jupyter shows the HTML, error first
+        shown = bundle["text/html"]
+        assert shown.index("ConnectionError: card &lt;declined&gt; &amp; gone") < shown.index(
+            "<svg"
+        )
+        assert "<?xml" not in shown

@@ -32,7 +32,8 @@ def test_ui_command_runs_streamlit_on_the_packaged_app() -> None:
     assert cmd == [
         sys.executable, "-m", "streamlit", "run", str(APP_FILE.parent),
         "--server.port", "8600", "--server.headless", "true",
-        "--browser.gatherUsageStats", "false", "--theme.base", "dark",
+        "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal",
+        "--theme.base", "dark",
     ]  # fmt: skip
     assert (env["GORCH_DB_URL"], env["GORCH_APP"]) == ("sqlite:///x.db", "myapp")
     assert (APP_FILE.parent / "streamlit_app.py").is_file()  # what `streamlit run <dir>` runs

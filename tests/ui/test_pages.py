@@ -30,6 +30,7 @@ Open = Callable[..., AppTest]
         ("inbox", {"workflow": "demo-order-waiting", "wait": "waiting for shipment"}, "Inbox"),
         ("start", {}, "Start a workflow"),
         ("definitions", {}, "Definitions"),
+        ("incidents", {}, "Incidents"),
     ],
 )
 def test_every_page_renders(open_page: Open, page: str | None, query: dict[str, str], title: str):
@@ -47,13 +48,13 @@ def test_workflows_page_counts_filters_and_pages(open_page: Open, engine: Engine
     for i in range(30):
         engine.new_workflow(Expense(amount=i), f"bulk-{i:02d}")
     at = open_page("workflows")
-    metrics = {m.label: m.value for m in at.metric}
-    assert metrics[":orange[● waiting]"] == "32"
-    at.selectbox(key="wf_status").set_value("waiting")
+    assert at.button(key="wf_count_waiting").label == ":orange[● waiting]  \n**32**"
+    at.button(key="wf_count_waiting").click().run()  # a count is a filter
+    assert at.selectbox(key="wf_status").value == "waiting"
     at.selectbox(key="wf_size").set_value(25)
     at.run()
     first = at.dataframe[-1].value
-    assert len(first) == 25 and set(first["status"]) == {"waiting"}
+    assert len(first) == 25 and set(first["status"]) == {"● waiting"}
     at.button(key="wf_next").click().run()
     second = at.dataframe[-1].value
     assert len(second) == 7 and not set(first["id"]) & set(second["id"])
@@ -218,8 +219,6 @@ def test_invalid_state_is_refused_with_the_models_message(open_page: Open, engin
 @pytest.mark.parametrize(
     ("wid", "key", "status"),
     [
-        ("demo-order-waiting", "act_cancel", WorkflowStatus.CANCELLED),
-        ("demo-import-failed", "act_retry", WorkflowStatus.FAILED),  # fails again, recorded
         ("demo-expense-waiting", "act_execute", WorkflowStatus.WAITING),
         ("demo-expense-waiting", "act_step", WorkflowStatus.WAITING),
     ],
@@ -236,12 +235,87 @@ def test_action_buttons(
     assert mine and mine[-1].detail.get("reason") == "because"
 
 
+def test_cancel_asks_once_saying_what_it_stops_then_offers_nothing_more(
+    open_page: Open, engine: Engine
+) -> None:
+    wid = "demo-order-waiting"
+    at = open_page("workflow", id=wid)
+    at.text_input(key="act_reason").set_value("because")
+    at.button(key="act_cancel").click().run()
+    assert engine.get(wid).status is WorkflowStatus.WAITING  # asked, nothing done
+    question = " ".join(str(m.value) for m in at.markdown)
+    assert "for good?" in question and "1 open wait" in question and "cannot be undone" in question
+    at.button(key="act_cancel_keep").click().run()  # leave it
+    assert "act_cancel_confirm" not in keys(at)
+    assert engine.get(wid).status is WorkflowStatus.WAITING
+    at.button(key="act_cancel").click().run()
+    at.button(key="act_cancel_confirm").click().run()
+    assert not at.error, messages(at)
+    assert engine.get(wid).status is WorkflowStatus.CANCELLED
+    mine = [h for h in engine.history(wid) if h.actor == "ana"]
+    assert [(h.kind, h.detail.get("reason")) for h in mine] == [("cancelled", "because")]
+    # an ended workflow offers no step, execute, retry or cancel
+    assert not {"act_step", "act_execute", "act_retry", "act_cancel"} & keys(at)
+    assert any("nothing more runs" in str(c.value) for c in at.caption)
+
+
+def test_a_failed_workflow_shows_its_error_and_a_retry_that_fails_again_is_a_failure(
+    open_page: Open, engine: Engine
+) -> None:
+    wid = "demo-import-failed"
+    at = open_page("workflow", id=wid)
+    header = [str(e.value) for e in at.error]
+    assert any("has failed" in e and "thread main failed at" in e for e in header), header
+    tracebacks = [e for e in at.expander if "Traceback" in str(e.label)]
+    assert tracebacks and any("Traceback (most recent call last)" in c.value for c in at.code)
+    at.text_input(key="act_reason").set_value("because")
+    at.button(key="act_retry").click().run()
+    question = " ".join(str(m.value) for m in at.markdown)
+    assert "Retry 1 failed thread" in question
+    assert len([h for h in engine.history(wid) if h.kind == "retried"]) == 0
+    at.button(key="act_retry_confirm").click().run()
+    assert engine.get(wid).status is WorkflowStatus.FAILED  # it failed again: recorded
+    assert not any("retried" in str(m.value) for m in at.success)  # never a green box
+    assert any("failed again" in str(e.value) for e in at.error), messages(at)
+    retried = [h for h in engine.history(wid) if h.kind == "retried"]
+    assert [(h.actor, h.detail.get("reason")) for h in retried] == [("ana", "because")]
+
+
 def test_definitions_page_counts_and_checks_compatibility(open_page: Open) -> None:
     at = open_page("definitions", type="Expense")
     charts = at.get("graphviz_chart")
     assert len(charts) == 3 and "1 here" in charts[0].proto.spec
     at.button(key="compat_Expense").click().run()
     assert any("0 would break" in str(s.value) for s in at.success)
+
+
+def test_definitions_page_reads_well_and_a_bulk_move_asks_saying_which(
+    open_page: Open, engine: Engine
+) -> None:
+    engine.new_workflow(Expense(amount=7), "bulk-move-1")
+    at = open_page("definitions", type="Expense")
+    text = " ".join(str(m.value) for m in at.markdown)
+    assert "**2** live workflows" in text
+    assert "**1** live workflow" in text and "**1** live workflows" not in text  # Order, Import
+    links = [str(p.proto.label) for p in at.get("page_link")]
+    assert "Start an Expense" in links and "Start an Order" in links
+    assert not any(label.startswith("Start a E") for label in links)
+
+    at.selectbox(key="move_from_Expense").set_value("waiting for approval")
+    at.selectbox(key="move_to_Expense").set_value("first action")
+    at.text_input(key="move_reason_Expense").set_value("resend")
+    at.button(key="move_Expense").click().run()
+    question = " ".join(str(m.value) for m in at.markdown)
+    assert "Move 2 threads of 2 workflows" in question, question
+    assert "bulk-move-1" in question.replace("\\", "")  # which: every one is listed
+    assert "demo-expense-waiting" in question.replace("\\", "")
+    assert [h.kind for h in engine.history("bulk-move-1")].count("goto") == 0  # asked only
+    at.button(key="move_Expense_confirm").click().run()
+    said = " ".join(messages(at)).replace("\\", "")  # messages are escaped Markdown
+    assert "moved 2 threads to 'first action'" in said, said
+    assert "now stand on: waiting for approval (waiting): 2" in said  # why still "2 here"
+    moved = [h for h in engine.history("bulk-move-1") if h.kind == "goto"]
+    assert [(h.actor, h.detail["reason"]) for h in moved] == [("ana", "resend")]
 
 
 def test_password_gate_blocks_until_the_right_password(

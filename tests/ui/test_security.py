@@ -68,7 +68,9 @@ ACTIONS: dict[str, tuple[str, Action]] = {
     "execute": (
         "execute", lambda e, op: services.execute(e, op, "demo-expense-waiting", "r-execute")
     ),
-    "retry": ("retry", lambda e, op: services.retry(e, op, "demo-import-failed", "r-retry")),
+    # it fails again (the demo's import always does): recorded, and reported as FailedAgain
+    "retry": ("retry", lambda e, op: _failing_again(services.retry, e, op, "demo-import-failed",
+                                                     "r-retry")),
     "cancel": ("cancel", lambda e, op: services.cancel(e, op, "demo-order-waiting", "r-cancel")),
     "goto": ("goto", lambda e, op: services.goto(
         e, op, "demo-expense-waiting", "g1", "parallel thread", "r-goto"
@@ -95,7 +97,15 @@ ACTIONS: dict[str, tuple[str, Action]] = {
         e, op, "Expense", "waiting for approval", "first action", "r-move"
     )),
     "run_due": ("run_due", lambda e, op: services.run_due(e, op)),
+    "bulk": ("run_bulk", lambda e, op: services.run_bulk(
+        e, op, e.preview_bulk("cancel", ["demo-import-failed"]), "r-bulk"
+    )),
 }  # fmt: skip
+
+
+def _failing_again(fn: Callable[..., str], *args: Any) -> None:
+    with pytest.raises(services.FailedAgain):
+        fn(*args)
 
 
 def acting_services() -> set[str]:
@@ -152,15 +162,15 @@ def test_every_action_writes_one_history_line_with_the_actor_and_reason(
         "step": "step_requested", "execute": "execute_requested", "retry": "retried",
         "cancel": "cancelled", "goto": "goto", "update_state": "state_updated",
         "approve": "callback", "deny": "callback", "send": "callback", "fire": "callback",
-        "start": "created", "move": "goto",
+        "start": "created", "move": "goto", "bulk": "cancelled",
     }  # fmt: skip
     assert line.kind == expected[name]
     if name in ("approve", "deny"):  # the reason travels in the input the handler gets
         assert line.detail["input"]["reason"] == f"r-{name}"
     elif name not in ("send", "fire", "start"):  # these take no reason
         assert line.detail["reason"] == f"r-{name}"
-    if name == "move":
-        assert line.detail.get("operation")  # one id shared by every thread moved at once
+    if name in ("move", "bulk"):
+        assert line.detail.get("operation")  # one id shared by everything acted on at once
 
 
 # -- the sign-in gate ------------------------------------------------------------------------
@@ -172,6 +182,7 @@ PAGES = [
     ("inbox", {"workflow": "demo-expense-waiting", "wait": "waiting for approval"}),
     ("start", {"type": "Expense"}),
     ("definitions", {"type": "Expense"}),
+    ("incidents", {}),
 ]
 SHOWN = ("title", "header", "subheader", "markdown", "caption", "info", "warning", "error",
          "success", "code", "json", "text", "text_area", "page_link", "metric", "dataframe",
@@ -312,8 +323,13 @@ def clicks(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> s
 def click_as_viewer(at: AppTest, key: str, mode: str) -> AppTest:
     if mode == "forged":
         assert at.button(key=key).disabled  # the courtesy
-        return forge_click(at, key)
+        at = forge_click(at, key)
+        if f"{key}_confirm" in keys(at):  # a button that asks first: answer it too
+            at = forge_click(at, f"{key}_confirm")
+        return at
     at.button(key=key).click().run()
+    if f"{key}_confirm" in keys(at):  # a button that asks first: the answer reaches the service
+        at.button(key=f"{key}_confirm").click().run()
     assert any("is a viewer and cannot act" in m for m in messages(at)), messages(at)
     return at
 
@@ -397,6 +413,7 @@ def test_a_nameless_operator_is_refused(open_page: Callable[..., AppTest], engin
     at = open_page("workflow", id="demo-order-waiting", name=None)
     before = store_snapshot(engine)
     at.button(key="act_cancel").click().run()
+    at.button(key="act_cancel_confirm").click().run()  # it asks first
     assert any("enter your name first" in m for m in messages(at))
     assert store_snapshot(engine) == before
 

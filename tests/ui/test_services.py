@@ -267,7 +267,8 @@ def test_step_and_execute_record_who_asked(demo: Engine) -> None:
 
 
 def test_retry_and_cancel(demo: Engine) -> None:
-    assert "failed" in services.retry(demo, ANA, "demo-import-failed", "service is back?")
+    with pytest.raises(services.FailedAgain, match="failed again: thread main failed at"):
+        services.retry(demo, ANA, "demo-import-failed", "service is back?")  # not a success
     retried = [h for h in demo.history("demo-import-failed") if h.kind == "retried"]
     assert retried[0].actor == "ana"
     with pytest.raises(InvalidOperation):
