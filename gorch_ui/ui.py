@@ -170,6 +170,7 @@ def action(
     fn: Callable[..., str],
     *args: Any,
     submit: bool = False,
+    message_key: str | None = None,
     **kw: Any,
 ) -> None:
     """A button that calls ``fn(engine, operator, *args)`` (a service) when clicked.
@@ -178,7 +179,9 @@ def action(
     submit button of the enclosing ``st.form``, whose inputs then arrive with the click itself
     (nothing typed is lost to a refresh in between). Disabled for viewers; the service refuses
     them anyway. Its result or error is drawn right after it (``show_message``) and stays
-    there, through refreshes, until dismissed or the next action.
+    there, through refreshes, until dismissed or the next action; ``message_key`` draws it
+    after another control instead (a confirmation's question closes once answered: its
+    result goes beside the button that asked).
     """
     op = operator()
     kw.setdefault("help", None if op.can_act else "viewers cannot act")
@@ -186,11 +189,11 @@ def action(
         label,
         key=key,
         on_click=_run,
-        args=(label, fn, args, key),
+        args=(label, fn, args, message_key or key),
         disabled=kw.pop("disabled", False) or not op.can_act,
         **kw,
     )
-    show_message(key, in_form=submit)
+    show_message(message_key or key, in_form=submit)
 
 
 def form(fields: list[FormField], prefix: str) -> None:
@@ -273,6 +276,7 @@ def confirm_action(
             disabled=disabled or not op.can_act,
             **kw,
         )
+        show_message(key)  # the result of the last confirmed click
         return
     with area if area is not None else st.container(), st.container(border=True):
         st.markdown(preview() if callable(preview) else preview)
@@ -280,7 +284,7 @@ def confirm_action(
         with yes:
             # its label starts the message if it fails ("Retry failed: ..."): a verb
             action(confirm or label, f"{key}_confirm", _Confirmed(flag, fn),
-                   *args, type="primary")  # fmt: skip
+                   *args, message_key=key, type="primary")  # fmt: skip
         no.button("No, leave it", key=f"{key}_keep", on_click=_drop, args=(flag,))
 
 

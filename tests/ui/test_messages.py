@@ -40,10 +40,14 @@ def test_a_result_stays_beside_its_button_until_the_next_action(
     for _ in range(2):  # refreshes
         at.run()
         assert dismissers(at) == ["dismiss_1_act_step"] and shown(at)["success"] == stepped
-    at.button(key="act_cancel").click().run()  # the next action replaces it
-    assert dismissers(at) == ["dismiss_2_act_cancel"]
+    at.button(key="act_cancel").click().run()  # asks first (a cancel is for good)
+    assert dismissers(at) == ["dismiss_1_act_step"]
+    at.button(key="act_cancel_confirm").click().run()  # the next action replaces it
+    # a cancelled workflow offers no Cancel (or Step) any more: its message goes to the top
+    assert dismissers(at) == ["dismiss_2_top"]
+    assert any(m.startswith("cancelled") for m in shown(at)["success"])
     assert engine.get("demo-import-retrying").status is WorkflowStatus.CANCELLED
-    at.button(key="dismiss_2_act_cancel").click().run()
+    at.button(key="dismiss_2_top").click().run()
     assert dismissers(at) == [] and not shown(at)["success"]
     at.run()
     assert dismissers(at) == []
