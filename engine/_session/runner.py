@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from engine._definition import reads as reads_of
 from engine._definition.compiler import Program, build_traced
+from engine._definition.decisions import decision_data
 from engine._definition.handlers import CallbackManager
 from engine._definition.statements import RetryPolicy, Wait, WaitFor, evaluate
 from engine._definition.workflow import Workflow
@@ -286,6 +287,8 @@ class Session:
         rec.next_run_at = self._next_run(now)
         for e in self.pending:
             e.pc = rec.pc
+        if self.waits:
+            self._refresh_decisions(state)
         self.store.checkpoint(
             rec,
             owner=self.owner,
@@ -432,8 +435,33 @@ class Session:
     def arm(self, t: ThreadState, wait: Wait) -> None:
         """Create one open wait per case of ``wait`` for thread ``t``."""
         self.waits_changed = True
-        self.waits += armed(self.record, t, wait, self.clock.now(), self.options.managers,
-                            new_id=lambda: os.urandom(12).hex())  # fmt: skip
+        new = armed(self.record, t, wait, self.clock.now(), self.options.managers,
+                    new_id=lambda: os.urandom(12).hex())  # fmt: skip
+        for w, case in zip(new, wait.cases, strict=True):
+            decision = decision_data(self.model, case.handler)
+            if decision is not None:  # a person decides it: what they see, who may
+                w.data = {**w.data, **decision}
+        self.waits += new
+
+    def _refresh_decisions(self, state: dict[str, Any]) -> None:
+        """Keep the decision data of the open waits (context, assignees, exclusions) as the
+        state about to be written says, so the inbox never shows a stale one. Only waits a
+        person decides carry it; a definition that cannot be built now leaves it as it was."""
+        deciding = [w for w in self.waits if w.status.open and "assignees" in w.data]
+        if not deciding:
+            return
+        self._state_is(state)  # the program below is built from this state
+        try:
+            program = self.program
+            for w in deciding:
+                entry = program.entry(w.wait)
+                case = entry.stmt.case(w.event) if entry and isinstance(entry.stmt, Wait) else None
+                decision = decision_data(self.model, case.handler) if case else None
+                if decision is not None and any(w.data.get(k) != v for k, v in decision.items()):
+                    w.data = {**w.data, **decision}
+                    self.waits_changed = True
+        except Exception as e:  # the next session that can build it refreshes it
+            log.warning("workflow %s: decision data not refreshed: %r", self.record.id, e)
 
     def close_waits(self, thread_id: str, handled: str | None = None) -> None:
         """Mark the thread's open waits for teardown (``handled``: the id of the winner)."""

@@ -10,7 +10,17 @@ import threading
 from collections.abc import Sequence
 from datetime import datetime
 
-from engine._records import HistoryEntry, PruneResult, WaitInfo, WorkflowRecord, WorkflowStatus
+from engine._records import (
+    HistoryEntry,
+    InboxPage,
+    InboxQuery,
+    PruneResult,
+    WaitInfo,
+    WorkflowRecord,
+    WorkflowStatus,
+    decision_matches,
+    group_decisions,
+)
 from engine.errors import LeaseLost, WorkflowBusy, WorkflowNotDue, WorkflowNotFound
 from engine.store.base import check_prune
 
@@ -203,6 +213,22 @@ class MemoryStore:
             ]
             found.sort(key=lambda w: (w.created_at, w.id), reverse=True)
             return [w.copy() for w in found[:limit]]
+
+    def inbox(self, query: InboxQuery) -> InboxPage:
+        with self._lock:
+            ids = [query.workflow_id] if query.workflow_id is not None else list(self._waits)
+            if query.workflow_type is not None:
+                ids = [i for i in ids if i in self._workflows
+                       and self._workflows[i].type == query.workflow_type]  # fmt: skip
+            types = {i: self._workflows[i].type for i in ids if i in self._workflows}
+            cards = group_decisions(
+                (w.copy() for i in ids for w in self._waits.get(i, {}).values() if w.status.open),
+                types,
+            )
+        cards = [c for c in cards if decision_matches(c.events, query)]
+        after = query.after
+        rest = [c for c in cards if after is None or c.key > after]
+        return InboxPage(rest[: query.limit], len(cards), len(rest) > query.limit)
 
     def history(self, workflow_id: str) -> list[HistoryEntry]:
         with self._lock:

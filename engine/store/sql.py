@@ -48,8 +48,10 @@ from sqlalchemy import (
     Connection,
     Engine,
     func,
+    literal,
     or_,
     select,
+    tuple_,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
@@ -60,7 +62,17 @@ from sqlalchemy.sql.elements import ColumnElement
 
 import engine.store.queries as q
 import engine.store.retention as retention
-from engine._records import HistoryEntry, PruneResult, WaitInfo, WorkflowRecord, WorkflowStatus
+from engine._records import (
+    ROLE_PREFIX,
+    HistoryEntry,
+    InboxPage,
+    InboxQuery,
+    PruneResult,
+    WaitInfo,
+    WorkflowRecord,
+    WorkflowStatus,
+    group_decisions,
+)
 from engine.errors import LeaseLost, StoreError, WorkflowBusy, WorkflowNotDue, WorkflowNotFound
 from engine.store.base import check_prune
 from engine.store.database import (
@@ -81,6 +93,7 @@ from engine.store.fast import (
 from engine.store.rows import (
     SELDOM_CHANGED,
     history_values,
+    name_token,
     record_of,
     set_seqs,
     store_error,
@@ -521,6 +534,51 @@ class SQLModelStore:
         with self._read("list_waits", workflow_id) as conn:
             rows = conn.execute(stmt).all()
         return [wait_of(r) for r in rows]
+
+    def inbox(self, query: InboxQuery) -> InboxPage:
+        c, w = waits.c, workflows.c
+        where: list[ColumnElement[bool]] = [c.status.in_(q.OPEN)]
+        for column, value in (
+            (c.type, query.type), (c.event, query.event), (c.workflow_id, query.workflow_id),
+            (c.wait, query.wait), (w.type, query.workflow_type),
+        ):  # fmt: skip
+            if value is not None:
+                where.append(column == value)
+        if query.created_before is not None:
+            where.append(c.created_at < query.created_before)
+        if query.actor is not None:  # as ``engine._records.refusal`` decides, in SQL
+            me = name_token(query.actor)
+            mine = [c.deciders == "*", c.deciders.contains(me, autoescape=True)]
+            mine += [c.deciders.contains(name_token(ROLE_PREFIX + r), autoescape=True)
+                     for r in query.roles]  # fmt: skip
+            where += [c.deciders.is_not(None), or_(*mine),
+                      or_(c.excluded.is_(None), ~c.excluded.contains(me, autoescape=True))]  # fmt: skip
+        key = (c.created_at, c.workflow_id, c.thread_id, c.pc)
+        joined = query.workflow_type is not None  # the workflows table only when filtered
+        cards = select(*key).select_from(
+            waits.join(workflows, w.id == c.workflow_id) if joined else waits
+        )
+        cards = cards.where(*where).group_by(*key)
+        count = select(func.count()).select_from(cards.subquery())
+        page = cards.order_by(*key).limit(query.limit + 1)
+        if query.after is not None:
+            page = page.where(tuple_(*key) > tuple_(*(
+                literal(v, type_=col.type) for v, col in zip(query.after, key, strict=True)
+            )))  # fmt: skip
+        with self._read("inbox", query.workflow_id) as conn:
+            total = int(conn.execute(count).scalar_one())
+            keys = [tuple(r) for r in conn.execute(page).all()]
+            more, keys = len(keys) > query.limit, keys[: query.limit]
+            wanted = {(k[1], k[2], k[3]) for k in keys}
+            rows = conn.execute(
+                select(waits, w.type.label("workflow_type"))
+                .join(workflows, w.id == c.workflow_id)
+                .where(c.status.in_(q.OPEN), c.workflow_id.in_({k[1] for k in keys}))
+                .order_by(c.workflow_id, c.position, c.id)
+            ).all() if keys else []  # fmt: skip
+        types = {r.workflow_id: r.workflow_type for r in rows}
+        events = [wait_of(r) for r in rows if (r.workflow_id, r.thread_id, r.pc) in wanted]
+        return InboxPage(group_decisions(events, types), total, more)
 
     def history(self, workflow_id: str) -> list[HistoryEntry]:
         with self._read("history", workflow_id) as conn:

@@ -103,7 +103,10 @@ class WaitRow(GorchTable, table=True):
 
     ``position`` keeps the order the engine gave the workflow's waits in, as ``MemoryStore``
     does, so ``load_waits`` returns them as they were checkpointed. ``setup_data`` is what
-    the manager's ``setup`` returned (migration 0003).
+    the manager's ``setup`` returned (migration 0003). ``deciders`` and ``excluded`` are the
+    wait's assignees and exclusions (kept in ``data``) encoded for the inbox's "assigned to
+    me" filter (``engine.store.rows.deciders_column``); ``ix_waits_inbox`` serves its order,
+    oldest first, one card per (workflow, thread, pc) (migration 0004).
     """
 
     __tablename__ = "waits"
@@ -112,6 +115,7 @@ class WaitRow(GorchTable, table=True):
         Index("ix_waits_type", "type"),
         Index("ix_waits_due_at", "due_at"),
         Index("ix_waits_retry_at", "retry_at"),
+        Index("ix_waits_inbox", "created_at", "workflow_id", "thread_id", "pc"),
     )
 
     id: str = Field(primary_key=True)
@@ -131,6 +135,8 @@ class WaitRow(GorchTable, table=True):
     handled: bool
     position: int
     setup_data: Any = Field(default=None, sa_type=JSONColumn, nullable=True)
+    deciders: str | None = Field(default=None, sa_type=Text)
+    excluded: str | None = Field(default=None, sa_type=Text)
 
 
 class HistoryRow(GorchTable, table=True):
