@@ -441,9 +441,15 @@ class Engine:
         role_names = tuple(str(r) for r in roles)
         _jsonsafe.check_text(**{f"role {i}": r for i, r in enumerate(role_names)})
         return self._callback(
-            workflow_id, event, input, actor=actor, thread=thread, pc=pc, wait=True,
+            workflow_id,
+            event,
+            input,
+            actor=actor,
+            thread=thread,
+            pc=pc,
+            wait=True,
             roles=role_names,
-        )  # fmt: skip
+        )
 
     def _callback(
         self,
@@ -594,8 +600,14 @@ class Engine:
         Raises:
             InvalidOperation: a limit out of range or text no store can hold.
         """
-        _jsonsafe.check_text(type=type, event=event, workflow_type=workflow_type,
-                             workflow_id=workflow_id, wait=wait, actor=actor)  # fmt: skip
+        _jsonsafe.check_text(
+            type=type,
+            event=event,
+            workflow_type=workflow_type,
+            workflow_id=workflow_id,
+            wait=wait,
+            actor=actor,
+        )
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
             raise InvalidOperation(f"inbox limit must be 1 to 1000, not {limit!r}")
         if isinstance(roles, str):
@@ -604,10 +616,18 @@ class Engine:
         if waiting_longer_than is not None:
             before = self.clock.now() - waiting_longer_than
         return self.store.inbox(
-            InboxQuery(type=type, event=event, workflow_type=workflow_type,
-                       workflow_id=workflow_id, wait=wait, actor=actor,
-                       roles=tuple(str(r) for r in roles), created_before=before, after=after,
-                       limit=limit)  # fmt: skip
+            InboxQuery(
+                type=type,
+                event=event,
+                workflow_type=workflow_type,
+                workflow_id=workflow_id,
+                wait=wait,
+                actor=actor,
+                roles=tuple(str(r) for r in roles),
+                created_before=before,
+                after=after,
+                limit=limit,
+            )
         )
 
     def history(self, workflow_id: str) -> builtins.list[HistoryEntry]:

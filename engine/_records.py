@@ -6,9 +6,9 @@ can be resumed by a newer version of its code.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from copy import deepcopy
 from dataclasses import dataclass, field
-from collections.abc import Iterable, Sequence
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Generic, TypeVar
@@ -454,7 +454,6 @@ class WorkflowInfo(Generic[W]):
         return next((t for t in self.threads if t.id == thread_id), None)
 
 
-
 @dataclass(frozen=True, slots=True)
 class PendingDecision:
     """One card of the inbox: one ``Wait`` of one thread, with every event it waits for
@@ -542,9 +541,14 @@ def group_decisions(
         groups.setdefault((w.workflow_id, w.thread_id, w.pc), []).append(w)
     cards = [
         PendingDecision(
-            wid, workflow_types.get(wid, ""), tid, events[0].wait, pc,
-            min(e.created_at for e in events), tuple(events),
-        )  # fmt: skip
+            wid,
+            workflow_types.get(wid, ""),
+            tid,
+            events[0].wait,
+            pc,
+            min(e.created_at for e in events),
+            tuple(events),
+        )
         for (wid, tid, pc), events in groups.items()
     ]
     cards.sort(key=lambda c: c.key)

@@ -132,7 +132,7 @@ class RejectReason(StrEnum):
     INVALID_INPUT = "invalid_input"  # the input failed validation (``InvalidInput``)
     INVALID_OUTPUT = "invalid_output"  # the handler's output cannot be stored (``InvalidOutput``)
     NOT_ASSIGNED = "not_assigned"  # the actor is not among the wait's assignees (``NotPermitted``)
-    EXCLUDED = "excluded"  # the workflow excludes the actor: separation of duties (``NotPermitted``)
+    EXCLUDED = "excluded"  # the workflow excludes the actor (separation of duties)
 
     @property
     def taken(self) -> bool:

@@ -418,10 +418,12 @@ def _overlay_attrs(g: nx.DiGraph[str], ov: Overlay, link: Link | None) -> dict[s
         attrs[ran_node].update(fillcolor="#e6e6e6", fontcolor="#555555")
         tick = "✓" if count == 1 else f"✓ x{count}"
         extra.setdefault(ran_node, []).append(f'<FONT POINT-SIZE="9">{tick}</FONT>')
+    wait_tips: dict[str, list[str]] = {}  # what a person must see to decide it, on hover
     for w in ov.waits:
         wait_node = names.get(w.wait)
         if wait_node is None or not w.status.open:
             continue
+        wait_tips.setdefault(wait_node, []).extend(_wait_tip(w))
         extra.setdefault(wait_node, []).append(
             f'<FONT POINT-SIZE="9">waiting: {text(w.event, 30)} ({text(w.type, 20)}) since '
             f"{w.created_at:%Y-%m-%d %H:%M}</FONT>"
@@ -430,7 +432,9 @@ def _overlay_attrs(g: nx.DiGraph[str], ov: Overlay, link: Link | None) -> dict[s
     labels: dict[str, str] = {nid: data["label"] for nid, data in g.nodes(data=True)}
     info = ov.info
     if info is not None:
-        _thread_marks(g, info, attrs, extra)
+        _thread_marks(g, info, attrs, extra, wait_tips)
+    for nid, tips in wait_tips.items():  # no thread mark took them
+        attrs[nid]["tooltip"] = tooltip("\n".join(tips))
         if info.status.done:
             end = g.graph["threads"][None][1]
             outcome = (
@@ -453,6 +457,20 @@ def _overlay_attrs(g: nx.DiGraph[str], ov: Overlay, link: Link | None) -> dict[s
     return attrs
 
 
+def _wait_tip(w: WaitInfo) -> list[str]:
+    """A pending event as tooltip lines: the event, the decision's context, who may decide."""
+    lines = [f"waiting for {w.event} ({w.type}) since {w.created_at:%Y-%m-%d %H:%M}"]
+    if w.due_at is not None:
+        lines[0] += f", due {w.due_at:%Y-%m-%d %H:%M}"
+    lines += [f"  {k}: {v}" for k, v in w.context.items()]
+    if w.assignees is not None:
+        who = ", ".join(w.assignees) or "anyone"
+        lines.append(
+            f"  may decide: {who}" + (f"; not {', '.join(w.excluded)}" if w.excluded else "")
+        )
+    return lines
+
+
 _MARKS = 4
 """At most this many threads are named on one node; the rest are counted."""
 
@@ -462,8 +480,10 @@ def _thread_marks(
     info: WorkflowInfo[Any],
     attrs: dict[str, dict[str, str]],
     extra: dict[str, list[str]],
+    wait_tips: dict[str, list[str]],
 ) -> None:
-    """Outline each live or failed thread's node in the thread's colour and name it there."""
+    """Outline each live or failed thread's node in the thread's colour and name it there
+    (a waiting node's tooltip takes its ``wait_tips`` too: they are used up here)."""
     names: dict[str, str] = g.graph["names"]
     colours = thread_colours(info)
     here: dict[str, list[ThreadInfo]] = {}
@@ -492,7 +512,7 @@ def _thread_marks(
                 tip += f" (attempt {t.attempts})" if t.status is not ThreadStatus.FAILED else ""
                 tip += f": {t.error}"
             tips.append(tip)
-        a["tooltip"] = tooltip("\n".join(tips))
+        a["tooltip"] = tooltip("\n".join(tips + wait_tips.pop(nid, [])))
         marks = [
             f'<FONT POINT-SIZE="9" COLOR="{FAILED if t in failed else colours[t.id]}">'
             f"● {text(t.id, 30)}{' failed' if t in failed else ''}</FONT>"

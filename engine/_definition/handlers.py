@@ -137,9 +137,7 @@ class WaitForUserAction:
     assignees: tuple[str, ...] = field(default=(), kw_only=True)
 
     def __post_init__(self) -> None:
-        object.__setattr__(
-            self, "assignees", assignee_names(self.assignees, "WaitForUserAction")
-        )
+        object.__setattr__(self, "assignees", assignee_names(self.assignees, "WaitForUserAction"))
 
     def handle(self, input: Any) -> Any:
         action = cast(UserAction, _validate(UserAction, input))

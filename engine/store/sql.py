@@ -539,9 +539,12 @@ class SQLModelStore:
         c, w = waits.c, workflows.c
         where: list[ColumnElement[bool]] = [c.status.in_(q.OPEN)]
         for column, value in (
-            (c.type, query.type), (c.event, query.event), (c.workflow_id, query.workflow_id),
-            (c.wait, query.wait), (w.type, query.workflow_type),
-        ):  # fmt: skip
+            (c.type, query.type),
+            (c.event, query.event),
+            (c.workflow_id, query.workflow_id),
+            (c.wait, query.wait),
+            (w.type, query.workflow_type),
+        ):
             if value is not None:
                 where.append(column == value)
         if query.created_before is not None:
@@ -549,10 +552,12 @@ class SQLModelStore:
         if query.actor is not None:  # as ``engine._records.refusal`` decides, in SQL
             me = name_token(query.actor)
             mine = [c.deciders == "*", c.deciders.contains(me, autoescape=True)]
-            mine += [c.deciders.contains(name_token(ROLE_PREFIX + r), autoescape=True)
-                     for r in query.roles]  # fmt: skip
-            where += [c.deciders.is_not(None), or_(*mine),
-                      or_(c.excluded.is_(None), ~c.excluded.contains(me, autoescape=True))]  # fmt: skip
+            mine += [
+                c.deciders.contains(name_token(ROLE_PREFIX + r), autoescape=True)
+                for r in query.roles
+            ]
+            not_excluded = or_(c.excluded.is_(None), ~c.excluded.contains(me, autoescape=True))
+            where += [c.deciders.is_not(None), or_(*mine), not_excluded]
         key = (c.created_at, c.workflow_id, c.thread_id, c.pc)
         joined = query.workflow_type is not None  # the workflows table only when filtered
         cards = select(*key).select_from(
@@ -562,23 +567,23 @@ class SQLModelStore:
         count = select(func.count()).select_from(cards.subquery())
         page = cards.order_by(*key).limit(query.limit + 1)
         if query.after is not None:
-            page = page.where(tuple_(*key) > tuple_(*(
-                literal(v, type_=col.type) for v, col in zip(query.after, key, strict=True)
-            )))  # fmt: skip
+            after = [literal(v, type_=k.type) for v, k in zip(query.after, key, strict=True)]
+            page = page.where(tuple_(*key) > tuple_(*after))
         with self._read("inbox", query.workflow_id) as conn:
             total = int(conn.execute(count).scalar_one())
             keys = [tuple(r) for r in conn.execute(page).all()]
             more, keys = len(keys) > query.limit, keys[: query.limit]
             wanted = {(k[1], k[2], k[3]) for k in keys}
-            rows = conn.execute(
+            events = (
                 select(waits, w.type.label("workflow_type"))
                 .join(workflows, w.id == c.workflow_id)
                 .where(c.status.in_(q.OPEN), c.workflow_id.in_({k[1] for k in keys}))
                 .order_by(c.workflow_id, c.position, c.id)
-            ).all() if keys else []  # fmt: skip
+            )
+            rows = conn.execute(events).all() if keys else []
         types = {r.workflow_id: r.workflow_type for r in rows}
-        events = [wait_of(r) for r in rows if (r.workflow_id, r.thread_id, r.pc) in wanted]
-        return InboxPage(group_decisions(events, types), total, more)
+        found = [wait_of(r) for r in rows if (r.workflow_id, r.thread_id, r.pc) in wanted]
+        return InboxPage(group_decisions(found, types), total, more)
 
     def history(self, workflow_id: str) -> list[HistoryEntry]:
         with self._read("history", workflow_id) as conn:
