@@ -433,8 +433,6 @@ def _overlay_attrs(g: nx.DiGraph[str], ov: Overlay, link: Link | None) -> dict[s
     info = ov.info
     if info is not None:
         _thread_marks(g, info, attrs, extra, wait_tips)
-    for nid, tips in wait_tips.items():  # no thread mark took them
-        attrs[nid]["tooltip"] = tooltip("\n".join(tips))
         if info.status.done:
             end = g.graph["threads"][None][1]
             outcome = (
@@ -452,6 +450,8 @@ def _overlay_attrs(g: nx.DiGraph[str], ov: Overlay, link: Link | None) -> dict[s
                 tooltip=tooltip(outcome),
             )
             labels[end] = text(outcome, 60)
+    for nid, tips in wait_tips.items():  # no thread mark took them
+        attrs[nid]["tooltip"] = tooltip("\n".join(tips))
     for nid, label in labels.items():
         attrs[nid]["label"] = "<" + "<BR/>".join([label, *extra.get(nid, [])]) + ">"
     return attrs

@@ -134,10 +134,19 @@ class WaitForUserAction:
     approve: Callable[[], Any]
     deny: Callable[[str], Any]
     type: str = field(default=HandlerType.USER_ACTION, init=False)
-    assignees: tuple[str, ...] = field(default=(), kw_only=True)
+    assignees: tuple[str, ...] = ()
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "assignees", assignee_names(self.assignees, "WaitForUserAction"))
+    def __init__(
+        self,
+        approve: Callable[[], Any],
+        deny: Callable[[str], Any],
+        *,
+        assignees: Iterable[str] = (),
+    ) -> None:
+        object.__setattr__(self, "approve", approve)
+        object.__setattr__(self, "deny", deny)
+        object.__setattr__(self, "type", HandlerType.USER_ACTION)
+        object.__setattr__(self, "assignees", assignee_names(assignees, "WaitForUserAction"))
 
     def handle(self, input: Any) -> Any:
         action = cast(UserAction, _validate(UserAction, input))
