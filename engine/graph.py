@@ -423,7 +423,8 @@ def _overlay_attrs(g: nx.DiGraph[str], ov: Overlay, link: Link | None) -> dict[s
         wait_node = names.get(w.wait)
         if wait_node is None or not w.status.open:
             continue
-        wait_tips.setdefault(wait_node, []).extend(_wait_tip(w))
+        tips = wait_tips.setdefault(wait_node, [])
+        tips += [line for line in _wait_tip(w) if line not in tips]  # threads share waits
         extra.setdefault(wait_node, []).append(
             f'<FONT POINT-SIZE="9">waiting: {text(w.event, 30)} ({text(w.type, 20)}) since '
             f"{w.created_at:%Y-%m-%d %H:%M}</FONT>"
@@ -458,17 +459,16 @@ def _overlay_attrs(g: nx.DiGraph[str], ov: Overlay, link: Link | None) -> dict[s
 
 
 def _wait_tip(w: WaitInfo) -> list[str]:
-    """A pending event as tooltip lines: the event, the decision's context, who may decide."""
-    lines = [f"waiting for {w.event} ({w.type}) since {w.created_at:%Y-%m-%d %H:%M}"]
-    if w.due_at is not None:
-        lines[0] += f", due {w.due_at:%Y-%m-%d %H:%M}"
-    lines += [f"  {k}: {v}" for k, v in w.context.items()]
-    if w.assignees is not None:
-        who = ", ".join(w.assignees) or "anyone"
-        lines.append(
-            f"  may decide: {who}" + (f"; not {', '.join(w.excluded)}" if w.excluded else "")
-        )
-    return lines
+    """A pending decision as tooltip lines: the event, the decision's context (the workflow's
+    ``summary()``), who may decide. None for a wait no person decides (a timer)."""
+    if w.assignees is None:
+        return []
+    who = ", ".join(w.assignees) or "anyone"
+    return [
+        f"to decide: {w.event} ({w.type})",
+        *(f"  {k}: {v}" for k, v in w.context.items()),
+        "  may decide: " + who + (f"; not {', '.join(w.excluded)}" if w.excluded else ""),
+    ]
 
 
 _MARKS = 4
