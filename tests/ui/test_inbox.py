@@ -51,8 +51,10 @@ def test_one_card_per_wait_with_its_events_as_actions(open_page: Open, engine: E
     assert {f"approve_{wait.id}", f"deny_{wait.id}", f"fire_{timer.id}"} <= keys(at)
     assert re.search(r"timeout: times out at \d{4}-\d\d-\d\d \d\d:\d\d", markdown(at))
     whole = open_page("inbox")
-    assert total_shown(whole) == engine.inbox().total == len(
-        {(w.workflow_id, w.thread_id, w.pc) for w in engine.pending_waits()}
+    assert (
+        total_shown(whole)
+        == engine.inbox().total
+        == len({(w.workflow_id, w.thread_id, w.pc) for w in engine.pending_waits()})
     )
 
 
