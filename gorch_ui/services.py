@@ -443,7 +443,7 @@ WAITING_LONGER = {
 
 def inbox_page(
     engine: Engine,
-    op: Operator,
+    reader: Operator,
     *,
     workflow_type: str | None = None,
     event: str | None = None,
@@ -455,8 +455,9 @@ def inbox_page(
     page_size: int = 25,
 ) -> InboxPage:
     """One page of decisions, oldest first, with the count of all that match: one card per
-    ``Wait`` (its events together); ``mine`` keeps those ``op`` may decide."""
-    texts = (workflow_id or "", wait or "", event or "", workflow_type or "", op.name)
+    ``Wait`` (its events together); ``mine`` keeps those ``reader`` may decide. A read, not
+    an action: a viewer sees the inbox too."""
+    texts = (workflow_id or "", wait or "", event or "", workflow_type or "", reader.name)
     if not all(storable_text(x) for x in texts):
         return InboxPage([], 0, False)  # nothing stored holds NUL or a lone surrogate
     return engine.inbox(
@@ -464,8 +465,8 @@ def inbox_page(
         event=event or None,
         workflow_id=workflow_id or None,
         wait=wait or None,
-        actor=(op.name.strip() or None) if mine else None,
-        roles=roles_of(op.name) if mine else (),
+        actor=(reader.name.strip() or None) if mine else None,
+        roles=roles_of(reader.name) if mine else (),
         waiting_longer_than=waiting_longer_than,
         after=after,
         limit=page_size,
