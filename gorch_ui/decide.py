@@ -65,9 +65,8 @@ def actions(decision: PendingDecision, *, prefix: str = "") -> None:
         for w in timers:
             _timer(w, key=f"{prefix}{w.id}")
     elif timers:
-        cols = st.columns(len(timers))
-        for col, w in zip(cols, timers, strict=True):
-            with col:
+        with st.container(horizontal=True):
+            for w in timers:
                 _timer(w, key=f"{prefix}{w.id}", small=True)
 
 
@@ -78,15 +77,14 @@ def _due(w: WaitInfo) -> str:
 def _approval(w: WaitInfo, timers: list[WaitInfo], *, key: str) -> None:
     with st.form(f"decide_{key}", border=False):
         st.text_input("Comment (a reason is required to deny)", key=f"reason_{key}")
-        b = st.columns([1, 1, 2])
-        with b[0]:
+        # One row that wraps when narrow (beside the graph): the actions, then the timers.
+        with st.container(horizontal=True, vertical_alignment="center"):
             ui.action("Approve", f"approve_{key}", services.approve, w, Field(f"reason_{key}"),
                       submit=True, type="primary")  # fmt: skip
-        with b[1]:
             ui.action("Deny", f"deny_{key}", services.deny, w, Field(f"reason_{key}"),
                       submit=True)  # fmt: skip
-        if timers:
-            b[2].caption(" · ".join(f"{md(t.event)}: times out at {_due(t)}" for t in timers))
+            if timers:
+                st.caption(" · ".join(f"{md(t.event)}: times out at {_due(t)}" for t in timers))
 
 
 def _timer(w: WaitInfo, *, key: str, small: bool = False) -> None:
