@@ -612,6 +612,18 @@ class Engine:
             raise InvalidOperation(f"inbox limit must be 1 to 1000, not {limit!r}")
         if isinstance(roles, str):
             roles = (roles,)
+        if after is not None and not (
+            isinstance(after, tuple)
+            and len(after) == 4
+            and isinstance(after[0], datetime)
+            and after[0].utcoffset() is not None
+            and isinstance(after[1], str)
+            and isinstance(after[2], str)
+            and isinstance(after[3], int)
+        ):
+            raise InvalidOperation(
+                f"inbox after= takes the key of a card (PendingDecision.key), not {after!r}"
+            )
         before = None
         if waiting_longer_than is not None:
             before = self.clock.now() - waiting_longer_than

@@ -11,10 +11,13 @@ import pytest
 from pydantic import BaseModel
 
 from engine import (
+    DefinitionError,
     Engine,
     Event,
     HistoryKind,
+    InvalidOperation,
     ManualClock,
+    MemoryStore,
     NotPermitted,
     On,
     RejectReason,
@@ -22,6 +25,7 @@ from engine import (
     Section,
     Store,
     Wait,
+    WaitForUserAction,
     Workflow,
     WorkflowStatus,
 )
@@ -216,3 +220,14 @@ def test_a_name_cannot_fake_its_way_into_the_filter(store: Store) -> None:
     assert engine.inbox(actor="ann").total == 0
     assert engine.inbox(actor="a").total == 0 and engine.inbox(actor="bxb").total == 0
     assert engine.inbox(actor="a%").total == 1 and engine.inbox(actor='X,"ANN').total == 1
+
+
+def test_bad_inbox_queries_and_assignees_are_refused_clearly() -> None:
+    engine = Engine(MemoryStore(), [Expense])
+    for bad in ({"limit": 0}, {"limit": 1001}, {"after": ("x",)}, {"event": "a\x00b"}):
+        with pytest.raises(InvalidOperation):
+            engine.inbox(**bad)  # type: ignore[arg-type]
+    for assignees in ([""], ["  "], [None], 5):
+        with pytest.raises(DefinitionError, match="assignees"):
+            WaitForUserAction(approve=print, deny=print, assignees=assignees)  # type: ignore[arg-type]
+    assert WaitForUserAction(approve=print, deny=print, assignees="bo").assignees == ("bo",)
