@@ -21,7 +21,8 @@ from gorch_ui.ui import Field, FormValues
 
 def context_text(context: dict[str, Any]) -> str:
     """The decision's context as inert Markdown: ``amount: 120 · requester: ana``."""
-    return " · ".join(f"**{md(k)}**: {md(_value(v))}" for k, v in context.items())
+    # The colon escaped too: the page's own text holds no markup a value could extend.
+    return " · ".join(f"**{md(k)}**\\: {md(_value(v))}" for k, v in context.items())
 
 
 def _value(v: Any) -> str:

@@ -45,7 +45,7 @@ def _decide(engine: Engine, view: WorkflowView, name: str) -> None:
     st.markdown(f"**Decide** {md(repr(name))}")
     found = services.inbox_page(engine, ui.operator(), workflow_id=view.info.id, wait=name)
     if not found.items:
-        st.info(f"{md(repr(name))} is not waiting now: it may have been decided already.")
+        st.info(md(f"{name!r} is not waiting now: it may have been decided already."))
     for card in found.items:
         decide.card(card, prefix="g_", link=False)
 
@@ -55,7 +55,7 @@ def _goto(view: WorkflowView, name: str) -> None:
     owners = [t for t, names in view.targets.items() if name in names]
     st.markdown(f"**Move a thread to** {md(repr(name))}")
     if info.status.done:
-        st.info(f"The workflow is {info.status.value}: no thread can move.")
+        st.info(md(f"The workflow is {info.status.value}: no thread can move."))
         return
     if not owners:
         st.warning(f"No thread of this workflow can be moved to {md(repr(name))}.")
