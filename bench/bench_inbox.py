@@ -144,8 +144,15 @@ def query_rows(store: SQLModelStore, engine: Engine, runs: int) -> list[Row]:
             raise RuntimeError("'assigned to me' found nothing")
         raw = best_of(floor, runs) * 1e3
         return [
-            Row(key, ROWS[key][1], best_of(ours, runs) * 1e3, unit="ms", floor=raw,
-                floor_what="raw SELECT page + count(*)", peak=peak_memory(ours))  # fmt: skip
+            Row(
+                key,
+                ROWS[key][1],
+                best_of(ours, runs) * 1e3,
+                unit="ms",
+                floor=raw,
+                floor_what="raw SELECT page + count(*)",
+                peak=peak_memory(ours),
+            )
             for key, ours in queries
         ]
     finally:
