@@ -47,14 +47,12 @@ def context_of(model: Workflow) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def decision_data(model: Workflow, handler: Any) -> dict[str, Any] | None:
-    """``{"context", "assignees", "excluded"}`` for a wait a person decides, else None."""
-    assignees = assignees_of(handler)
-    if assignees is None:
-        return None
+def workflow_side(model: Workflow) -> dict[str, Any]:
+    """``{"context", "excluded"}``: what the workflow says of all its decisions."""
     try:
         excluded = excluded_of(model)
     except Exception as e:  # checked again, live, when someone decides: then it refuses
         log.warning("%s.excluded_actors() raised %r", type(model).__name__, e)
         excluded = []
-    return {"context": context_of(model), "assignees": list(assignees), "excluded": excluded}
+    return {"context": context_of(model), "excluded": excluded}
+

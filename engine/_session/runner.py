@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from engine._definition import reads as reads_of
 from engine._definition.compiler import Program, build_traced
-from engine._definition.decisions import decision_data
+from engine._definition.decisions import assignees_of, workflow_side
 from engine._definition.handlers import CallbackManager
 from engine._definition.statements import RetryPolicy, Wait, WaitFor, evaluate
 from engine._definition.workflow import Workflow
@@ -179,12 +179,16 @@ class Session:
     # The state (as JSON) that the current program was built from, and the fields it read.
     _built_from: dict[str, Any] | None = field(default=None, init=False)
     _reads: frozenset[str] = field(default=frozenset({reads_of.EVERYTHING}), init=False)
+    # The state the open waits' decision data (context, assignees, exclusions) reflects, and
+    # whether a wait was armed since: the checkpoint refreshes them only then.
+    _decided_from: dict[str, Any] | None = field(default=None, init=False)
+    _decide_again: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
         options = self.options
         self.clock, self.retry = options.clock, options.retry
         self.max_state_bytes = options.max_state_bytes
-        self._built_from = self.record.state
+        self._built_from = self._decided_from = self.record.state
         started, self.started = self.started, None
         if started is None:
             if not self.repair:
@@ -287,7 +291,7 @@ class Session:
         rec.next_run_at = self._next_run(now)
         for e in self.pending:
             e.pc = rec.pc
-        if self.waits:
+        if self.waits and (self._decide_again or state is not self._decided_from):
             self._refresh_decisions(state)
         self.store.checkpoint(
             rec,
@@ -438,30 +442,47 @@ class Session:
         new = armed(self.record, t, wait, self.clock.now(), self.options.managers,
                     new_id=lambda: os.urandom(12).hex())  # fmt: skip
         for w, case in zip(new, wait.cases, strict=True):
-            decision = decision_data(self.model, case.handler)
-            if decision is not None:  # a person decides it: what they see, who may
-                w.data = {**w.data, **decision}
+            assignees = assignees_of(case.handler)
+            if assignees is not None:  # a person decides it: the checkpoint says what they see
+                w.data = {**w.data, "assignees": list(assignees)}
+                self._decide_again = True
         self.waits += new
 
     def _refresh_decisions(self, state: dict[str, Any]) -> None:
         """Keep the decision data of the open waits (context, assignees, exclusions) as the
-        state about to be written says, so the inbox never shows a stale one. Only waits a
-        person decides carry it; a definition that cannot be built now leaves it as it was."""
+        state about to be written says, so the inbox never shows a stale one.
+
+        Only waits a person decides carry it. Context and exclusions come from the model;
+        assignees from the definition, looked up again only when the fields it read changed
+        (else the handlers are the ones the waits were armed from). A definition that cannot
+        be built now leaves the assignees as they were.
+        """
+        again, self._decide_again = self._decide_again, False
+        if not again and state == self._decided_from:
+            self._decided_from = state
+            return
+        self._decided_from = state
         deciding = [w for w in self.waits if w.status.open and "assignees" in w.data]
         if not deciding:
             return
-        self._state_is(state)  # the program below is built from this state
-        try:
-            program = self.program
-            for w in deciding:
-                entry = program.entry(w.wait)
-                case = entry.stmt.case(w.event) if entry and isinstance(entry.stmt, Wait) else None
-                decision = decision_data(self.model, case.handler) if case else None
-                if decision is not None and any(w.data.get(k) != v for k, v in decision.items()):
-                    w.data = {**w.data, **decision}
-                    self.waits_changed = True
-        except Exception as e:  # the next session that can build it refreshes it
-            log.warning("workflow %s: decision data not refreshed: %r", self.record.id, e)
+        common = workflow_side(self.model)
+        program = None
+        if reads_of.changed(self._reads, self._built_from, state):
+            self._state_is(state)  # the program below is built from this state
+            try:
+                program = self.program
+            except Exception as e:  # the next session that can build it refreshes them
+                log.warning("workflow %s: assignees not refreshed: %r", self.record.id, e)
+        for w in deciding:
+            fresh = dict(common)
+            entry = program.entry(w.wait) if program is not None else None
+            case = entry.stmt.case(w.event) if entry and isinstance(entry.stmt, Wait) else None
+            assignees = assignees_of(case.handler) if case is not None else None
+            if assignees is not None:
+                fresh["assignees"] = list(assignees)
+            if any(w.data.get(k) != v for k, v in fresh.items()):
+                w.data = {**w.data, **fresh}
+                self.waits_changed = True
 
     def close_waits(self, thread_id: str, handled: str | None = None) -> None:
         """Mark the thread's open waits for teardown (``handled``: the id of the winner)."""
