@@ -122,7 +122,7 @@ def test_approve_a_pending_wait_from_its_graph_node(
             # Typed, not submitted, while the live inbox refreshes: the form keeps it.
             page.get_by_label("Comment (a reason is required to deny)").fill("looks right")
             page.wait_for_timeout(3500)
-            _screenshot(page, tmp_path, "inbox.png")
+            _screenshot(page, tmp_path, "inbox.png")  # the decision beside the graph
             approve.click()
             page.get_by_text("now finished").wait_for()
         finally:
