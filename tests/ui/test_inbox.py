@@ -164,3 +164,14 @@ def test_roles_come_from_the_environment() -> None:
     assert roles_of("ana", env) == ("approver", "finance")
     assert roles_of("BO", env) == ("approver",)
     assert roles_of("eve", env) == () and roles_of("", env) == ()
+
+
+def test_the_event_and_age_filters(open_page: Open, engine: Engine) -> None:
+    at = open_page("inbox")
+    everything = total_shown(at)
+    at.text_input(key="inbox_event").set_value("shipped").run()
+    assert total_shown(at) == engine.inbox(event="shipped").total == 1
+    assert all(k.startswith("send_") for k in keys(at) if k.split("_")[0] in ("approve", "send"))
+    at.text_input(key="inbox_event").set_value("").run()
+    at.selectbox(key="inbox_older").set_value("1 day").run()  # the demo is minutes old
+    assert "Nothing is waiting." in messages(at) and everything > 0
