@@ -55,4 +55,3 @@ def workflow_side(model: Workflow) -> dict[str, Any]:
         log.warning("%s.excluded_actors() raised %r", type(model).__name__, e)
         excluded = []
     return {"context": context_of(model), "excluded": excluded}
-
