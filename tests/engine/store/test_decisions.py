@@ -231,3 +231,30 @@ def test_bad_inbox_queries_and_assignees_are_refused_clearly() -> None:
         with pytest.raises(DefinitionError, match="assignees"):
             WaitForUserAction(approve=print, deny=print, assignees=assignees)  # type: ignore[arg-type]
     assert WaitForUserAction(approve=print, deny=print, assignees="bo").assignees == ("bo",)
+
+
+def test_a_wait_armed_before_decision_data_gets_it_at_the_next_checkpoint(store: Store) -> None:
+    """Waits stored before migration 0004 have no context or assignees: open to anyone in the
+    inbox's eyes (the engine checks the live definition anyway) until the workflow is written
+    again."""
+    clock = ManualClock()
+    engine = expense_engine(store, clock)
+    wid = engine.new_workflow(Expense(amount=4, requester="ann", approvers=["bo"]), "e-1")
+    held = store.acquire(wid, "old", now=clock.now(), until=clock.now() + timedelta(minutes=1))
+    waits = store.load_waits(wid)
+    for w in waits:
+        w.data = {k: v for k, v in w.data.items()
+                  if k not in ("context", "assignees", "excluded")}  # fmt: skip
+    store.checkpoint(held, owner="old", waits=waits, history=[], release=True)
+    (card,) = engine.inbox().items
+    assert card.context == {} and card.assignees is None
+    assert engine.inbox(actor="bo").total == 0
+    with pytest.raises(NotPermitted):  # enforced from the code, whatever the row says
+        engine.on_callback(wid, "slackApproval", APPROVE, actor="zoe")
+    state = engine.get(wid).state.model_dump()
+    engine.update_state(wid, {**state, "amount": 5}, "ops", "any write refreshes it")
+    (card,) = engine.inbox().items
+    assert card.context == {"amount": 5, "requester": "ann"} and card.assignees == ("bo",)
+    assert engine.inbox(actor="bo").total == 1
+    timer = next(e for e in card.events if e.event == "timeout")
+    assert timer.assignees is None and timer.context == {}

@@ -3,8 +3,9 @@
 ``deciders`` and ``excluded`` hold a wait's assignees and exclusions (also kept in its
 ``data``) as text the "assigned to me" filter searches; ``ix_waits_inbox`` serves the inbox's
 order, oldest first, one card per (workflow, thread, pc). Waits armed before this migration
-have neither: they are open to anyone, as they were, and get them at their workflow's next
-checkpoint.
+have neither (nor a context): the inbox shows them without, and "assigned to me" leaves them
+out, until their workflow's next checkpoint writes them; the engine checks who may decide
+from the code and the state, whatever the row holds.
 
 Revision ID: 0004
 Revises: 0003
