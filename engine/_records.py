@@ -223,7 +223,9 @@ class WaitInfo:
         created_at: when the wait began.
         status: its ``CallbackManager`` life cycle.
         due_at: for timers, when it fires.
-        data: JSON the handler describes itself with (input schema, timeout, ...).
+        data: JSON the handler describes itself with (input schema, timeout, ...), and
+            what a person deciding it sees: ``context``, ``assignees`` (None: no person
+            decides it) and ``excluded`` (see the properties below).
         attempts: failed setup/teardown attempts.
         retry_at: when a pending or failed setup/teardown is next tried.
         error: the last setup/teardown error.
