@@ -320,9 +320,9 @@ def refusal(
     excluded decide. A decision with assignees or exclusions needs a named actor: an
     anonymous one could be anybody.
     """
-    if assignees is None:
-        return None
-    if (assignees or excluded) and (actor is None or not person_key(actor)):
+    if assignees is None or not (assignees or excluded):
+        return None  # no person decides it, or anyone may
+    if actor is None or not person_key(actor):
         return "an anonymous callback cannot be checked against who may decide: name the actor"
     who = person_key(actor or "")
     if who in {person_key(x) for x in excluded}:

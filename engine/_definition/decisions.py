@@ -16,6 +16,7 @@ from typing import Any
 from pydantic_core import to_jsonable_python
 
 from engine._definition.workflow import Workflow
+from engine._jsonsafe import check_value, describe_error, storable_text
 
 log = logging.getLogger("gorch")
 
@@ -34,17 +35,45 @@ def excluded_of(model: Workflow) -> list[str]:
     return [str(x) for x in found if x is not None and str(x).strip()]
 
 
+def storable_names(names: list[str]) -> list[str]:
+    """The names a store can hold (no NUL, no lone surrogate), for the copy kept with a wait;
+    the engine checks the full list, live."""
+    return [n for n in names if storable_text(n)]
+
+
 def context_of(model: Workflow) -> dict[str, Any]:
-    """The workflow's ``summary()`` as JSON; the default summary if it raises or is no dict."""
+    """The workflow's ``summary()`` as JSON every store holds; the default summary (the
+    state's plain fields, storable as the state is) if it raises, is no dict, cannot be
+    stored (NaN, NUL, ...) or is over ``MAX_CONTEXT_BYTES``: a context never fails a write."""
+    own = type(model).summary is not Workflow.summary
     try:
         found: Any = model.summary()
         if not isinstance(found, dict):
             found = {"summary": found}
+        value = _as_json(found)
+        if own:
+            check_value(value, MAX_CONTEXT_BYTES)
+        return value
     except Exception as e:
-        log.warning("%s.summary() raised %r: showing its plain fields", type(model).__name__, e)
-        found = Workflow.summary(model)
+        log.warning("%s.summary(): %s: showing its plain fields", type(model).__name__,
+                    describe_error(e))  # fmt: skip
+        return _as_json(Workflow.summary(model))
+
+
+MAX_CONTEXT_BYTES = 10_000
+"""The largest ``summary()`` kept with a wait, as JSON (it is on every open wait's row)."""
+
+
+def _as_json(found: dict[Any, Any]) -> dict[str, Any]:
+    if all(type(k) is str and type(v) in _JSON for k, v in found.items()):
+        return dict(found)  # the common case: nothing to convert
     value = to_jsonable_python({str(k): v for k, v in found.items()}, fallback=repr)
     return value if isinstance(value, dict) else {}
+
+
+_JSON = (str, int, float, bool, type(None))
+"""Values a context keeps as they are (a summary of your own is then checked as a store
+would hold it: ``check_value``)."""
 
 
 def workflow_side(model: Workflow) -> dict[str, Any]:
@@ -54,4 +83,4 @@ def workflow_side(model: Workflow) -> dict[str, Any]:
     except Exception as e:  # checked again, live, when someone decides: then it refuses
         log.warning("%s.excluded_actors() raised %r", type(model).__name__, e)
         excluded = []
-    return {"context": context_of(model), "excluded": excluded}
+    return {"context": context_of(model), "excluded": storable_names(excluded)}

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from engine._jsonsafe import storable_text
 from engine.errors import DefinitionError, InvalidInput
 
 if TYPE_CHECKING:
@@ -109,7 +110,7 @@ def assignee_names(assignees: Any, what: str) -> tuple[str, ...]:
         raise DefinitionError(
             f"{what}(assignees=...) needs a list of names, not {assignees!r}"
         ) from None
-    bad = [a for a in names if not isinstance(a, str) or not a.strip()]
+    bad = [a for a in names if not isinstance(a, str) or not a.strip() or not storable_text(a)]
     if bad:
         raise DefinitionError(
             f"{what}(assignees=...) takes non-empty names (people, or 'role:NAME'), not {bad!r}"

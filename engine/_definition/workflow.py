@@ -43,10 +43,11 @@ class Workflow(BaseModel):
         It is stored with each open wait when the wait is armed and after every change of
         the state, so the inbox reads it without loading any workflow; keep it small.
         """
+        values = self.__dict__  # the fields' values (getattr would also find properties)
         return {
-            name: getattr(self, name)
+            name: values[name]
             for name in type(self).model_fields
-            if _plain(getattr(self, name, None))
+            if name in values and _plain(values[name])
         }
 
     def excluded_actors(self) -> Iterable[str]:

@@ -258,3 +258,41 @@ def test_a_wait_armed_before_decision_data_gets_it_at_the_next_checkpoint(store:
     assert engine.inbox(actor="bo").total == 1
     timer = next(e for e in card.events if e.event == "timeout")
     assert timer.assignees is None and timer.context == {}
+
+
+class Awkward(Workflow):
+    """A summary that cannot be stored, then one that raises, and a NUL in an exclusion."""
+
+    mode: str = "nan"
+    who: str = "eve"
+
+    def definition(self) -> Section:
+        return S(Wait("check", On("go", Event(Parcel))))
+
+    def summary(self) -> dict[str, Any]:
+        if self.mode == "nan":
+            return {"ratio": float("nan"), "text": "a\x00b"}
+        if self.mode == "big":
+            return {"blob": "x" * 20_000}
+        raise RuntimeError("no summary today")
+
+    def excluded_actors(self) -> list[str]:
+        return [self.who, "bad\x00name"]
+
+
+@pytest.mark.parametrize("mode", ["nan", "big", "raises"])
+def test_a_summary_that_cannot_be_kept_never_fails_the_workflow(store: Store, mode: str) -> None:
+    engine = Engine(store, [Awkward], clock=ManualClock())
+    wid = engine.new_workflow(Awkward(mode=mode), "a-1")
+    (card,) = engine.inbox().items
+    assert card.context == {"mode": mode, "who": "eve"}  # the plain fields instead
+    assert card.excluded == ("eve",)  # the name no store holds is left out of the copy
+    with pytest.raises(NotPermitted):
+        engine.on_callback(wid, "go", {"carrier": "x"}, actor="eve")
+    engine.on_callback(wid, "go", {"carrier": "x"}, actor="zoe")
+    assert engine.get(wid).status is WorkflowStatus.FINISHED
+
+
+def test_an_assignee_no_store_can_hold_is_a_definition_error() -> None:
+    with pytest.raises(DefinitionError, match="assignees"):
+        WaitForUserAction(approve=print, deny=print, assignees=["a\x00b"])
