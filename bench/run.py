@@ -58,6 +58,7 @@ BENCHES = [
     Bench("celery", "bench_celery", "row 6: the same through Celery (full run only)",
           full_only=True),
     Bench("ui", "bench_ui", "row 7: the UI's pages and queries over 100,000 workflows"),
+    Bench("inbox", "bench_inbox", "extra: the inbox at 10,000 open waits (issue 16)"),
     Bench("graph", "bench_graph", "extra: drawing a 331-statement definition"),
     Bench("prune", "bench_prune", "extra: pruning 100,000 ended workflows vs raw DELETEs"),
     Bench("timeline", "bench_timeline", "extra: Engine.timeline of a 1,000-line history"),

@@ -28,6 +28,8 @@ from engine._records import (
     PRUNABLE,
     HistoryEntry,
     HistoryKind,
+    InboxPage,
+    InboxQuery,
     MoveReport,
     PruneResult,
     ThreadInfo,
@@ -416,6 +418,7 @@ class Engine:
         actor: str | None = None,
         thread: str | None = None,
         pc: int | None = None,
+        roles: Iterable[str] = (),
     ) -> Any:
         """Deliver ``event`` to the workflow's open wait for it; return the handler's output.
 
@@ -427,15 +430,32 @@ class Engine:
             actor: who sent it, for the history.
             thread: which thread's wait, when several wait for the same event.
             pc: the wait's program counter as last seen; a different one is stale.
+            roles: the actor's roles, for a wait assigned to ``"role:NAME"``. The engine
+                trusts the caller for who the actor is and which roles they hold (the UI
+                signs people in); it decides what they may do.
 
         Raises:
             CallbackRejected: finished workflow, no such open wait, stale pc, ambiguous
                 thread, invalid input (``InvalidInput``) or a failing handler; nothing changed.
+            NotPermitted: the actor is not among the wait's assignees or the workflow
+                excludes them (``excluded_actors()``); nothing changed, and the refusal is
+                written to the history.
             DefinitionMismatch: the wait or its case is gone from the code; nothing changed.
         """
         _jsonsafe.check_input(input, self.max_input_bytes, workflow_id, event, actor)
+        if isinstance(roles, str):
+            roles = (roles,)
+        role_names = tuple(str(r) for r in roles)
+        _jsonsafe.check_text(**{f"role {i}": r for i, r in enumerate(role_names)})
         return self._callback(
-            workflow_id, event, input, actor=actor, thread=thread, pc=pc, wait=True
+            workflow_id,
+            event,
+            input,
+            actor=actor,
+            thread=thread,
+            pc=pc,
+            wait=True,
+            roles=role_names,
         )
 
     def _callback(
@@ -448,12 +468,15 @@ class Engine:
         thread: str | None,
         pc: int | None,
         wait: bool,
+        roles: tuple[str, ...] = (),
     ) -> Any:
         inline = isinstance(self.resumer, InlineResumer)
         with self._run(workflow_id, wait=wait) as run:
             if not run.record.status.done:
                 run.prepare()
-            output = actions.deliver(run, event, input, actor=actor, thread=thread, pc=pc)
+            output = actions.deliver(
+                run, event, input, actor=actor, thread=thread, pc=pc, roles=roles
+            )
             if inline:  # go on in this session, as InlineResumer would in a new one
                 try:
                     drive(self, run, self.max_steps, runaway=True)
@@ -584,6 +607,83 @@ class Engine:
         if workflow_id is not None:
             self.store.load(_jsonsafe.known_id(workflow_id))  # WorkflowNotFound for an unknown id
         return self.store.list_waits(workflow_id=workflow_id, type=type)
+
+    def inbox(
+        self,
+        *,
+        type: str | None = None,
+        event: str | None = None,
+        workflow_type: str | None = None,
+        workflow_id: str | None = None,
+        wait: str | None = None,
+        actor: str | None = None,
+        roles: Iterable[str] = (),
+        waiting_longer_than: timedelta | None = None,
+        after: tuple[datetime, str, str, int] | None = None,
+        limit: int = 50,
+    ) -> InboxPage:
+        """Open waits to decide, one ``PendingDecision`` per ``Wait`` (its events together),
+        oldest first, one page at a time, with how many match in all.
+
+        Nothing is capped silently: ``total`` counts every match, and ``page.next_after``
+        is the ``after`` of the next page (keyset paging: a page costs the same however deep).
+        Each card carries the decision's context and who may decide it, as stored with the
+        wait: no workflow is loaded.
+
+        Args:
+            type: a handler type among its events (``user_action``, ``timeout``, ...).
+            event: an event among its events.
+            workflow_type: the workflow's type.
+            workflow_id, wait: one workflow's waits; one ``Wait`` statement's.
+            actor, roles: only waits this person (with these roles) may decide.
+            waiting_longer_than: only waits armed at least this long ago (by the clock).
+            after: the last card's ``key`` on the previous page.
+            limit: cards per page (1 to 1000).
+
+        Raises:
+            InvalidOperation: a limit out of range or text no store can hold.
+        """
+        _jsonsafe.check_text(
+            type=type,
+            event=event,
+            workflow_type=workflow_type,
+            workflow_id=workflow_id,
+            wait=wait,
+            actor=actor,
+        )
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
+            raise InvalidOperation(f"inbox limit must be 1 to 1000, not {limit!r}")
+        if isinstance(roles, str):
+            roles = (roles,)
+        if after is not None and not (
+            isinstance(after, tuple)
+            and len(after) == 4
+            and isinstance(after[0], datetime)
+            and after[0].utcoffset() is not None
+            and isinstance(after[1], str)
+            and isinstance(after[2], str)
+            and isinstance(after[3], int)
+        ):
+            raise InvalidOperation(
+                f"inbox after= takes the key of a card (PendingDecision.key), not {after!r}"
+            )
+        before = None
+        if waiting_longer_than is not None:
+            before = self.clock.now() - waiting_longer_than
+        return self.store.inbox(
+            InboxQuery(
+                type=type,
+                event=event,
+                workflow_type=workflow_type,
+                workflow_id=workflow_id,
+                wait=wait,
+                actor=actor,
+                roles=tuple(str(r) for r in roles),
+                created_before=before,
+                after=after,
+                limit=limit,
+            )
+        )
 
     def history(self, workflow_id: str) -> builtins.list[HistoryEntry]:
         """Everything that happened to the workflow, oldest first."""

@@ -6,6 +6,7 @@ can be resumed by a newer version of its code.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from copy import deepcopy
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -132,6 +133,7 @@ class HistoryKind(StrEnum):
     SETUP_ERROR = "setup_error"  # a CallbackManager's setup raised
     TEARDOWN_ERROR = "teardown_error"  # a CallbackManager's teardown raised
     BLOCKED = "blocked"  # the poller cannot run it as stored (see ``engine.polling``)
+    CALLBACK_REFUSED = "callback_refused"  # a person not allowed to decide a wait tried to
 
 
 @dataclass(slots=True)
@@ -221,7 +223,9 @@ class WaitInfo:
         created_at: when the wait began.
         status: its ``CallbackManager`` life cycle.
         due_at: for timers, when it fires.
-        data: JSON the handler describes itself with (input schema, timeout, ...).
+        data: JSON the handler describes itself with (input schema, timeout, ...), and
+            what a person deciding it sees: ``context``, ``assignees`` (None: no person
+            decides it) and ``excluded`` (see the properties below).
         attempts: failed setup/teardown attempts.
         retry_at: when a pending or failed setup/teardown is next tried.
         error: the last setup/teardown error.
@@ -248,6 +252,30 @@ class WaitInfo:
     handled: bool = False
     setup_data: Any = None
 
+    @property
+    def context(self) -> dict[str, Any]:
+        """What a person must see to decide it: the workflow's ``summary()`` as it stood at
+        the last checkpoint ({} for a wait no person decides)."""
+        found = self.data.get("context")
+        return found if isinstance(found, dict) else {}
+
+    @property
+    def assignees(self) -> tuple[str, ...] | None:
+        """Who may resolve it: people and ``role:NAME`` entries; () for anyone; None for a
+        wait no person decides (a timer, a handler of your own)."""
+        found = self.data.get("assignees")
+        return tuple(str(a) for a in found) if isinstance(found, list) else None
+
+    @property
+    def excluded(self) -> tuple[str, ...]:
+        """People who may not resolve it (the workflow's ``excluded_actors()``)."""
+        found = self.data.get("excluded")
+        return tuple(str(a) for a in found) if isinstance(found, list) else ()
+
+    def refusal(self, actor: str | None, roles: Iterable[str] = ()) -> str | None:
+        """Why ``actor`` (with ``roles``) may not resolve it, as stored; None if they may."""
+        return refusal(self.assignees, self.excluded, actor, roles)
+
     def copy(self) -> WaitInfo:
         return WaitInfo(
             self.id,
@@ -268,6 +296,43 @@ class WaitInfo:
             # JSON nested as deep as it likes: a copy shares none of it (rarely set, small).
             None if self.setup_data is None else deepcopy(self.setup_data),
         )
+
+
+ROLE_PREFIX = "role:"
+"""An assignee written ``role:NAME`` names everyone with that role, any other a person."""
+
+
+def person_key(name: str) -> str:
+    """A name as assignees and exclusions compare it: trimmed, case-folded (``Ann`` is ``ann``,
+    so a requester cannot slip past separation of duties by changing case)."""
+    return name.strip().casefold()
+
+
+def refusal(
+    assignees: Sequence[str] | None,
+    excluded: Sequence[str],
+    actor: str | None,
+    roles: Iterable[str] = (),
+) -> str | None:
+    """Why ``actor`` may not decide a wait with these assignees and exclusions, or None.
+
+    ``assignees`` None: no person decides the wait (nothing to check). () lets anyone but the
+    excluded decide. A decision with assignees or exclusions needs a named actor: an
+    anonymous one could be anybody.
+    """
+    if assignees is None or not (assignees or excluded):
+        return None  # no person decides it, or anyone may
+    if actor is None or not person_key(actor):
+        return "an anonymous callback cannot be checked against who may decide: name the actor"
+    who = person_key(actor or "")
+    if who in {person_key(x) for x in excluded}:
+        return f"{actor} may not decide this wait (separation of duties)"
+    if not assignees:
+        return None
+    mine = {who} | {ROLE_PREFIX + person_key(r) for r in roles}
+    if mine & {person_key(a) for a in assignees}:
+        return None
+    return f"{actor} is not assigned to this wait (assigned to {', '.join(assignees)})"
 
 
 @dataclass(slots=True)
@@ -389,6 +454,132 @@ class WorkflowInfo(Generic[W]):
     def thread(self, thread_id: str) -> ThreadInfo | None:
         """The thread with this id, if any."""
         return next((t for t in self.threads if t.id == thread_id), None)
+
+
+@dataclass(frozen=True, slots=True)
+class PendingDecision:
+    """One card of the inbox: one ``Wait`` of one thread, with every event it waits for
+    (an approval and its timeout are one decision, not two)."""
+
+    workflow_id: str
+    workflow_type: str
+    thread_id: str
+    wait: str
+    pc: int
+    created_at: datetime
+    events: tuple[WaitInfo, ...]
+
+    @property
+    def context(self) -> dict[str, Any]:
+        """What a person must see to decide it (see ``WaitInfo.context``)."""
+        return next((e.context for e in self.events if e.context), {})
+
+    @property
+    def assignees(self) -> tuple[str, ...] | None:
+        """Who may decide it: of its first event a person decides (None: no such event)."""
+        return next((e.assignees for e in self.events if e.assignees is not None), None)
+
+    @property
+    def excluded(self) -> tuple[str, ...]:
+        return next((e.excluded for e in self.events if e.assignees is not None), ())
+
+    @property
+    def key(self) -> tuple[datetime, str, str, int]:
+        """Its place in the inbox's order (oldest first): what a page's cursor holds."""
+        return (self.created_at, self.workflow_id, self.thread_id, self.pc)
+
+
+@dataclass(frozen=True, slots=True)
+class InboxQuery:
+    """Which open waits ``Store.inbox`` returns: filters, oldest first, keyset paging.
+
+    Attributes:
+        type: a handler type among its events (``user_action``, ``timeout``, ...).
+        event: an event it waits for.
+        workflow_type: the workflow's type.
+        workflow_id: one workflow's waits.
+        wait: the name of the ``Wait`` statement.
+        actor: only waits this person may decide (assigned to them, to one of ``roles`` or to
+            anyone, and they are not excluded).
+        roles: the actor's roles.
+        created_before: only waits armed before this instant (waiting longer than ...).
+        after: the ``PendingDecision.key`` of the last card of the previous page.
+        limit: at most this many cards.
+    """
+
+    type: str | None = None
+    event: str | None = None
+    workflow_type: str | None = None
+    workflow_id: str | None = None
+    wait: str | None = None
+    actor: str | None = None
+    roles: tuple[str, ...] = ()
+    created_before: datetime | None = None
+    after: tuple[datetime, str, str, int] | None = None
+    limit: int = 50
+
+
+@dataclass(frozen=True, slots=True)
+class InboxPage:
+    """One page of the inbox: its cards, how many match in all, and whether more follow."""
+
+    items: list[PendingDecision]
+    total: int
+    has_more: bool
+
+    @property
+    def next_after(self) -> tuple[datetime, str, str, int] | None:
+        """The ``after`` of the next page (None on the last)."""
+        return self.items[-1].key if self.items and self.has_more else None
+
+
+def group_decisions(
+    waits: Iterable[WaitInfo], workflow_types: dict[str, str]
+) -> list[PendingDecision]:
+    """Open waits as inbox cards: one per (workflow, thread, pc), its events in the order
+    given, the cards oldest first."""
+    groups: dict[tuple[str, str, int], list[WaitInfo]] = {}
+    for w in waits:
+        groups.setdefault((w.workflow_id, w.thread_id, w.pc), []).append(w)
+    cards = [
+        PendingDecision(
+            wid,
+            workflow_types.get(wid, ""),
+            tid,
+            events[0].wait,
+            pc,
+            min(e.created_at for e in events),
+            tuple(events),
+        )
+        for (wid, tid, pc), events in groups.items()
+    ]
+    cards.sort(key=lambda c: c.key)
+    return cards
+
+
+def decision_matches(events: Sequence[WaitInfo], query: InboxQuery) -> bool:
+    """Whether a card with these events passes ``query``'s filters (not its paging): one of
+    its events passes the type, event and actor filters together. The memory store's filter,
+    and the reference of the SQL one."""
+    first = events[0]
+    if query.workflow_id is not None and first.workflow_id != query.workflow_id:
+        return False
+    if query.wait is not None and first.wait != query.wait:
+        return False
+    if query.created_before is not None and not first.created_at < query.created_before:
+        return False
+    return any(_event_matches(e, query) for e in events)
+
+
+def _event_matches(e: WaitInfo, query: InboxQuery) -> bool:
+    """Whether one event passes ``query``'s type, event and actor filters (all at once)."""
+    if query.type is not None and e.type != query.type:
+        return False
+    if query.event is not None and e.event != query.event:
+        return False
+    if query.actor is not None:
+        return e.assignees is not None and e.refusal(query.actor, query.roles) is None
+    return True
 
 
 @dataclass

@@ -10,6 +10,7 @@
     ├── WorkflowExists        the id is taken by a workflow of another type
     ├── CallbackRejected      a callback that cannot be applied; nothing changed
     │   ├── InvalidInput      the callback input failed validation
+    │   ├── NotPermitted      the actor may not decide the wait (assignees, separation of duties)
     │   └── InvalidOutput     the handler's output cannot be stored (NaN, NUL, not JSON, too big)
     ├── InvalidOperation      an operator action that does not apply (goto a non-statement, ...)
     ├── StateError            stored state no longer validates against the workflow model,
@@ -130,6 +131,8 @@ class RejectReason(StrEnum):
     HANDLER_ERROR = "handler_error"  # the handler raised
     INVALID_INPUT = "invalid_input"  # the input failed validation (``InvalidInput``)
     INVALID_OUTPUT = "invalid_output"  # the handler's output cannot be stored (``InvalidOutput``)
+    NOT_ASSIGNED = "not_assigned"  # the actor is not among the wait's assignees (``NotPermitted``)
+    EXCLUDED = "excluded"  # the workflow excludes the actor (separation of duties)
 
     @property
     def taken(self) -> bool:
@@ -186,6 +189,12 @@ class InvalidInput(CallbackRejected):
         super().__init__(
             message, reason=RejectReason.INVALID_INPUT, workflow_id=workflow_id, event=event
         )
+
+
+class NotPermitted(CallbackRejected):
+    """The actor may not decide this wait: not among its assignees (``not_assigned``), or
+    excluded by the workflow (``excluded``, separation of duties). Nothing changed but the
+    history, which records the refusal (``callback_refused``)."""
 
 
 class InvalidOutput(CallbackRejected):

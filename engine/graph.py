@@ -421,10 +421,13 @@ def _overlay_attrs(g: nx.DiGraph[str], ov: Overlay, link: Link | None) -> dict[s
         attrs[ran_node].update(fillcolor="#e6e6e6", fontcolor="#555555")
         tick = "✓" if count == 1 else f"✓ x{count}"
         extra.setdefault(ran_node, []).append(f'<FONT POINT-SIZE="9">{tick}</FONT>')
+    wait_tips: dict[str, list[str]] = {}  # what a person must see to decide it, on hover
     for w in ov.waits:
         wait_node = names.get(w.wait)
         if wait_node is None or not w.status.open:
             continue
+        tips = wait_tips.setdefault(wait_node, [])
+        tips += [line for line in _wait_tip(w) if line not in tips]  # threads share waits
         extra.setdefault(wait_node, []).append(
             f'<FONT POINT-SIZE="9">waiting: {text(w.event, 30)} ({text(w.type, 20)}) since '
             f"{w.created_at:%Y-%m-%d %H:%M}</FONT>"
@@ -433,7 +436,7 @@ def _overlay_attrs(g: nx.DiGraph[str], ov: Overlay, link: Link | None) -> dict[s
     labels: dict[str, str] = {nid: data["label"] for nid, data in g.nodes(data=True)}
     info = ov.info
     if info is not None:
-        _thread_marks(g, info, attrs, extra)
+        _thread_marks(g, info, attrs, extra, wait_tips)
         if info.status.done:
             end = g.graph["threads"][None][1]
             outcome = (
@@ -451,9 +454,24 @@ def _overlay_attrs(g: nx.DiGraph[str], ov: Overlay, link: Link | None) -> dict[s
                 tooltip=tooltip(outcome),
             )
             labels[end] = text(outcome, 60)
+    for nid, tips in wait_tips.items():  # no thread mark took them
+        attrs[nid]["tooltip"] = tooltip("\n".join(tips))
     for nid, label in labels.items():
         attrs[nid]["label"] = "<" + "<BR/>".join([label, *extra.get(nid, [])]) + ">"
     return attrs
+
+
+def _wait_tip(w: WaitInfo) -> list[str]:
+    """A pending decision as tooltip lines: the event, the decision's context (the workflow's
+    ``summary()``), who may decide. None for a wait no person decides (a timer)."""
+    if w.assignees is None:
+        return []
+    who = ", ".join(w.assignees) or "anyone"
+    return [
+        f"to decide: {w.event} ({w.type})",
+        *(f"  {k}: {v}" for k, v in w.context.items()),
+        "  may decide: " + who + (f"; not {', '.join(w.excluded)}" if w.excluded else ""),
+    ]
 
 
 _MARKS = 4
@@ -465,8 +483,10 @@ def _thread_marks(
     info: WorkflowInfo[Any],
     attrs: dict[str, dict[str, str]],
     extra: dict[str, list[str]],
+    wait_tips: dict[str, list[str]],
 ) -> None:
-    """Outline each live or failed thread's node in the thread's colour and name it there."""
+    """Outline each live or failed thread's node in the thread's colour and name it there
+    (a waiting node's tooltip takes its ``wait_tips`` too: they are used up here)."""
     names: dict[str, str] = g.graph["names"]
     colours = thread_colours(info)
     here: dict[str, list[ThreadInfo]] = {}
@@ -495,7 +515,7 @@ def _thread_marks(
                 tip += f" (attempt {t.attempts})" if t.status is not ThreadStatus.FAILED else ""
                 tip += f": {t.error}"
             tips.append(tip)
-        a["tooltip"] = tooltip("\n".join(tips))
+        a["tooltip"] = tooltip("\n".join(tips + wait_tips.pop(nid, [])))
         marks = [
             f'<FONT POINT-SIZE="9" COLOR="{FAILED if t in failed else colours[t.id]}">'
             f"● {text(t.id, 30)}{' failed' if t in failed else ''}</FONT>"

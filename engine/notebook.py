@@ -187,6 +187,15 @@ class Table:
         return len(self.rows)
 
 
+def deciders(assignees: tuple[str, ...] | None, excluded: tuple[str, ...]) -> str | None:
+    """Who may decide a wait, as text ("anyone", "ann, role:approver; not bob"); None if no
+    person decides it."""
+    if assignees is None:
+        return None
+    text = ", ".join(assignees) or "anyone"
+    return text + (f"; not {', '.join(excluded)}" if excluded else "")
+
+
 class Notebook:
     """One-liners for driving workflows from notebook cells.
 
@@ -194,11 +203,15 @@ class Notebook:
         engine: the engine to drive; give it a ``ManualClock`` to use ``advance``, and a
             ``PollingResumer`` so that work runs only when a cell asks for it.
         actor: who callbacks are recorded as, in the history.
+        roles: the actor's roles, for waits assigned to a role (``"role:NAME"``).
     """
 
-    def __init__(self, engine: Engine, *, actor: str = "notebook") -> None:
+    def __init__(
+        self, engine: Engine, *, actor: str = "notebook", roles: Sequence[str] = ()
+    ) -> None:
         self.engine = engine
         self.actor = actor
+        self.roles = tuple(roles)
 
     def start(self, state: Workflow, id: str | None = None) -> str:
         """Store a new workflow and return its id (nothing runs yet with a polling resumer)."""
@@ -308,7 +321,9 @@ class Notebook:
         Raises:
             CallbackRejected: no open wait for ``event``, or the input is invalid.
         """
-        self.engine.on_callback(workflow_id, event, input, actor=self.actor, thread=thread)
+        self.engine.on_callback(
+            workflow_id, event, input, actor=self.actor, roles=self.roles, thread=thread
+        )
         return self.show(workflow_id)
 
     def approve(
@@ -376,7 +391,9 @@ class Notebook:
         )
 
     def waits(self, workflow_id: str | None = None) -> Table:
-        """Open waits (of one workflow, or all): the inbox, newest first."""
+        """Open waits (of one workflow, or all): the inbox, newest first, each with what a
+        person must see to decide it (``context``: the workflow's ``summary()``) and who may
+        (``who``: its assignees, "anyone", and who is excluded)."""
         return Table(
             [
                 {
@@ -385,12 +402,14 @@ class Notebook:
                     "wait": w.wait,
                     "event": w.event,
                     "type": w.type,
+                    "context": w.context or None,
+                    "who": deciders(w.assignees, w.excluded),
                     "since": w.created_at,
                     "due": w.due_at,
                 }
                 for w in self.engine.pending_waits(workflow_id)
             ],
-            ("workflow", "thread", "wait", "event", "type", "since", "due"),
+            ("workflow", "thread", "wait", "event", "type", "context", "who", "since", "due"),
         )
 
     def workflows(self, **filters: Any) -> Table:

@@ -7,6 +7,7 @@ before it acts, so a viewer is refused on the server whatever the page shows.
 from __future__ import annotations
 
 import hmac
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import timedelta
@@ -125,3 +126,20 @@ def actor(op: Operator) -> str:
     if not name:
         raise PermissionDenied("enter your name first: every action is recorded under it")
     return name
+
+
+def roles_of(name: str, environ: Mapping[str, str] | None = None) -> tuple[str, ...]:
+    """The roles ``name`` holds for deciding waits assigned to ``role:NAME``.
+
+    From ``GORCH_UI_ROLES``: ``"ann=approver,finance;bob=approver"`` (names compared trimmed
+    and case-insensitively). The engine trusts these as the UI's word, as it trusts the
+    signed-in name; it decides who may resolve what (see docs/ui.md, "Who may decide").
+    """
+    spec = (os.environ if environ is None else environ).get("GORCH_UI_ROLES", "")
+    who = name.strip().casefold()
+    found: list[str] = []
+    for part in spec.split(";"):
+        person, _, roles = part.partition("=")
+        if person.strip().casefold() == who and who:
+            found += [r.strip() for r in roles.split(",") if r.strip()]
+    return tuple(dict.fromkeys(found))

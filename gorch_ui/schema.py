@@ -30,11 +30,17 @@ class FormField:
 
 
 def form_fields(schema: Mapping[str, Any]) -> list[FormField]:
-    """The fields of an object schema (``Model.model_json_schema()``), in declaration order."""
+    """The fields of an object schema (``Model.model_json_schema()``), in declaration order.
+
+    A property marked ``"input": false`` (``Field(json_schema_extra={"input": False})``: state
+    the workflow sets itself) is no input and gets no field.
+    """
     defs: Mapping[str, Any] = schema.get("$defs", {})
     required = set(schema.get("required", []))
     fields = []
     for name, prop in schema.get("properties", {}).items():
+        if prop.get("input") is False:
+            continue
         p: Mapping[str, Any] = prop
         nullable = False
         if "anyOf" in p:

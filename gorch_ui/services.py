@@ -15,7 +15,7 @@ import os
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -34,9 +34,11 @@ from engine import (
     GorchError,
     HistoryEntry,
     HistoryKind,
+    InboxPage,
     Incident,
     InlineResumer,
     InvalidOperation,
+    PendingDecision,
     PollingResumer,
     StateError,
     ThreadStatus,
@@ -55,7 +57,7 @@ from engine import (
     validate_state,
 )
 from engine import graph as gorch_graph
-from gorch_ui.access import Operator, actor
+from gorch_ui.access import Operator, actor, roles_of
 from gorch_ui.escape import md
 
 
@@ -307,6 +309,11 @@ class WorkflowView:
     stored_state: dict[str, Any] | None = None  # the raw JSON, when it does not load
 
 
+def decide_link(workflow_id: str, wait: str) -> str:
+    """The workflow page URL that opens the decision form of ``wait`` beside the graph."""
+    return f"workflow?id={_quote(workflow_id)}&decide={wait}"
+
+
 def inbox_link(workflow_id: str, wait: str = "{name}") -> str:
     """The inbox URL that opens the resolve form of ``wait`` (a ``to_dot`` link template)."""
     return f"inbox?workflow={_quote(workflow_id)}&wait={wait}"
@@ -325,12 +332,13 @@ def goto_link(workflow_id: str, statement: str) -> str:
 def node_links(
     workflow_id: str, waiting: set[str], *, movable: bool
 ) -> Callable[[str, str], str | None]:
-    """Where a click on a graph node leads: a pending wait to its resolve form in the inbox,
-    any other statement a thread can stand on to the goto form (while the workflow runs)."""
+    """Where a click on a graph node leads: a pending wait to its decision form, any other
+    statement a thread can stand on to the goto form (while the workflow runs); both open
+    on the workflow page, beside the graph (``gorch_ui.graph_clicks``)."""
 
     def link(name: str, kind: str) -> str | None:
         if name in waiting:
-            return inbox_link(workflow_id, _quote(name))
+            return decide_link(workflow_id, _quote(name))
         if movable and kind in POSITIONABLE_KINDS:
             return goto_link(workflow_id, name)
         return None
@@ -399,7 +407,7 @@ def history_rows(history: Sequence[HistoryEntry]) -> list[dict[str, Any]]:
             "who": h.actor or "",
             "thread": h.thread or "",
             "statement": h.statement or "",
-            "why": str(h.detail.get("reason", "")),
+            "why": why(h),
             "detail": json.dumps(
                 {k: v for k, v in h.detail.items() if k not in ("reason", "traceback")},
                 default=str,
@@ -407,6 +415,14 @@ def history_rows(history: Sequence[HistoryEntry]) -> list[dict[str, Any]]:
         }
         for h in reversed(history)
     ]
+
+
+def why(h: HistoryEntry) -> str:
+    """The reason of a history line: an operator's, or the comment given with a decision."""
+    reason = h.detail.get("reason")
+    if not reason and isinstance(given := h.detail.get("input"), dict):
+        reason = given.get("reason")
+    return str(reason or "")
 
 
 def step(engine: Engine, op: Operator, workflow_id: str, reason: str | None = None) -> str:
@@ -587,6 +603,61 @@ def inbox(
     return [w for w in found if wait is None or w.wait == wait]
 
 
+WAITING_LONGER = {
+    "any time": None,
+    "5 minutes": timedelta(minutes=5),
+    "1 hour": timedelta(hours=1),
+    "1 day": timedelta(days=1),
+    "1 week": timedelta(weeks=1),
+}
+"""The inbox's "waiting longer than" choices."""
+
+
+def inbox_page(
+    engine: Engine,
+    reader: Operator,
+    *,
+    workflow_type: str | None = None,
+    event: str | None = None,
+    mine: bool = False,
+    waiting_longer_than: timedelta | None = None,
+    workflow_id: str | None = None,
+    wait: str | None = None,
+    after: tuple[datetime, str, str, int] | None = None,
+    page_size: int = 25,
+) -> InboxPage:
+    """One page of decisions, oldest first, with the count of all that match: one card per
+    ``Wait`` (its events together); ``mine`` keeps those ``reader`` may decide. A read, not
+    an action: a viewer sees the inbox too."""
+    texts = (workflow_id or "", wait or "", event or "", workflow_type or "", reader.name)
+    if not all(storable_text(x) for x in texts):
+        return InboxPage([], 0, False)  # nothing stored holds NUL or a lone surrogate
+    return engine.inbox(
+        workflow_type=workflow_type or None,
+        event=event or None,
+        workflow_id=workflow_id or None,
+        wait=wait or None,
+        actor=(reader.name.strip() or None) if mine else None,
+        roles=roles_of(reader.name) if mine else (),
+        waiting_longer_than=waiting_longer_than,
+        after=after,
+        limit=page_size,
+    )
+
+
+def inbox_events(engine: Engine) -> list[str]:
+    """Events that open waits wait for, for the inbox's filter (from a bounded sample)."""
+    return sorted({w.event for w in engine.store.list_waits(limit=1000)})
+
+
+def who_decides(card: PendingDecision) -> str:
+    """Who may decide a card, as text: "anyone", "bob, role:approver", "; not ann"."""
+    if card.assignees is None:
+        return "no one: it ends by itself (a timer) or by a system"
+    text = ", ".join(card.assignees) or "anyone"
+    return text + (f"; not {', '.join(card.excluded)}" if card.excluded else "")
+
+
 def wait_types(engine: Engine) -> list[str]:
     return sorted({w.type for w in engine.store.list_waits(limit=1000)})
 
@@ -601,8 +672,9 @@ def resolve(engine: Engine, op: Operator, wait: WaitInfo, input: Any) -> str:
     who = actor(op)
     try:
         engine.on_callback(
-            wait.workflow_id, wait.event, input, actor=who, thread=wait.thread_id, pc=wait.pc
-        )
+            wait.workflow_id, wait.event, input, actor=who, thread=wait.thread_id, pc=wait.pc,
+            roles=roles_of(who),
+        )  # fmt: skip
     except CallbackRejected as e:
         if e.taken:
             raise StaleAction(
@@ -677,6 +749,9 @@ def start(
     """Validate ``values`` through the type's model and start the workflow; return its id."""
     who = actor(op)
     cls = engine.workflow_class(type_name)
+    internal = sorted(set(values) - set(cls.input_fields()))
+    if internal:  # the form never offers them: state the workflow sets itself
+        raise StateError(f"{type_name} does not take {', '.join(internal)} as input")
     wid = (workflow_id or "").strip() or None
     if wid is not None and _exists(engine, wid):
         raise InvalidOperation(f"a workflow with id {wid!r} exists already", workflow_id=wid)

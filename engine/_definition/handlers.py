@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import builtins
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from engine._jsonsafe import storable_text
 from engine.errors import DefinitionError, InvalidInput
 
 if TYPE_CHECKING:
@@ -99,18 +100,54 @@ def _validate(model: type[BaseModel], input: Any) -> BaseModel:
         ) from None
 
 
+def assignee_names(assignees: Any, what: str) -> tuple[str, ...]:
+    """``assignees`` as a tuple of non-empty names; ``DefinitionError`` for anything else."""
+    if isinstance(assignees, str):
+        assignees = (assignees,)
+    try:
+        names = tuple(assignees)
+    except TypeError:
+        raise DefinitionError(
+            f"{what}(assignees=...) needs a list of names, not {assignees!r}"
+        ) from None
+    bad = [a for a in names if not isinstance(a, str) or not a.strip() or not storable_text(a)]
+    if bad:
+        raise DefinitionError(
+            f"{what}(assignees=...) takes non-empty names (people, or 'role:NAME'), not {bad!r}"
+        )
+    return names
+
+
 @dataclass(frozen=True, slots=True)
 class WaitForUserAction:
     """Wait for a person to approve or deny.
 
     Args:
-        approve: called on ``{"approved": true}``.
+        approve: called on ``{"approved": true}`` (a ``"reason"`` given with it is kept as a
+            comment in the history).
         deny: called with the reason on ``{"approved": false, "reason": "..."}``.
+        assignees: who may decide: people, and ``"role:NAME"`` for everyone with a role
+            (empty: anyone). Built with the definition, so it can come from the state
+            (``assignees=self.approvers``). The engine refuses a callback from anyone else,
+            and from anyone the workflow's ``excluded_actors()`` names (``NotPermitted``).
     """
 
     approve: Callable[[], Any]
     deny: Callable[[str], Any]
     type: str = field(default=HandlerType.USER_ACTION, init=False)
+    assignees: tuple[str, ...] = ()
+
+    def __init__(
+        self,
+        approve: Callable[[], Any],
+        deny: Callable[[str], Any],
+        *,
+        assignees: Iterable[str] = (),
+    ) -> None:
+        object.__setattr__(self, "approve", approve)
+        object.__setattr__(self, "deny", deny)
+        object.__setattr__(self, "type", HandlerType.USER_ACTION)
+        object.__setattr__(self, "assignees", assignee_names(assignees, "WaitForUserAction"))
 
     def handle(self, input: Any) -> Any:
         action = cast(UserAction, _validate(UserAction, input))
@@ -129,20 +166,27 @@ class Event:
     Args:
         model: the pydantic model of the event's input.
         handle: called with the validated model instance; its return value is the output.
+        assignees: who may send it, as for ``WaitForUserAction`` (empty: anyone).
     """
 
     model: builtins.type[BaseModel]
     handle_fn: Callable[[Any], Any] | None = None
     type: str = field(default=HandlerType.EVENT, init=False)
+    assignees: tuple[str, ...] = ()
 
     def __init__(
-        self, model: builtins.type[BaseModel], handle: Callable[[Any], Any] | None = None
+        self,
+        model: builtins.type[BaseModel],
+        handle: Callable[[Any], Any] | None = None,
+        *,
+        assignees: Iterable[str] = (),
     ) -> None:
         if not (isinstance(model, type) and issubclass(model, BaseModel)):
             raise DefinitionError(f"Event(model=...) needs a pydantic model class, not {model!r}")
         object.__setattr__(self, "model", model)
         object.__setattr__(self, "handle_fn", handle)
         object.__setattr__(self, "type", HandlerType.EVENT)
+        object.__setattr__(self, "assignees", assignee_names(assignees, "Event"))
 
     def handle(self, input: Any) -> Any:
         value = _validate(self.model, input)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Iterable
+from datetime import date, time
+from enum import Enum
+from typing import Any, ClassVar
 
 from pydantic import BaseModel
 
@@ -21,10 +24,46 @@ class Workflow(BaseModel):
 
     ``type_name`` is the name stored with each workflow (default: the class name); keep it
     when you rename the class so stored workflows still find their code.
+
+    ``summary()`` says what a person must see to decide one of its waits (shown on the
+    inbox card, in the graph's tooltip and by ``Notebook.waits()``); ``excluded_actors()``
+    names the people who may not decide any of them (separation of duties). Mark a field
+    that is no input of a new workflow with ``Field(json_schema_extra={"input": False})``:
+    start forms leave it out (``input_fields()``).
     """
 
     type_name: ClassVar[str | None] = None
     trace_definition_reads: ClassVar[bool] = True
+
+    def summary(self) -> dict[str, Any]:
+        """What a person must see to decide a wait of this workflow, as field -> value.
+
+        Default: every field holding a plain value (text, number, bool, date, enum, None),
+        in declaration order. Override it to choose (``{"amount": self.amount, ...}``).
+        It is stored with each open wait when the wait is armed and after every change of
+        the state, so the inbox reads it without loading any workflow; keep it small.
+        """
+        values = self.__dict__  # the fields' values (getattr would also find properties)
+        return {
+            name: values[name]
+            for name in type(self).model_fields
+            if name in values and _plain(values[name])
+        }
+
+    def excluded_actors(self) -> Iterable[str]:
+        """People who may not decide any wait of this workflow (separation of duties: the
+        requester of an expense). Compared trimmed and case-insensitively. Default: nobody."""
+        return ()
+
+    @classmethod
+    def input_fields(cls) -> list[str]:
+        """The fields a new workflow is started with: all but those marked
+        ``Field(json_schema_extra={"input": False})`` (state the workflow sets itself)."""
+        return [
+            name
+            for name, f in cls.model_fields.items()
+            if not (isinstance(extra := f.json_schema_extra, dict) and extra.get("input") is False)
+        ]
 
     def definition(self) -> Section:
         """The workflow's statements, built from the current state."""
@@ -34,3 +73,7 @@ class Workflow(BaseModel):
     def workflow_type(cls) -> str:
         """The type name stored with workflows of this class."""
         return cls.__dict__.get("type_name") or cls.__name__
+
+
+def _plain(value: Any) -> bool:
+    return value is None or isinstance(value, (str, int, float, bool, date, time, Enum))

@@ -14,11 +14,20 @@ from typing import Any
 from pydantic import ValidationError
 
 from engine._definition.compiler import POSITIONABLE
+from engine._definition.decisions import assignees_of, excluded_of
 from engine._definition.statements import Wait
 from engine._definition.workflow import Workflow
 from engine._interpreter import _current_thread, _current_wait, run_callable
 from engine._jsonsafe import check_value, describe_error
-from engine._records import HistoryKind, Phase, ThreadStatus, WorkflowStatus
+from engine._records import (
+    HistoryKind,
+    Phase,
+    ThreadStatus,
+    WorkflowStatus,
+    person_key,
+    refusal,
+)
+from engine._session.reduce import history_line
 from engine._session.runner import Session, try_load_state
 from engine._state import describe_validation, state_data, undeclared_fields, validate_state
 from engine.errors import (
@@ -27,6 +36,7 @@ from engine.errors import (
     GorchError,
     InvalidOperation,
     InvalidOutput,
+    NotPermitted,
     RejectReason,
     StateError,
 )
@@ -40,12 +50,15 @@ def deliver(
     actor: str | None,
     thread: str | None,
     pc: int | None,
+    roles: tuple[str, ...] = (),
 ) -> Any:
     """Run the handler of the open wait for ``event`` and checkpoint the winning case.
 
     Raises:
         CallbackRejected: finished workflow, no such open wait, stale pc, ambiguous thread,
             invalid input or a failing handler; nothing is written.
+        NotPermitted: ``actor`` (with ``roles``) may not decide the wait; nothing changes but
+            the history, which records the refusal.
         DefinitionMismatch: the wait or its case is gone from the code; nothing is written.
     """
     rec, wid = run.record, run.record.id
@@ -99,6 +112,7 @@ def deliver(
             thread=w.thread_id,
             statement=w.wait,
         )
+    permitted(run, case.handler, w.wait, t.id, event, actor, roles)
     token, wait_token = _current_thread.set(t.id), _current_wait.set(w.copy())
     try:
         output = run_callable(case.handler.handle, input)
@@ -141,6 +155,51 @@ def deliver(
     )
     run.checkpoint()
     return output
+
+
+def permitted(
+    run: Session,
+    handler: Any,
+    wait: str,
+    thread: str,
+    event: str,
+    actor: str | None,
+    roles: tuple[str, ...],
+) -> None:
+    """Refuse ``actor`` if the live definition and state do not let them decide this wait:
+    not among its assignees, or excluded by the workflow (separation of duties).
+
+    The refusal is written to the history at once (outside a checkpoint: nothing else
+    changes) and raised as ``NotPermitted``.
+    """
+    assignees = assignees_of(handler)
+    if assignees is None:
+        return  # no person decides it (a timer, a handler of your own)
+    wid = run.record.id
+    try:
+        excluded = excluded_of(run.model)
+    except Exception as e:  # fail closed: who may not decide is unknown
+        why: str | None = f"{run.cls.__name__}.excluded_actors() raised {describe_error(e)}"
+        reason = RejectReason.EXCLUDED
+    else:
+        why = refusal(assignees, excluded, actor, roles)
+        out = actor is not None and person_key(actor) in {person_key(x) for x in excluded}
+        reason = RejectReason.EXCLUDED if out else RejectReason.NOT_ASSIGNED
+    if why is None:
+        return
+    line = history_line(run.record, run.clock.now(), HistoryKind.CALLBACK_REFUSED, thread, wait,
+                        actor, {"event": event, "refused": reason.value, "reason": why,
+                                "roles": list(roles) or None})  # fmt: skip
+    line.pc = run.record.pc
+    run.store.append_history([line], owner=run.owner)
+    raise NotPermitted(
+        f"{why}; nothing was changed",
+        reason=reason,
+        workflow_id=wid,
+        event=event,
+        thread=thread,
+        statement=wait,
+    )
 
 
 def done_check(run: Session) -> None:

@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from engine._definition import reads as reads_of
 from engine._definition.compiler import Program, build_traced
+from engine._definition.decisions import assignees_of, workflow_side
 from engine._definition.handlers import CallbackManager
 from engine._definition.statements import RetryPolicy, Wait, WaitFor, evaluate
 from engine._definition.workflow import Workflow
@@ -178,12 +179,19 @@ class Session:
     # The state (as JSON) that the current program was built from, and the fields it read.
     _built_from: dict[str, Any] | None = field(default=None, init=False)
     _reads: frozenset[str] = field(default=frozenset({reads_of.EVERYTHING}), init=False)
+    # The state the open waits' decision data (context, assignees, exclusions) reflects, and
+    # whether a wait was armed since: the checkpoint refreshes them only then.
+    _decided_from: dict[str, Any] | None = field(default=None, init=False)
+    _decide_again: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
         options = self.options
         self.clock, self.retry = options.clock, options.retry
         self.max_state_bytes = options.max_state_bytes
-        self._built_from = self.record.state
+        self._built_from = self._decided_from = self.record.state
+        # Open waits armed before decision data existed (migration 0004) get it at the first
+        # checkpoint of this session.
+        self._decide_again = any(w.status.open and "assignees" not in w.data for w in self.waits)
         started, self.started = self.started, None
         if started is None:
             if not self.repair:
@@ -286,6 +294,8 @@ class Session:
         rec.next_run_at = self._next_run(now)
         for e in self.pending:
             e.pc = rec.pc
+        if self.waits and (self._decide_again or state is not self._decided_from):
+            self._refresh_decisions(state)
         self.store.checkpoint(
             rec,
             owner=self.owner,
@@ -432,8 +442,61 @@ class Session:
     def arm(self, t: ThreadState, wait: Wait) -> None:
         """Create one open wait per case of ``wait`` for thread ``t``."""
         self.waits_changed = True
-        self.waits += armed(self.record, t, wait, self.clock.now(), self.options.managers,
-                            new_id=lambda: os.urandom(12).hex())  # fmt: skip
+        new = armed(self.record, t, wait, self.clock.now(), self.options.managers,
+                    new_id=lambda: os.urandom(12).hex())  # fmt: skip
+        for w, case in zip(new, wait.cases, strict=True):
+            assignees = assignees_of(case.handler)
+            # None: no person decides it. Else the checkpoint adds what they see.
+            w.data = {**w.data, "assignees": None if assignees is None else list(assignees)}
+            self._decide_again = self._decide_again or assignees is not None
+        self.waits += new
+
+    def _refresh_decisions(self, state: dict[str, Any]) -> None:
+        """Keep the decision data of the open waits (context, assignees, exclusions) as the
+        state about to be written says, so the inbox never shows a stale one.
+
+        Only waits a person decides carry it (``assignees`` not None). Context and exclusions
+        come from the model; assignees from the definition, looked up again only when the
+        fields it read changed (else the handlers are the ones the waits were armed from) or
+        for a wait armed before this data existed. A definition that cannot be built now
+        leaves the assignees as they were.
+        """
+        again, self._decide_again = self._decide_again, False
+        if not again and state == self._decided_from:
+            self._decided_from = state
+            return
+        self._decided_from = state
+        opened = [w for w in self.waits if w.status.open]
+        legacy = [w for w in opened if "assignees" not in w.data]  # armed before 0004
+        old = {w.id for w in legacy}
+        deciding = [w for w in opened if w.data.get("assignees") is not None]
+        if not deciding and not legacy:
+            return
+        common = workflow_side(self.model)
+        program = None
+        if legacy or reads_of.changed(self._reads, self._built_from, state):
+            self._state_is(state)  # the program below is built from this state
+            try:
+                program = self.program
+            except Exception as e:  # the next session that can build it refreshes them
+                log.warning("workflow %s: assignees not refreshed: %r", self.record.id, e)
+        for w in [*legacy, *deciding]:
+            entry = program.entry(w.wait) if program is not None else None
+            case = entry.stmt.case(w.event) if entry and isinstance(entry.stmt, Wait) else None
+            assignees = assignees_of(case.handler) if case is not None else None
+            if w.id in old:
+                if case is None:
+                    continue  # gone from the code, or the program could not be built
+                w.data = {**w.data, "assignees": None}  # settled: decided by a person or not
+                self.waits_changed = True
+                if assignees is None:
+                    continue
+            fresh = dict(common)
+            if assignees is not None:
+                fresh["assignees"] = list(assignees)
+            if any(w.data.get(k) != v for k, v in fresh.items()):
+                w.data = {**w.data, **fresh}
+                self.waits_changed = True
 
     def close_waits(self, thread_id: str, handled: str | None = None) -> None:
         """Mark the thread's open waits for teardown (``handled``: the id of the winner)."""

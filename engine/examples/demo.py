@@ -23,7 +23,7 @@ def seed_demo(engine: Engine, *, prefix: str = "demo") -> list[str]:
         engine.execute(wid)
         return wid if fresh else None
 
-    start("expense-waiting", Expense(amount=120, requester="ana"))
+    start("expense-waiting", Expense(amount=120, requester="raj"))
     if wid := start("expense-approved", Expense(amount=40, requester="bo")):
         engine.on_callback(wid, "slackApproval", {"approved": True}, actor="demo")
         engine.execute(wid)

@@ -1,5 +1,10 @@
 """The seed's expense approval: approve, deny with a reason, or time out after ten minutes.
 
+Who decides: the people (or ``role:NAME`` entries) in ``approvers`` (empty: anyone), never
+the requester (separation of duties, enforced by the engine). The inbox card shows the amount
+and the requester (``summary()``); a start form asks for the amount, the requester and the
+approvers only (the other fields are the workflow's own, ``{"input": False}``).
+
 ``ApprovalMessages`` is a callback manager for its approval, showing set-up data: its
 ``setup`` posts a message to a chat and returns the message's id, which gorch keeps with the
 wait; its ``teardown`` edits that very message to say how the wait ended. It keeps no storage
@@ -13,6 +18,8 @@ import logging
 import threading
 from datetime import timedelta
 from typing import Any, Protocol
+
+from pydantic import Field
 
 from engine import (
     Go,
@@ -37,9 +44,14 @@ class Expense(Workflow):
 
     amount: int = 0
     requester: str = ""
-    approved: bool = False
-    notified: bool = False
-    error: str = ""
+    approvers: list[str] = Field(
+        default_factory=list,
+        description="who may approve: people, or role:NAME for a role (empty: anyone but the "
+        "requester)",
+    )
+    approved: bool = Field(default=False, json_schema_extra={"input": False})
+    notified: bool = Field(default=False, json_schema_extra={"input": False})
+    error: str = Field(default="", json_schema_extra={"input": False})
 
     def definition(self) -> Section:
         return S(
@@ -48,7 +60,9 @@ class Expense(Workflow):
                 Step("parallel thread", self.notify),
             ), id="g1"),
             Wait("waiting for approval",
-                On("slackApproval", WaitForUserAction(approve=self.approve, deny=self.deny)),
+                On("slackApproval", WaitForUserAction(
+                    approve=self.approve, deny=self.deny, assignees=self.approvers,
+                )),
                 On("timeout", Timeout(after=timedelta(minutes=10)),
                     Step("abort workflow", self.abort),
                     Return(error="workflow finished with timeout"),
@@ -57,6 +71,14 @@ class Expense(Workflow):
             If(self.approved, Return({"approved": self.amount})),
             Return(error=f"workflow was not approved: {self.error}"),
         )  # fmt: skip
+
+    def summary(self) -> dict[str, Any]:
+        """What an approver sees on the inbox card."""
+        return {"amount": self.amount, "requester": self.requester}
+
+    def excluded_actors(self) -> list[str]:
+        """The requester never approves their own expense."""
+        return [self.requester] if self.requester.strip() else []
 
     def log_start(self) -> None:
         log.info("expense of %s by %r has started", self.amount, self.requester)

@@ -21,6 +21,8 @@ from typing import Protocol, runtime_checkable
 from engine._records import (
     PRUNABLE,
     HistoryEntry,
+    InboxPage,
+    InboxQuery,
     PruneResult,
     WaitInfo,
     WorkflowRecord,
@@ -172,6 +174,12 @@ class Store(Protocol):
         self, *, workflow_id: str | None = None, type: str | None = None, limit: int | None = None
     ) -> list[WaitInfo]:
         """Open waits (the inbox), newest first."""
+        ...
+
+    def inbox(self, query: InboxQuery) -> InboxPage:
+        """Open waits as inbox cards (one per ``Wait`` of a thread, its events together),
+        oldest first (``PendingDecision.key``), filtered by ``query``: the page after
+        ``query.after``, and the number of cards matching in all."""
         ...
 
     def history(self, workflow_id: str) -> list[HistoryEntry]:

@@ -12,11 +12,15 @@ from datetime import datetime
 
 from engine._records import (
     HistoryEntry,
+    InboxPage,
+    InboxQuery,
     PruneResult,
     WaitInfo,
     WorkflowRecord,
     WorkflowSort,
     WorkflowStatus,
+    decision_matches,
+    group_decisions,
 )
 from engine.errors import LeaseLost, WorkflowBusy, WorkflowNotDue, WorkflowNotFound
 from engine.store.base import check_listing, check_prune
@@ -237,6 +241,22 @@ class MemoryStore:
             ]
             found.sort(key=lambda w: (w.created_at, w.id), reverse=True)
             return [w.copy() for w in found[:limit]]
+
+    def inbox(self, query: InboxQuery) -> InboxPage:
+        with self._lock:
+            ids = [query.workflow_id] if query.workflow_id is not None else list(self._waits)
+            if query.workflow_type is not None:
+                ids = [i for i in ids if i in self._workflows
+                       and self._workflows[i].type == query.workflow_type]  # fmt: skip
+            types = {i: self._workflows[i].type for i in ids if i in self._workflows}
+            cards = group_decisions(
+                (w.copy() for i in ids for w in self._waits.get(i, {}).values() if w.status.open),
+                types,
+            )
+        cards = [c for c in cards if decision_matches(c.events, query)]
+        after = query.after
+        rest = [c for c in cards if after is None or c.key > after]
+        return InboxPage(rest[: query.limit], len(cards), len(rest) > query.limit)
 
     def history(self, workflow_id: str) -> list[HistoryEntry]:
         with self._lock:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,6 +16,7 @@ from engine._records import (
     WaitStatus,
     WorkflowRecord,
     WorkflowStatus,
+    person_key,
 )
 from engine.errors import StoreError
 
@@ -98,7 +100,26 @@ def wait_values(w: WaitInfo, position: int = 0) -> dict[str, Any]:
         "handled": w.handled,
         "position": position,
         "setup_data": w.setup_data,
+        "deciders": deciders_column(w.assignees),
+        "excluded": deciders_column(w.excluded or None),
     }
+
+
+def name_token(name: str) -> str:
+    """One name as ``deciders_column`` writes it and the inbox's filter looks for it: its
+    ``person_key`` as JSON between commas. A name cannot fake a boundary: any comma or quote
+    inside it is in the JSON string, where a quote is escaped."""
+    return "," + json.dumps(person_key(name)) + ","
+
+
+def deciders_column(names: tuple[str, ...] | None) -> str | None:
+    """Names as one text column (None: no person decides; ``*``: anyone), searched with
+    ``LIKE`` for ``name_token``."""
+    if names is None:
+        return None
+    if not names:
+        return "*"
+    return "," + ",".join(json.dumps(person_key(n)) for n in names) + ","
 
 
 def wait_of(row: Row[Any]) -> WaitInfo:

@@ -65,12 +65,16 @@ from sqlalchemy.sql.elements import ColumnElement
 import engine.store.queries as q
 import engine.store.retention as retention
 from engine._records import (
+    ROLE_PREFIX,
     HistoryEntry,
+    InboxPage,
+    InboxQuery,
     PruneResult,
     WaitInfo,
     WorkflowRecord,
     WorkflowSort,
     WorkflowStatus,
+    group_decisions,
 )
 from engine.errors import LeaseLost, StoreError, WorkflowBusy, WorkflowNotDue, WorkflowNotFound
 from engine.store.base import check_listing, check_prune
@@ -92,6 +96,7 @@ from engine.store.fast import (
 from engine.store.rows import (
     SELDOM_CHANGED,
     history_values,
+    name_token,
     record_of,
     set_seqs,
     store_error,
@@ -575,6 +580,56 @@ class SQLModelStore:
         with self._read("list_waits", workflow_id) as conn:
             rows = conn.execute(stmt).all()
         return [wait_of(r) for r in rows]
+
+    def inbox(self, query: InboxQuery) -> InboxPage:
+        c, w = waits.c, workflows.c
+        where: list[ColumnElement[bool]] = [c.status.in_(q.OPEN)]
+        for column, value in (
+            (c.type, query.type),
+            (c.event, query.event),
+            (c.workflow_id, query.workflow_id),
+            (c.wait, query.wait),
+            (w.type, query.workflow_type),
+        ):
+            if value is not None:
+                where.append(column == value)
+        if query.created_before is not None:
+            where.append(c.created_at < query.created_before)
+        if query.actor is not None:  # as ``engine._records.refusal`` decides, in SQL
+            me = name_token(query.actor)
+            mine = [c.deciders == "*", c.deciders.contains(me, autoescape=True)]
+            mine += [
+                c.deciders.contains(name_token(ROLE_PREFIX + r), autoescape=True)
+                for r in query.roles
+            ]
+            not_excluded = or_(c.excluded.is_(None), ~c.excluded.contains(me, autoescape=True))
+            where += [c.deciders.is_not(None), or_(*mine), not_excluded]
+        key = (c.created_at, c.workflow_id, c.thread_id, c.pc)
+        joined = query.workflow_type is not None  # the workflows table only when filtered
+        cards = select(*key).select_from(
+            waits.join(workflows, w.id == c.workflow_id) if joined else waits
+        )
+        cards = cards.where(*where).group_by(*key)
+        count = select(func.count()).select_from(cards.subquery())
+        page = cards.order_by(*key).limit(query.limit + 1)
+        if query.after is not None:
+            after = [literal(v, type_=k.type) for v, k in zip(query.after, key, strict=True)]
+            page = page.where(tuple_(*key) > tuple_(*after))
+        with self._read("inbox", query.workflow_id) as conn:
+            total = int(conn.execute(count).scalar_one())
+            keys = [tuple(r) for r in conn.execute(page).all()]
+            more, keys = len(keys) > query.limit, keys[: query.limit]
+            wanted = {(k[1], k[2], k[3]) for k in keys}
+            events = (
+                select(waits, w.type.label("workflow_type"))
+                .join(workflows, w.id == c.workflow_id)
+                .where(c.status.in_(q.OPEN), c.workflow_id.in_({k[1] for k in keys}))
+                .order_by(c.workflow_id, c.position, c.id)
+            )
+            rows = conn.execute(events).all() if keys else []
+        types = {r.workflow_id: r.workflow_type for r in rows}
+        found = [wait_of(r) for r in rows if (r.workflow_id, r.thread_id, r.pc) in wanted]
+        return InboxPage(group_decisions(found, types), total, more)
 
     def history(self, workflow_id: str) -> list[HistoryEntry]:
         with self._read("history", workflow_id) as conn:

@@ -7,7 +7,7 @@ own SQLModel tables and gorch's never end up in each other's ``create_all`` or m
 - ``waits``: one row per pending event (the inbox across all workflows).
 - ``history``: append-only; its autoincrement ``id`` is the entry's ``seq``.
 - ``sign_in_failures`` and ``revoked_sessions``: the operator UI's sign-in lock-out and its
-  ended sessions (``SignInLog``, migration 0007), kept here so that every UI process on the
+  ended sessions (``SignInLog``, migration 0006), kept here so that every UI process on the
   database sees them.
 
 There is no separate timers table: a durable timer is a wait whose ``due_at`` is set, found
@@ -109,7 +109,10 @@ class WaitRow(GorchTable, table=True):
 
     ``position`` keeps the order the engine gave the workflow's waits in, as ``MemoryStore``
     does, so ``load_waits`` returns them as they were checkpointed. ``setup_data`` is what
-    the manager's ``setup`` returned (migration 0003).
+    the manager's ``setup`` returned (migration 0003). ``deciders`` and ``excluded`` are the
+    wait's assignees and exclusions (kept in ``data``) encoded for the inbox's "assigned to
+    me" filter (``engine.store.rows.deciders_column``); ``ix_waits_inbox`` serves its order,
+    oldest first, one card per (workflow, thread, pc) (migration 0004).
     """
 
     __tablename__ = "waits"
@@ -118,6 +121,7 @@ class WaitRow(GorchTable, table=True):
         Index("ix_waits_type", "type"),
         Index("ix_waits_due_at", "due_at"),
         Index("ix_waits_retry_at", "retry_at"),
+        Index("ix_waits_inbox", "created_at", "workflow_id", "thread_id", "pc"),
     )
 
     id: str = Field(primary_key=True)
@@ -137,6 +141,8 @@ class WaitRow(GorchTable, table=True):
     handled: bool
     position: int
     setup_data: Any = Field(default=None, sa_type=JSONColumn, nullable=True)
+    deciders: str | None = Field(default=None, sa_type=Text)
+    excluded: str | None = Field(default=None, sa_type=Text)
 
 
 class HistoryRow(GorchTable, table=True):

@@ -1,12 +1,11 @@
-"""Inbox: every pending wait, newest first; approve / deny, typed event forms, fire timers."""
+"""Inbox: every open wait to decide, oldest first, one card per wait, counted and paged."""
 
 import streamlit as st
 
-from engine import HandlerType, WaitInfo
-from gorch_ui import services, ui
+from gorch_ui import decide, services, ui
 from gorch_ui.escape import code, md
-from gorch_ui.schema import form_fields
-from gorch_ui.ui import Field, FormValues
+
+PAGE_SIZE = 25
 
 engine = ui.engine()
 st.title("Inbox")
@@ -19,70 +18,68 @@ if wanted_workflow:
     if st.button("Show the whole inbox", key="inbox_all"):
         st.query_params.clear()
         st.rerun()
-type_ = st.selectbox(
-    "Type", ["", *services.wait_types(engine)], key="inbox_type", format_func=lambda t: t or "any"
+
+f = st.columns([2, 2, 2, 2])
+workflow_type = f[0].selectbox(
+    "Workflow type", ["", *sorted(engine.workflows)], key="inbox_workflow_type",
+    format_func=lambda t: t or "any",
+)  # fmt: skip
+event = f[1].text_input("Event", key="inbox_event", placeholder="any")
+older = f[2].selectbox("Waiting longer than", list(services.WAITING_LONGER), key="inbox_older")
+op = ui.operator()
+f[3].write("")
+mine = f[3].checkbox(
+    "Assigned to me",
+    key="inbox_mine",
+    disabled=not op.name.strip(),
+    help="Only the waits you may decide: assigned to you, to one of your roles or to anyone, "
+    "and not excluded (the requester of an expense cannot approve it).",
 )
 
+# Pages go by keyset: the stack holds each shown page's ``after`` (None: the first page).
+filters = (workflow_type, event.strip(), older, mine, wanted_workflow, wanted_wait)
+if st.session_state.get("inbox_filters") != filters:
+    st.session_state["inbox_filters"] = filters
+    st.session_state["inbox_pages"] = [None]
 
-def wait_card(w: WaitInfo) -> None:
-    with st.container(border=True):
-        top = st.columns([3, 2])
-        top[0].markdown(f"**{md(w.wait)}** · {code(w.event)} · {md(w.type)}")
-        top[0].page_link(
-            "views/workflow.py",
-            label=md(f"{w.workflow_id} (thread {w.thread_id})"),
-            query_params={"id": w.workflow_id},
-        )
-        top[1].caption(f"waiting since {w.created_at:%Y-%m-%d %H:%M:%S} · pc {w.pc}")
-        if w.type == HandlerType.USER_ACTION:
-            with st.form(f"decide_{w.id}", border=False):
-                st.text_input("Reason (required to deny)", key=f"reason_{w.id}")
-                b = st.columns(2)
-                with b[0]:
-                    ui.action(
-                        "Approve",
-                        f"approve_{w.id}",
-                        services.approve,
-                        w,
-                        Field(f"reason_{w.id}"),
-                        submit=True,
-                        type="primary",
-                    )
-                with b[1]:
-                    ui.action(
-                        "Deny",
-                        f"deny_{w.id}",
-                        services.deny,
-                        w,
-                        Field(f"reason_{w.id}"),
-                        submit=True,
-                    )
-        elif w.type == HandlerType.TIMEOUT:
-            due = f"{w.due_at:%Y-%m-%d %H:%M:%S}" if w.due_at else "when due"
-            st.caption(f"fires at {due}")
-            ui.action("Fire now", f"fire_{w.id}", services.resolve, w, None)
-        else:
-            schema = w.data.get("input")
-            fields = form_fields(schema) if isinstance(schema, dict) else []
-            with st.form(f"event_{w.id}", border=False):
-                if fields:
-                    ui.form(fields, f"ev_{w.id}_")
-                    value: object = FormValues(tuple(fields), f"ev_{w.id}_")
-                else:
-                    st.text_area("Input (JSON)", key=f"ev_{w.id}_json")
-                    value = Field(f"ev_{w.id}_json")
-                ui.action(
-                    "Send", f"send_{w.id}", services.resolve, w, value, submit=True, type="primary"
-                )
+
+def _next(after: object) -> None:
+    st.session_state["inbox_pages"].append(after)
+
+
+def _previous() -> None:
+    if len(st.session_state["inbox_pages"]) > 1:
+        st.session_state["inbox_pages"].pop()
+
+
+def _first() -> None:
+    st.session_state["inbox_pages"] = [None]
 
 
 @st.fragment(run_every=ui.REFRESH_SECONDS)
 def waits() -> None:
     ui.show_flash()  # the buttons below rerun only this fragment
-    found = services.inbox(
-        engine, type=type_ or None, workflow_id=wanted_workflow or None, wait=wanted_wait or None
+    stack = st.session_state["inbox_pages"]
+    page = services.inbox_page(
+        engine,
+        ui.operator(),
+        workflow_type=workflow_type or None,
+        event=event.strip() or None,
+        mine=mine,
+        waiting_longer_than=services.WAITING_LONGER[older],
+        workflow_id=wanted_workflow or None,
+        wait=wanted_wait or None,
+        after=stack[-1],
+        page_size=PAGE_SIZE,
     )
-    if not found:
+    first = (len(stack) - 1) * PAGE_SIZE + 1
+    shown = f"{first:,} to {first + len(page.items) - 1:,}" if page.items else "none"
+    st.markdown(
+        f"**{page.total:,}** wait{'s' if page.total != 1 else ''} to decide · showing {shown}, "
+        "oldest first",
+        help="One card per wait: an approval and its timeout are one card.",
+    )
+    if not page.total:
         st.success(
             "Nothing is waiting."
             if not wanted_workflow
@@ -91,8 +88,21 @@ def waits() -> None:
                 "it may have been resolved already."
             )
         )
-    for w in found:
-        wait_card(w)
+    elif not page.items:
+        st.info("Nothing more on this page: the waits on it were decided meanwhile.")
+    for card in page.items:
+        decide.card(card)
+    if page.total > PAGE_SIZE or len(stack) > 1:
+        nav = st.columns([1, 1, 1, 3])
+        nav[0].button("First page", key="inbox_first", on_click=_first, disabled=len(stack) == 1)
+        nav[1].button("Previous", key="inbox_prev", on_click=_previous, disabled=len(stack) == 1)
+        nav[2].button(
+            "Next",
+            key="inbox_next",
+            on_click=_next,
+            args=(page.next_after,),
+            disabled=page.next_after is None,
+        )
 
 
 waits()

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from engine import GorchError, WorkflowNotFound, WorkflowStatus
-from gorch_ui import sandbox_panel, services, ui
+from gorch_ui import graph_clicks, sandbox_panel, services, ui
 from gorch_ui.escape import md
 from gorch_ui.ui import Field
 
@@ -69,10 +69,15 @@ def live() -> None:
             "as stored: correct it to fit the current model, preview the changes and save them."
         )
     if view.dot:
-        st.graphviz_chart(view.dot, width="content")
+        clicked = graph_clicks.wanted()  # a click on the graph: its form beside the graph
+        chart, side = st.columns([3, 2]) if clicked else (st.container(), None)
+        chart.graphviz_chart(view.dot, width="content")
+        if side is not None and clicked is not None:
+            with side:
+                graph_clicks.panel(engine, view, clicked)
         if view.waits:
             st.caption(
-                "Click a highlighted wait to open its form in the inbox, or another statement "
+                "Click a highlighted wait to decide it beside the graph, or another statement "
                 "to move a thread there."
             )
     elif not view.info.state_error:  # a state that does not load is explained at the top

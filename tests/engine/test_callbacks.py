@@ -346,7 +346,7 @@ def test_timeout_fires_only_once_its_time_has_come(
 ) -> None:
     (timer,) = [w for w in engine.pending_waits(waiting) if w.type == "timeout"]
     assert timer.due_at == clock.now() + timedelta(hours=1)
-    assert timer.data == {"after_seconds": 3600.0}
+    assert timer.data == {"after_seconds": 3600.0, "assignees": None}  # no person decides it
 
     clock.advance(timedelta(minutes=59))
     assert engine.run_due() == 0

@@ -346,11 +346,25 @@ def test_threads_sharing_a_statement_are_all_named_there_in_their_colours() -> N
     assert shown == [(THREAD_COLOURS[i], f"w{i - 1}") for i in range(1, 5)]
     assert "+2 more" in label
     tip = dot.tooltip(hold).splitlines()
-    assert tip == [f"thread w{i} waiting at hold" for i in range(6)]
+    assert tip[:6] == [f"thread w{i} waiting at hold" for i in range(6)]
+    # The decision's context (the plain fields) and who decides: once, not once per thread.
+    assert tip[6:] == ["to decide: go (event)", "  i: 6", "  may decide: anyone"]
     assert [row[:2] for row in legend_rows(dot)] == [
         (THREAD_COLOURS[i % len(THREAD_COLOURS)], t.id) for i, t in enumerate(info.threads)
     ]
     assert THREAD_COLOURS[0] == legend_rows(dot)[0][0] == dot.attr(_node(g, "main hold"), "color")
+
+
+def test_a_waiting_node_shows_the_decision_context_in_its_tooltip() -> None:
+    engine = polling()
+    hostile = 'x" URL="https://evil" <b>&amp;\\N'
+    wid = engine.new_workflow(Expense(amount=5, requester=hostile, approvers=["role:approver"]))
+    engine.execute(wid)
+    g, dot = draw(engine, wid)
+    tip = dot.tooltip(_node(g, "waiting for approval")).splitlines()
+    assert "to decide: slackApproval (user_action)" in tip
+    assert "  amount: 5" in tip and f"  requester: {hostile}" in tip  # exactly as written
+    assert f"  may decide: role:approver; not {hostile}" in tip
 
 
 def test_pending_waits_show_their_events_and_since_when() -> None:

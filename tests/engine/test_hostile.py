@@ -231,7 +231,9 @@ def test_the_dot_declares_exactly_the_plain_graph_and_shows_the_text(t: str, app
         assert html_text(dot.attr(step, "label")).startswith(short(shown, 80)), when
         assert dot.tooltip(step) == f"step {shown}"[:1000]
         where = "thread main waiting at " if when == "waiting" else "wait "
-        assert dot.tooltip(wait) == f"{where}{shown} wait"[:1000]
+        tip = dot.tooltip(wait)  # then, while it waits, the decision's context and who decides
+        assert tip.startswith(f"{where}{shown} wait"[:1000])
+        assert (when == "waiting") == ("\nto decide: " in tip) or len(tip) == 1000
         assert html_text(dot.attr(go, "label")).startswith(short(f"go {shown}", 80))
         title = f"Tainted {wid} — {snap['info'].status.value}"
         assert html_text(dot.graph_attrs["label"].text) == short(cleaned(title), 120)

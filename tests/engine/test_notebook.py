@@ -18,6 +18,7 @@ from engine import (
     InvalidOperation,
     ManualClock,
     MemoryStore,
+    NotPermitted,
     On,
     PollingResumer,
     RetryPolicy,
@@ -209,7 +210,20 @@ def test_waits_and_workflows_tables(nb: Notebook) -> None:
     nb.run(wid)
     assert sorted(r["event"] for r in nb.waits(wid).rows) == ["slackApproval", "timeout"]
     assert [r["id"] for r in nb.workflows().rows] == ["e1"]
-    assert nb.workflows(status="finished").rows == []
+    # What a person must see to decide, and who may: the approval has them, the timer not.
+    wid = nb.start(Expense(amount=9, requester="ann", approvers=["role:approver"]), id="e2")
+    nb.run(wid)
+    rows = {r["event"]: r for r in nb.waits(wid).rows}
+    assert rows["slackApproval"]["context"] == {"amount": 9, "requester": "ann"}
+    assert rows["slackApproval"]["who"] == "role:approver; not ann"
+    assert rows["timeout"]["context"] is None and rows["timeout"]["who"] is None
+    assert "context | who" in str(nb.waits(wid)).splitlines()[0]
+    with pytest.raises(NotPermitted):
+        nb.approve(wid)  # the notebook's actor holds no approver role
+    Notebook(nb.engine, actor="bo", roles=["approver"]).approve(wid)
+    nb.run(wid)
+    assert nb.engine.get(wid).status is WorkflowStatus.FINISHED
+    assert [r["id"] for r in nb.workflows(status="finished").rows] == ["e2"]
     assert Table([]).__str__() == ""
 
 

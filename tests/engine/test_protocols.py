@@ -141,7 +141,7 @@ def test_history_kinds_keep_their_stored_values() -> None:
         "created", "execute_requested", "step_requested", "step", "step_error", "thread_failed",
         "go", "wait", "waitfor", "waitfor_done", "callback", "return", "thread_end", "finished",
         "renamed", "code_changed", "cancelled", "retried", "goto", "state_updated",
-        "setup_error", "teardown_error", "blocked",
+        "setup_error", "teardown_error", "blocked", "callback_refused",
     ]  # fmt: skip
     assert all(k.value == k.name.lower() for k in HistoryKind)
     assert HistoryKind.STEP == "step" and f"{HistoryKind.STATE_UPDATED}" == "state_updated"
@@ -153,7 +153,7 @@ def test_history_kinds_keep_their_stored_values() -> None:
 def test_reject_reasons_are_one_enum_and_keep_their_values() -> None:
     assert {r.value for r in RejectReason} == {
         "finished", "no_wait", "ambiguous", "stale_pc", "handler_error", "invalid_input",
-        "invalid_output",
+        "invalid_output", "not_assigned", "excluded",
     }  # fmt: skip
     assert InvalidInput("x").reason is RejectReason.INVALID_INPUT
     assert InvalidOutput("x").reason is RejectReason.INVALID_OUTPUT

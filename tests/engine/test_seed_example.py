@@ -197,9 +197,11 @@ def test_bundled_expense_example_runs_all_three_ways(
 
     wid = engine.new_workflow(Bundled(amount=7, requester="ann"))
     if how == "approve":
-        engine.on_callback(wid, "slackApproval", {"approved": True})
+        engine.on_callback(wid, "slackApproval", {"approved": True}, actor="bo")
     elif how == "deny":
-        engine.on_callback(wid, "slackApproval", {"approved": False, "reason": "too much"})
+        engine.on_callback(
+            wid, "slackApproval", {"approved": False, "reason": "too much"}, actor="bo"
+        )
     else:
         clock.advance(timedelta(minutes=10))
         engine.run_due()

@@ -96,10 +96,10 @@ def test_approve_a_pending_wait_from_its_graph_node(
             wait_node.wait_for()
             for name in ("first action", "notification goroutine", "parallel thread"):
                 assert statements.filter(has_text=name).count() == 1
-            # The pending wait links to the inbox; the other statements to the goto form.
+            # The pending wait links to its decision form; the other statements to goto.
             hrefs = [a.get_attribute("href") or a.get_attribute("xlink:href") or ""
                      for a in page.locator("svg a").all()]  # fmt: skip
-            assert sum("inbox?" in h for h in hrefs) == 1
+            assert sum("decide=" in h for h in hrefs) == 1
             assert any("goto=first%20action" in h for h in hrefs)
             shape = wait_node.locator("polygon").first
             assert shape.get_attribute("fill") == "#ffe08a"
@@ -109,20 +109,20 @@ def test_approve_a_pending_wait_from_its_graph_node(
             page.wait_for_timeout(1000)  # the tables draw on a canvas a little later
             _screenshot(page, tmp_path, "workflow.png")
 
-            # A click on the pending wait's node opens its resolve form in the inbox.
+            # A click on the pending wait's node opens its decision form beside the graph.
             wait_node.locator("a").click()
-            page.wait_for_url("**/inbox?workflow=demo-expense-waiting&wait=waiting*")
+            page.wait_for_url("**/workflow?id=demo-expense-waiting&decide=waiting*")
             approve = page.get_by_role("button", name="Approve")
             approve.wait_for()
-            page.get_by_role("button", name="Fire now").wait_for()  # its other case: the timer
+            page.get_by_role("button", name="Fire timeout now").wait_for()  # its other case
             assert page.get_by_role("button", name="Send").count() == 0  # no other wait shown
             page.set_viewport_size({"width": 1400, "height": 900})
             page.get_by_label("Your name").fill("ana")
             page.get_by_label("Your name").press("Enter")
             # Typed, not submitted, while the live inbox refreshes: the form keeps it.
-            page.get_by_label("Reason (required to deny)").fill("looks right")
+            page.get_by_label("Comment (a reason is required to deny)").fill("looks right")
             page.wait_for_timeout(3500)
-            _screenshot(page, tmp_path, "inbox.png")
+            _screenshot(page, tmp_path, "inbox.png")  # the decision beside the graph
             approve.click()
             page.get_by_text("now finished").wait_for()
         finally:

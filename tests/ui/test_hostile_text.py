@@ -129,6 +129,12 @@ def test_hostile_names_and_links_show_as_text_in_the_inbox(
     assert_inert(hostile_bodies(at), at_least=1)
     at = open_page("workflow", id=hostile, goto=hostile_app.PAYLOAD)
     assert_inert(hostile_bodies(at), at_least=2)
+    # A click on the hostile wait's node: its card beside the graph, context and all, as text.
+    at = open_page("workflow", id=hostile, decide=wait.wait)
+    assert f"approve_g_{wait.id}" in {str(b.key) for b in at.button}
+    assert_inert(hostile_bodies(at), at_least=3)
+    at = open_page("workflow", id=hostile, decide=hostile_app.PAYLOAD)  # no such wait
+    assert_inert(hostile_bodies(at), at_least=2)
 
 
 # -- the same in a real browser ----------------------------------------------------------------

@@ -109,11 +109,11 @@ def test_event_form_from_the_model_sends_typed_input(open_page: Open, engine: En
     assert engine.get("demo-order-waiting").result == {"tracking": "dhl:JD0001"}
 
 
-def test_inbox_filters_by_type(open_page: Open) -> None:
+def test_inbox_filters_by_workflow_type(open_page: Open) -> None:
     at = open_page("inbox")
-    at.selectbox(key="inbox_type").set_value("timeout").run()
+    at.selectbox(key="inbox_workflow_type").set_value("Order").run()
     found = [k for k in keys(at) if k.split("_")[0] in ("approve", "send", "fire")]
-    assert found and all(k.startswith("fire_") for k in found)
+    assert found and all(k.startswith("send_") for k in found)
 
 
 def test_without_a_name_actions_are_refused(open_page: Open, engine: Engine) -> None:
@@ -151,7 +151,7 @@ def test_workflow_page_draws_the_live_graph(open_page: Open) -> None:
     (chart,) = at.get("graphviz_chart")
     dot = chart.proto.spec
     assert "waiting for approval" in dot and "first action" in dot
-    assert 'URL="inbox?workflow=demo-expense-waiting&wait=waiting%20for%20approval"' in dot
+    assert 'URL="workflow?id=demo-expense-waiting&decide=waiting%20for%20approval"' in dot
     # Other statements link to the goto form of this page.
     assert 'URL="workflow?id=demo-expense-waiting&goto=first%20action"' in dot
     history = at.dataframe[1].value

@@ -161,11 +161,11 @@ def test_list_workflows_pages_in_the_database(demo: Engine) -> None:
         services.list_workflows(demo, status="sleeping")
 
 
-def test_workflow_view_links_waits_to_the_inbox_and_statements_to_goto(demo: Engine) -> None:
+def test_workflow_view_links_waits_to_their_form_and_statements_to_goto(demo: Engine) -> None:
     view = services.workflow_view(demo, "demo-expense-waiting")
     assert view.dot is not None and view.graph_error is None
-    assert 'URL="inbox?workflow=demo-expense-waiting&wait=waiting%20for%20approval"' in view.dot
-    assert view.dot.count('URL="inbox?') == 1
+    assert 'URL="workflow?id=demo-expense-waiting&decide=waiting%20for%20approval"' in view.dot
+    assert view.dot.count("&decide=") == 1
     gotos = {"first%20action", "notification%20goroutine", "abort%20workflow", "parallel%20thread"}
     for name in gotos:
         assert f'URL="workflow?id=demo-expense-waiting&goto={name}"' in view.dot

@@ -18,7 +18,7 @@ from engine.store.sql import MIGRATIONS, alembic_config, create_store_engine, up
 from engine.store.tables import VERSION_TABLE, metadata
 
 TABLES = {"workflows", "waits", "history", "sign_in_failures", "revoked_sessions"}
-HEAD = "0007"
+HEAD = "0006"
 
 
 def table_names(url: str) -> set[str]:
@@ -44,7 +44,8 @@ def test_migrations_ship_inside_the_package() -> None:
     assert Path(__file__).parents[3] / "engine" / "store" / "migrations" == MIGRATIONS
     for name in ["env.py", "script.py.mako", "versions/0001_initial.py",
                  "versions/0002_fingerprint.py", "versions/0003_setup_data.py",
-                 "versions/0005_list_indexes.py", "versions/0007_sign_in.py"]:  # fmt: skip
+                 "versions/0004_inbox.py", "versions/0005_list_indexes.py",
+                 "versions/0006_sign_in.py"]:  # fmt: skip
         assert (MIGRATIONS / name).is_file(), name
     script = ScriptDirectory.from_config(alembic_config("sqlite://"))
     assert script.get_heads() == [HEAD]
