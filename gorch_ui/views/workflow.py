@@ -154,21 +154,6 @@ else:
             **blocked,
         )
 
-clicked = st.query_params.get("goto")  # a click on a statement of the graph
-if clicked and not info.status.done:
-    owners = [t for t, names in view.targets.items() if clicked in names]
-    if not owners:
-        st.warning(f"No thread of this workflow can be moved to {md(repr(clicked))}.")
-    else:
-        if st.session_state.get("goto_clicked") != clicked:  # preselect once, then let be
-            st.session_state["goto_clicked"] = clicked
-            st.session_state["goto_thread"] = owners[0]
-            st.session_state["goto_statement"] = clicked
-        st.info(
-            f"Move thread {md(repr(owners[0]))} to {md(repr(clicked))}? "
-            "Give a reason and press **Go to**."
-        )
-
 g = st.columns([2, 3, 1])
 thread = g[0].selectbox("Thread", list(view.targets), key="goto_thread")
 g[1].selectbox("Move it to", view.targets.get(thread or "", []), key="goto_statement")

@@ -180,12 +180,12 @@ def test_goto_offers_only_valid_statements_and_moves_the_thread(
 def test_clicking_a_statement_of_the_graph_preselects_the_goto(
     open_page: Open, engine: Engine
 ) -> None:
+    # The click opens the goto form beside the graph (gorch_ui/graph_clicks.py), preset.
     at = open_page("workflow", id="demo-expense-waiting", goto="parallel thread")
-    assert at.selectbox(key="goto_thread").value == "g1"
-    assert at.selectbox(key="goto_statement").value == "parallel thread"
-    assert any("Move thread 'g1' to 'parallel thread'" in m for m in messages(at))
-    at.text_input(key="act_reason").set_value("notify again")
-    at.button(key="act_goto").click().run()
+    assert at.selectbox(key="click_goto_thread").value == "g1"
+    assert any("**Move a thread to** 'parallel thread'" in m.value for m in at.markdown)
+    at.text_input(key="click_goto_reason").set_value("notify again")
+    at.button(key="click_goto").click().run()
     goto = [h for h in engine.history("demo-expense-waiting") if h.kind == "goto"]
     assert [(h.thread, h.statement, h.actor) for h in goto] == [("g1", "parallel thread", "ana")]
     bad = open_page("workflow", id="demo-expense-waiting", goto="no such step")
