@@ -22,7 +22,7 @@ from tests.ui.test_security import (  # noqa: F401  (clicks is a fixture)
     clicks,
     sign_in,
 )
-from tests.ui.test_sessions import with_payload
+from tests.ui.test_sign_in_sessions import with_payload
 
 T0 = datetime(2026, 12, 4, 9, 0, tzinfo=UTC)
 
