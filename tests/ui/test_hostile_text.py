@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_the_ui_never_renders_raw_html() -> None:
     """Streamlit shows HTML in Markdown as text unless told otherwise: nothing tells it, but
     for the one script that sets the session cookie (``auth.cookie_script``: our own token,
-    checked to be base64url; tested in test_sessions.py)."""
+    checked to be base64url; tested in test_sign_in_sessions.py)."""
     raw = re.compile(r"unsafe_allow_html|st\.html\(|components\.v1|\.components\b")
     found = [
         f"{path.relative_to(ROOT)}:{line.strip()}"
