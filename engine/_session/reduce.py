@@ -149,6 +149,13 @@ def close_waits(waits: list[WaitInfo], thread_id: str, handled: str | None, now:
             )
 
 
+def without_teardown(waits: list[WaitInfo], managed: Container[str]) -> list[WaitInfo]:
+    """``waits`` without the closed ones that no ``CallbackManager`` tears down (a type not
+    in ``managed``): they have nothing to wait for, so the checkpoint that closes them
+    deletes them, rather than a write of their own after it."""
+    return [w for w in waits if w.status.open or w.type in managed]
+
+
 def returned_problem(outcome: Returned, limit: int | None) -> str | None:
     """Why a ``Return``'s value cannot be stored (NaN, NUL, not JSON, over ``limit`` bytes),
     or None."""

@@ -36,7 +36,14 @@ from engine._records import (
     WorkflowRecord,
     WorkflowStatus,
 )
-from engine._session.reduce import armed, close_waits, fail, history_line, reduce
+from engine._session.reduce import (
+    armed,
+    close_waits,
+    fail,
+    history_line,
+    reduce,
+    without_teardown,
+)
 from engine._session.started import Started
 from engine._state import describe_validation, state_json, undeclared_fields, validate_copy
 from engine.clock import Clock
@@ -439,6 +446,7 @@ class Session:
         """Mark the thread's open waits for teardown (``handled``: the id of the winner)."""
         self.waits_changed = True
         close_waits(self.waits, thread_id, handled, self.clock.now())
+        self.waits = without_teardown(self.waits, self.options.managers)
 
     def serve_waits(self) -> None:
         """Run due set-ups and tear-downs through their managers; never raises."""

@@ -12,7 +12,7 @@ from sqlalchemy import Interval, bindparam, delete, exists, func, insert, or_, s
 from sqlalchemy.sql.elements import BindParameter, ColumnElement
 from sqlalchemy.sql.selectable import Exists
 
-from engine._records import HistoryEntry, WaitStatus, WorkflowStatus
+from engine._records import HistoryEntry, WaitInfo, WaitStatus, WorkflowStatus
 from engine.store.tables import history, waits, workflows
 
 OPEN = [s.value for s in WaitStatus if s.open]
@@ -55,6 +55,8 @@ DROP_WAITS = delete(waits).where(
     C.workflow_id == ID, C.id.not_in(bindparam("k_keep", expanding=True))
 )
 WF = bindparam("k_workflow", type_=C.workflow_id.type)
+DROP_ALL_WAITS = delete(waits).where(C.workflow_id == ID)
+INSERT_WAIT = insert(waits)
 
 
 def leased_by_owner(workflow_id: ColumnElement[str] | BindParameter[str]) -> Exists:
@@ -88,6 +90,7 @@ HISTORY = select(history).where(H.workflow_id == ID).order_by(H.id)
 INSERT_ENTRY = insert(history).returning(H.id)
 INSERT_HISTORY = insert(history).returning(H.id, sort_by_parameter_order=True)
 PROBE_ENTRY = HistoryEntry("", datetime.min, "")  # names the columns of a history row
+PROBE_WAIT = WaitInfo("", "", "", "", "", "", 0, datetime.min)  # names a wait row's columns
 
 # Leases on the database's clock (PostgreSQL, ``SQLModelStore(lease_clock="database")``): a
 # lease has expired once the database's ``now()`` reaches it, and one taken, renewed or

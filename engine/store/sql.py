@@ -181,6 +181,11 @@ class SQLModelStore:
             q.INSERT_ENTRY, dialect, list(history_values(q.PROBE_ENTRY))
         )
         self._statements = Statements(dialect, self._fast_entry)
+        # A checkpoint that changes waits replaces the workflow's rows on the driver too.
+        self._drop_all_waits = DriverStatement(q.DROP_ALL_WAITS, dialect)
+        self._insert_wait = DriverStatement(
+            q.INSERT_WAIT, dialect, list(wait_values(q.PROBE_WAIT))
+        )
         if migrate:
             upgrade(self.engine)
 
@@ -214,11 +219,26 @@ class SQLModelStore:
         raise NotImplementedError
 
     def _checkpoint_alone(
-        self, record: WorkflowRecord, params: dict[str, Any], history: Sequence[HistoryEntry]
+        self,
+        record: WorkflowRecord,
+        params: dict[str, Any],
+        history: Sequence[HistoryEntry],
+        waits: Sequence[WaitInfo] | None = None,
     ) -> list[int]:
-        """A checkpoint that changes no wait, with at most ``_FAST_ROWS`` history rows: the
-        hot path. Returns the history ids; raises as ``_lost`` if the compare-and-set fails."""
+        """A checkpoint with at most ``_FAST_ROWS`` history rows, on the driver: the hot
+        path (``waits``: replace the workflow's waits with these, in the same transaction).
+        Returns the history ids; raises as ``_lost`` if the compare-and-set fails."""
         raise NotImplementedError
+
+    def _wait_statements(
+        self, workflow_id: str, new: Sequence[WaitInfo]
+    ) -> list[tuple[str, Any]]:
+        """The driver statements that make ``new`` the workflow's waits: delete its rows, then
+        insert each (a replace; the checkpoint's compare-and-set ran first, under the lease)."""
+        drop, ins = self._drop_all_waits, self._insert_wait
+        return [(drop.sql, drop.parameters({"k_id": workflow_id}))] + [
+            (ins.sql, ins.parameters(wait_values(x, position=i))) for i, x in enumerate(new)
+        ]
 
     def _update_with_history(
         self, conn: Connection, params: dict[str, Any], entries: list[dict[str, Any]]
@@ -393,13 +413,12 @@ class SQLModelStore:
         elif record.lease_until is not None:  # the checkpoint extends the writer's lease
             params["lease_until"] = record.lease_until
         params.update(k_id=record.id, k_version=record.version, k_owner=owner)
-        # The common checkpoint (a step: one or a few history lines, no wait changed) is the
-        # dialect's hot path; one that changes waits is a transaction on SQLAlchemy's
-        # connection (its UPDATE and history still on the driver's cursor); a large batch
+        # The common checkpoint (a step: one or a few history lines, waits changed or not) is
+        # the dialect's hot path, its statements on the driver's cursor; a large batch
         # (thousands of goroutines starting at once) goes through SQLAlchemy's executemany,
         # which also keeps under PostgreSQL's parameter limit.
-        if waits is None and len(history) <= _FAST_ROWS:
-            seqs = self._checkpoint_alone(record, params, history)
+        if len(history) <= _FAST_ROWS:
+            seqs = self._checkpoint_alone(record, params, history, waits)
         else:
             with self._write("checkpoint", record.id) as conn:
                 if len(history) <= _FAST_ROWS:
@@ -636,7 +655,11 @@ class SQLiteStore(SQLModelStore):
         return insert_on_driver(self._writer, first, row, self._fast_entry, entries)
 
     def _checkpoint_alone(
-        self, record: WorkflowRecord, params: dict[str, Any], history: Sequence[HistoryEntry]
+        self,
+        record: WorkflowRecord,
+        params: dict[str, Any],
+        history: Sequence[HistoryEntry],
+        waits: Sequence[WaitInfo] | None = None,
     ) -> list[int]:
         entries = [history_values(e) for e in history]
         try:
@@ -644,6 +667,8 @@ class SQLiteStore(SQLModelStore):
                 updated, seqs = self._update_with_history(tx.conn, params, entries)
                 if updated != 1:
                     tx.rollback()
+                elif waits is not None:
+                    run_all(tx.conn, self._wait_statements(record.id, waits))
         except SQLAlchemyError as e:
             raise store_error("checkpoint", record.id, e) from e
         if updated != 1:
@@ -718,8 +743,21 @@ class PostgresStore(SQLModelStore):
         return written == 1, seqs
 
     def _checkpoint_alone(
-        self, record: WorkflowRecord, params: dict[str, Any], history: Sequence[HistoryEntry]
+        self,
+        record: WorkflowRecord,
+        params: dict[str, Any],
+        history: Sequence[HistoryEntry],
+        waits: Sequence[WaitInfo] | None = None,
     ) -> list[int]:
+        if waits is not None:  # several statements: one transaction
+            with self._write("checkpoint", record.id) as conn:
+                updated, seqs = self._update_with_history(
+                    conn, params, [history_values(e) for e in history]
+                )
+                if updated != 1:
+                    self._lost(conn, record, params)
+                run_all(conn, self._wait_statements(record.id, waits))
+            return seqs
         # The workflow row and its history in one statement, in autocommit: atomic by
         # itself, one round trip for the whole checkpoint.
         with self._alone("checkpoint", record.id) as conn:
