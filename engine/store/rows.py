@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Row
@@ -55,8 +55,9 @@ def workflow_values(r: WorkflowRecord) -> dict[str, Any]:
     }
 
 
-def record_of(row: Row[Any]) -> WorkflowRecord:
-    m = row._mapping
+def record_of(row: Row[Any] | Mapping[str, Any]) -> WorkflowRecord:
+    """The record of a ``workflows`` row (SQLAlchemy's, or a dict by column name)."""
+    m = row._mapping if isinstance(row, Row) else row
     return WorkflowRecord(
         id=m["id"],
         type=m["type"],
@@ -101,8 +102,9 @@ def wait_values(w: WaitInfo, position: int = 0) -> dict[str, Any]:
     }
 
 
-def wait_of(row: Row[Any]) -> WaitInfo:
-    m = row._mapping
+def wait_of(row: Row[Any] | Mapping[str, Any]) -> WaitInfo:
+    """The wait of a ``waits`` row (SQLAlchemy's, or a dict by column name)."""
+    m = row._mapping if isinstance(row, Row) else row
     return WaitInfo(
         id=m["id"],
         workflow_id=m["workflow_id"],

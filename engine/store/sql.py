@@ -72,6 +72,7 @@ from engine.store.database import (
     upgrade,
 )
 from engine.store.fast import (
+    DriverQuery,
     DriverStatement,
     Statements,
     driver_transaction,
@@ -181,6 +182,7 @@ class SQLModelStore:
             q.INSERT_ENTRY, dialect, list(history_values(q.PROBE_ENTRY))
         )
         self._statements = Statements(dialect, self._fast_entry)
+        self._queries: dict[int, DriverQuery] = {}  # ``_query``
         # A checkpoint that changes waits replaces the workflow's rows on the driver too.
         self._drop_all_waits = DriverStatement(q.DROP_ALL_WAITS, dialect)
         self._insert_wait = DriverStatement(
@@ -258,6 +260,21 @@ class SQLModelStore:
         with self._read("due_workflows") as conn:
             return list(conn.execute(stmt).scalars())
 
+    def _write_returning(
+        self, what: str, workflow_id: str | None, query: DriverQuery, params: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        """A write that is one statement returning rows (``acquire``), on the driver."""
+        with self._alone(what, workflow_id) as conn:
+            (cur,) = run_all(conn, [(query.sql, query.parameters(params))])
+            return query.rows(cur)
+
+    def _query(self, stmt: Any) -> DriverQuery:
+        """``stmt`` (one of ``queries``, with rows to return) compiled once for the driver."""
+        found = self._queries.get(id(stmt))
+        if found is None:
+            found = self._queries[id(stmt)] = DriverQuery(stmt, self.engine.dialect)
+        return found
+
     # -- transactions -----------------------------------------------------------------------
 
     @contextmanager
@@ -328,27 +345,29 @@ class SQLModelStore:
         return record_of(row)
 
     def load_waits(self, workflow_id: str) -> list[WaitInfo]:
-        with self._read("load_waits", workflow_id) as conn:
-            self._must_exist(conn, workflow_id)
-            rows = conn.execute(q.LOAD_WAITS, {"k_id": workflow_id}).all()
+        query = self._query(q.LOAD_WAITS)
+        with self._read("load_waits", workflow_id) as conn:  # on the driver: a session's read
+            (cur,) = run_all(conn, [(query.sql, query.parameters({"k_id": workflow_id}))])
+            rows = query.rows(cur)
+            if not rows:
+                self._must_exist(conn, workflow_id)
         return [wait_of(r) for r in rows]
 
     def acquire(
         self, workflow_id: str, owner: str, *, now: datetime, until: datetime, due: bool = False
     ) -> WorkflowRecord:
         params = {"k_id": workflow_id, "k_owner": owner, "k_now": now, "k_until": until}
-        with self._alone("acquire", workflow_id) as conn:
-            if self._db_clock:  # expired by the database's clock; as long from its now
-                params["k_lease"] = until - now
-                stmt = q.DB_ACQUIRE_DUE_RETURNING if due else q.DB_ACQUIRE_RETURNING
-                row = conn.execute(stmt, params).first()
-            else:
-                stmt = q.ACQUIRE_DUE_RETURNING if due else q.ACQUIRE_RETURNING
-                row = conn.execute(stmt, params).first()
-            if row is None and not due:
+        if self._db_clock:  # expired by the database's clock; as long from its now
+            params["k_lease"] = until - now
+            stmt = q.DB_ACQUIRE_DUE_RETURNING if due else q.DB_ACQUIRE_RETURNING
+        else:
+            stmt = q.ACQUIRE_DUE_RETURNING if due else q.ACQUIRE_RETURNING
+        rows = self._write_returning("acquire", workflow_id, self._query(stmt), params)
+        if rows:
+            return record_of(rows[0])
+        if not due:
+            with self._read("acquire", workflow_id) as conn:
                 holder = conn.execute(q.HOLDER, params).first()
-        if row is not None:
-            return record_of(row)
         if due:  # a poller's race lost, most likely: no second query to say which
             raise WorkflowNotDue(
                 f"workflow {workflow_id!r} is not due, or leased by another process",
@@ -647,6 +666,16 @@ class SQLiteStore(SQLModelStore):
     def _contains(self, column: Any, needle: str) -> ColumnElement[bool]:
         # instr, not LIKE: SQLite's LIKE ignores ASCII case.
         return func.instr(column, needle) > 0
+
+    def _write_returning(
+        self, what: str, workflow_id: str | None, query: DriverQuery, params: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        try:
+            with driver_transaction(self._writer) as tx:
+                (cur,) = run_all(tx.conn, [(query.sql, query.parameters(params))])
+                return query.rows(cur)
+        except SQLAlchemyError as e:
+            raise store_error(what, workflow_id, e) from e
 
     def _create_small(
         self, row: dict[str, Any], entries: list[dict[str, Any]]
