@@ -188,9 +188,8 @@ class Engine:
                 delay = min(delay * 2, 0.2)
         self.active[owner] = workflow_id
         run: Session | None = None
-        started = self._started.take(workflow_id)
-        if started is not None and (record.pc != 0 or record.state != started.state):
-            started = None  # not the workflow new_workflow stored any more
+        started = self._started.take_for(record)  # what new_workflow or the last session left
+        ok = False
         try:
             run = Session(
                 store=self.store,
@@ -204,10 +203,14 @@ class Engine:
                 repair=repair,
             )
             yield run
+            ok = True
         finally:
             self.active.pop(owner, None)
             if run is None or not run.released:
                 release_lease(self.store, workflow_id, owner)
+        left = run.left_over() if ok else None
+        if left is not None:  # for the next session of this workflow, in this engine
+            self._started.put(workflow_id, left)
 
     def _session_options(self) -> SessionOptions:
         """The settings a session works with, as they are now."""
@@ -386,13 +389,13 @@ class Engine:
         with self._run(workflow_id, due=due) as run:
             rec = run.record
             if rec.status.done:  # nothing runs, nothing is written
-                return self._info(rec, run.model)
+                return self._info(rec, run.hand_out())
             run.prepare()
             kind, actor, reason = request or (HistoryKind.EXECUTE_REQUESTED, None, None)
             if actor is not None:  # written with the first checkpoint of this session
                 run.note(kind, actor=actor, reason=reason)
             drive(self, run, limit, runaway=runaway)
-            info, later = self._info(rec, run.model), run.next_due()
+            info, later = self._info(rec, run.hand_out()), run.next_due()
         if later is not None and (later > self.clock.now() or run.abandoned):
             # a retry back-off or a timer; or a step timed out: go on in a fresh session
             self.resumer.schedule(self, workflow_id, at=later)
@@ -556,7 +559,7 @@ class Engine:
         """
         with self._run(workflow_id, wait=True) as run:
             actions.cancel(run, actor, reason)
-            return self._info(run.record, run.model)
+            return self._info(run.record, run.hand_out())
 
     def retry(self, workflow_id: str, actor: str, reason: str | None = None) -> WorkflowInfo[Any]:
         """Give every failed thread fresh attempts at the statement where it failed.
@@ -651,7 +654,7 @@ class Engine:
         """
         with self._run(workflow_id, wait=True, repair=True) as run:
             if not actions.update_state(run, state, actor, reason):
-                return self._info(run.record, run.model)
+                return self._info(run.record, run.hand_out())
         self._poller.quarantine.pop(workflow_id, None)  # it may run again at once, if repaired
         self.resumer.schedule(self, workflow_id)  # a WaitFor may hold now
         return self.get(workflow_id)

@@ -174,6 +174,8 @@ class Session:
     released: bool = field(default=False, init=False)  # the last checkpoint gave the lease up
     # a step timed out and may still run: the session must end
     abandoned: bool = field(default=False, init=False)
+    # the model was handed to a caller (``WorkflowInfo.state``): no later session may use it
+    handed_out: bool = field(default=False, init=False)
     # The options' parts read per step, as attributes (a lookup spared on the hot path).
     clock: Clock = field(init=False)
     retry: RetryPolicy = field(init=False)
@@ -206,6 +208,33 @@ class Session:
         self.model = started.model
         self._program = self._last = started.program
         self._reads = started.reads
+
+    def left_over(self) -> Started | None:
+        """What the next session of this workflow may take over (``StartedWorkflows``): the
+        model and its program, if everything is written and nothing else holds the model.
+
+        None after a step timed out (its call may still change the model), when the model
+        went to a caller, when its class has private attributes (a fresh load resets them),
+        or when nothing was built.
+        """
+        program = self._program
+        if (
+            program is None
+            or self.abandoned
+            or self.handed_out
+            or self.unwritten
+            or self._dumped is not None
+            or self.state_error is not None
+            or type(self.model).__private_attributes__
+        ):
+            return None
+        return Started(self.model, program, self._reads, self.record.state, self.record.version)
+
+    def hand_out(self) -> Workflow:
+        """The model, for a caller to keep (``WorkflowInfo.state``): so no later session
+        takes it over."""
+        self.handed_out = True
+        return self.model
 
     @property
     def program(self) -> Program:
