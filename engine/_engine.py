@@ -158,34 +158,40 @@ class Engine:
 
     @contextmanager
     def _run(
-        self, workflow_id: str, *, wait: bool = False, due: bool = False, repair: bool = False
+        self,
+        workflow_id: str,
+        *,
+        wait: bool = False,
+        due: bool = False,
+        repair: bool = False,
+        claimed: tuple[str, WorkflowRecord] | None = None,
     ) -> Iterator[Session]:
         held = getattr(self.store, "held", None)  # one connection for the session, if offered
         with (
             held() if held is not None else nullcontext(),
-            self._session(workflow_id, wait=wait, due=due, repair=repair) as run,
+            self._session(workflow_id, wait=wait, due=due, repair=repair, claimed=claimed) as run,
         ):
             yield run
 
     @contextmanager
     def _session(
-        self, workflow_id: str, *, wait: bool, due: bool, repair: bool = False
+        self,
+        workflow_id: str,
+        *,
+        wait: bool,
+        due: bool,
+        repair: bool = False,
+        claimed: tuple[str, WorkflowRecord] | None = None,
     ) -> Iterator[Session]:
-        owner, workflow_id = f"{self.owner}-{next(self._sessions)}", _jsonsafe.known_id(workflow_id)
-        deadline = time.monotonic() + self.busy_timeout.total_seconds()
-        delay = 0.005
-        while True:
-            now = self.clock.now()
-            try:
-                record = self.store.acquire(
-                    workflow_id, owner, now=now, until=now + self.lease, due=due
-                )
-                break
-            except WorkflowBusy:
-                if not wait or time.monotonic() >= deadline:
-                    raise
-                time.sleep(delay)
-                delay = min(delay * 2, 0.2)
+        """A session on the workflow: its lease taken (or, ``claimed``, the owner and record
+        of a lease a poller's ``claim_due`` took), given up when the block ends."""
+        if claimed is not None:
+            owner, record = claimed
+            workflow_id = record.id
+        else:
+            owner = f"{self.owner}-{next(self._sessions)}"
+            record = self._acquire(_jsonsafe.known_id(workflow_id), owner, wait=wait, due=due)
+            workflow_id = record.id
         self.active[owner] = workflow_id
         run: Session | None = None
         started = self._started.take_for(record)  # what new_workflow or the last session left
@@ -211,6 +217,22 @@ class Engine:
         left = run.left_over() if ok else None
         if left is not None:  # for the next session of this workflow, in this engine
             self._started.put(workflow_id, left)
+
+    def _acquire(self, workflow_id: str, owner: str, *, wait: bool, due: bool) -> WorkflowRecord:
+        """Take the workflow's lease for ``owner``; with ``wait``, retry a busy one a while."""
+        deadline = time.monotonic() + self.busy_timeout.total_seconds()
+        delay = 0.005
+        while True:
+            now = self.clock.now()
+            try:
+                return self.store.acquire(
+                    workflow_id, owner, now=now, until=now + self.lease, due=due
+                )
+            except WorkflowBusy:
+                if not wait or time.monotonic() >= deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 0.2)
 
     def _session_options(self) -> SessionOptions:
         """The settings a session works with, as they are now."""
@@ -385,8 +407,9 @@ class Engine:
         runaway: bool,
         request: tuple[HistoryKind, str | None, str | None] | None = None,
         due: bool = False,
+        claimed: tuple[str, WorkflowRecord] | None = None,
     ) -> WorkflowInfo[Any]:
-        with self._run(workflow_id, due=due) as run:
+        with self._run(workflow_id, due=due, claimed=claimed) as run:
             rec = run.record
             if rec.status.done:  # nothing runs, nothing is written
                 return self._info(rec, run.hand_out())

@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from engine._state import state_data
 
 if TYPE_CHECKING:
-    from engine._records import WorkflowRecord
     from engine._definition.compiler import Program
     from engine._definition.workflow import Workflow
+    from engine._records import WorkflowRecord
 
 
 class Started(NamedTuple):

@@ -8,7 +8,18 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Interval, bindparam, delete, exists, func, insert, or_, select, update
+from sqlalchemy import (
+    Integer,
+    Interval,
+    bindparam,
+    delete,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.sql.elements import BindParameter, ColumnElement
 from sqlalchemy.sql.selectable import Exists
 
@@ -108,3 +119,29 @@ DB_ACQUIRE_DUE = DB_ACQUIRE.where(*DUE)
 DB_ACQUIRE_DUE_RETURNING = DB_ACQUIRE_DUE.returning(*workflows.c)
 DB_RENEW = update(workflows).where(W.id == ID, W.lease_owner == OWNER).values(lease_until=DB_UNTIL)
 DB_CHECKPOINT = CHECKPOINT.values(lease_until=DB_UNTIL)
+
+
+def _claim_due(expired: ColumnElement[datetime] | BindParameter[datetime], until: object) -> object:
+    """``claim_due``'s statement: lease up to ``k_limit`` due, unleased workflows (oldest due
+    first) in one ``UPDATE ... RETURNING``, each to ``k_owner`` followed by its id. The rows
+    are picked ``FOR UPDATE SKIP LOCKED`` (PostgreSQL; SQLite's write transactions run one at
+    a time): a worker passes over the rows another is claiming this instant instead of
+    waiting for them, and the outer ``WHERE`` checks each again as it updates it."""
+    free = or_(W.lease_owner.is_(None), W.lease_until <= expired)
+    picked = (
+        select(W.id)
+        .where(*DUE, free)
+        .order_by(W.next_run_at, W.id)
+        .limit(bindparam("k_limit", type_=Integer()))
+        .with_for_update(skip_locked=True)
+    )
+    return (
+        update(workflows)
+        .where(W.id.in_(picked.scalar_subquery()), *DUE, free)
+        .values(lease_owner=OWNER + W.id, lease_until=until)
+        .returning(*workflows.c)
+    )
+
+
+CLAIM_DUE = _claim_due(NOW, UNTIL)
+DB_CLAIM_DUE = _claim_due(DB_NOW, DB_UNTIL)

@@ -185,9 +185,7 @@ class SQLModelStore:
         self._queries: dict[int, DriverQuery] = {}  # ``_query``
         # A checkpoint that changes waits replaces the workflow's rows on the driver too.
         self._drop_all_waits = DriverStatement(q.DROP_ALL_WAITS, dialect)
-        self._insert_wait = DriverStatement(
-            q.INSERT_WAIT, dialect, list(wait_values(q.PROBE_WAIT))
-        )
+        self._insert_wait = DriverStatement(q.INSERT_WAIT, dialect, list(wait_values(q.PROBE_WAIT)))
         if migrate:
             upgrade(self.engine)
 
@@ -232,9 +230,7 @@ class SQLModelStore:
         Returns the history ids; raises as ``_lost`` if the compare-and-set fails."""
         raise NotImplementedError
 
-    def _wait_statements(
-        self, workflow_id: str, new: Sequence[WaitInfo]
-    ) -> list[tuple[str, Any]]:
+    def _wait_statements(self, workflow_id: str, new: Sequence[WaitInfo]) -> list[tuple[str, Any]]:
         """The driver statements that make ``new`` the workflow's waits: delete its rows, then
         insert each (a replace; the checkpoint's compare-and-set ran first, under the lease)."""
         drop, ins = self._drop_all_waits, self._insert_wait
@@ -593,6 +589,18 @@ class SQLModelStore:
             .limit(limit)
         )
         return self._due_workflows(stmt)
+
+    def claim_due(
+        self, now: datetime, owner: str, *, until: datetime, limit: int
+    ) -> list[WorkflowRecord]:
+        params = {"k_owner": owner, "k_now": now, "k_until": until, "k_limit": limit}
+        stmt = q.CLAIM_DUE
+        if self._db_clock:  # expired by the database's clock; as long from its now
+            params["k_lease"], stmt = until - now, q.DB_CLAIM_DUE
+        rows = self._write_returning("claim_due", None, self._query(stmt), params)
+        claimed = [record_of(r) for r in rows]
+        claimed.sort(key=lambda r: (r.next_run_at, r.id))  # RETURNING keeps no order
+        return claimed
 
     def due_waits(self, now: datetime, limit: int | None = None) -> list[WaitInfo]:
         c = waits.c
