@@ -123,7 +123,7 @@ DB_CHECKPOINT = CHECKPOINT.values(lease_until=DB_UNTIL)
 
 def _claim_due(expired: ColumnElement[datetime] | BindParameter[datetime], until: object) -> object:
     """``claim_due``'s statement: lease up to ``k_limit`` due, unleased workflows (oldest due
-    first) in one ``UPDATE ... RETURNING``, each to ``k_owner`` followed by its id. The rows
+    first) in one ``WITH picked AS MATERIALIZED (SELECT ...) UPDATE ... RETURNING``, each to ``k_owner`` followed by its id. The rows
     are picked ``FOR UPDATE SKIP LOCKED`` (PostgreSQL; SQLite's write transactions run one at
     a time): a worker passes over the rows another is claiming this instant instead of
     waiting for them, and the outer ``WHERE`` checks each again as it updates it."""
@@ -134,10 +134,12 @@ def _claim_due(expired: ColumnElement[datetime] | BindParameter[datetime], until
         .order_by(W.next_run_at, W.id)
         .limit(bindparam("k_limit", type_=Integer()))
         .with_for_update(skip_locked=True)
+        .cte("picked")
+        .prefix_with("MATERIALIZED")  # run once: a subquery PostgreSQL may run again per row
     )
     return (
         update(workflows)
-        .where(W.id.in_(picked.scalar_subquery()), *DUE, free)
+        .where(W.id.in_(select(picked.c.id)), *DUE, free)
         .values(lease_owner=OWNER + W.id, lease_until=until)
         .returning(*workflows.c)
     )
