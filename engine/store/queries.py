@@ -123,10 +123,11 @@ DB_CHECKPOINT = CHECKPOINT.values(lease_until=DB_UNTIL)
 
 def _claim_due(expired: ColumnElement[datetime] | BindParameter[datetime], until: object) -> object:
     """``claim_due``'s statement: lease up to ``k_limit`` due, unleased workflows (oldest due
-    first) in one ``WITH picked AS MATERIALIZED (SELECT ...) UPDATE ... RETURNING``, each to ``k_owner`` followed by its id. The rows
-    are picked ``FOR UPDATE SKIP LOCKED`` (PostgreSQL; SQLite's write transactions run one at
-    a time): a worker passes over the rows another is claiming this instant instead of
-    waiting for them, and the outer ``WHERE`` checks each again as it updates it."""
+    first) in one ``WITH picked AS MATERIALIZED (SELECT ...) UPDATE ... RETURNING``, each to
+    ``k_owner`` followed by its id. The rows are picked ``FOR UPDATE SKIP LOCKED``
+    (PostgreSQL; SQLite's write transactions run one at a time): a worker passes over the
+    rows another is claiming this instant instead of waiting for them, and the outer
+    ``WHERE`` checks each again as it updates it."""
     free = or_(W.lease_owner.is_(None), W.lease_until <= expired)
     picked = (
         select(W.id)

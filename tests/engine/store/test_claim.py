@@ -28,7 +28,12 @@ LEASE_CLOCK = "caller"
 """Leases go by the times the tests pass (T0 and later) on every backend (see conftest)."""
 
 
-def record(wid: str, *, next_run_at: datetime | None = T0, status: WorkflowStatus = WorkflowStatus.RUNNING) -> WorkflowRecord:  # fmt: skip
+def record(
+    wid: str,
+    *,
+    next_run_at: datetime | None = T0,
+    status: WorkflowStatus = WorkflowStatus.RUNNING,
+) -> WorkflowRecord:
     return WorkflowRecord(
         id=wid,
         type="Counter",
