@@ -18,7 +18,8 @@ from engine._definition.statements import Wait
 from engine._definition.workflow import Workflow
 from engine._interpreter import _current_thread, _current_wait, run_callable
 from engine._jsonsafe import check_value, describe_error
-from engine._records import HistoryKind, Phase, ThreadStatus, WorkflowStatus
+from engine._records import HistoryKind, ThreadStatus, WorkflowStatus
+from engine._session.reduce import cancelled, handled, moved, retried
 from engine._session.runner import Session, try_load_state
 from engine._state import describe_validation, state_data, undeclared_fields, validate_state
 from engine.errors import (
@@ -128,17 +129,7 @@ def deliver(
             thread=t.id,
             statement=w.wait,
         ) from None
-    t.position, t.phase, t.event, t.status = w.wait, Phase.HANDLED, event, ThreadStatus.RUNNING
-    run.close_waits(t.id, handled=w.id)
-    run.note(
-        HistoryKind.CALLBACK,
-        thread=t.id,
-        statement=w.wait,
-        actor=actor,
-        event=event,
-        input=input,
-        output=output,
-    )
+    run.carry_out(t, handled(rec, t, w, run.clock.now(), actor=actor, input=input, output=output))
     run.checkpoint()
     return output
 
@@ -155,13 +146,7 @@ def done_check(run: Session) -> None:
 def cancel(run: Session, actor: str, reason: str | None) -> None:
     """Stop the workflow for good: live threads cancelled, waits torn down."""
     done_check(run)
-    rec = run.record
-    for t in rec.threads:
-        if t.status.live:
-            t.status = ThreadStatus.CANCELLED
-            run.close_waits(t.id)
-    rec.status = WorkflowStatus.CANCELLED
-    run.note(HistoryKind.CANCELLED, actor=actor, reason=reason)
+    run.carry_out(None, cancelled(run.record, run.clock.now(), actor, reason))
     run.checkpoint()
 
 
@@ -174,10 +159,7 @@ def retry(run: Session, actor: str, reason: str | None) -> None:
             f"workflow {rec.id!r} is {rec.status.value}, not failed: nothing to retry",
             workflow_id=rec.id,
         )
-    for t in failed:
-        t.status, t.attempts, t.retry_at, t.error = ThreadStatus.RUNNING, 0, None, None
-        run.note(HistoryKind.RETRIED, thread=t.id, statement=t.position, actor=actor, reason=reason)
-    rec.status = WorkflowStatus.RUNNING
+    run.carry_out(None, retried(rec, run.clock.now(), actor, reason))
     run.checkpoint()
 
 
@@ -218,21 +200,9 @@ def goto(
             thread=thread,
             statement=statement,
         )
-    was = t.position
-    run.close_waits(t.id)
-    t.position, t.phase, t.status, t.event = statement, Phase.AT, ThreadStatus.RUNNING, None
-    t.attempts, t.retry_at, t.error = 0, None, None
-    if rec.status is WorkflowStatus.FAILED:
-        rec.status = WorkflowStatus.RUNNING
-    run.note(
-        HistoryKind.GOTO,
-        thread=t.id,
-        statement=statement,
-        actor=actor,
-        moved_from=was,
-        reason=reason,
-        operation=operation,
-    )
+    effects = moved(rec, t, statement, run.clock.now(), actor=actor, reason=reason,
+                    operation=operation)  # fmt: skip
+    run.carry_out(t, effects)
     run.checkpoint()
 
 

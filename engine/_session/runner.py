@@ -28,7 +28,6 @@ from engine._jsonsafe import check_text, describe_error, setup_json
 from engine._records import (
     HistoryEntry,
     HistoryKind,
-    Phase,
     ThreadState,
     ThreadStatus,
     WaitInfo,
@@ -37,12 +36,15 @@ from engine._records import (
     WorkflowStatus,
 )
 from engine._session.reduce import (
+    Effects,
     armed,
     close_waits,
     fail,
     history_line,
     reduce,
+    renamed,
     without_teardown,
+    woken,
 )
 from engine._session.started import Started
 from engine._state import describe_validation, state_json, undeclared_fields, validate_copy
@@ -381,37 +383,19 @@ class Session:
             entry = self.program.entry(t.position)
             if entry is None or not isinstance(entry.stmt, WaitFor):
                 continue
+            holds: bool | BaseException
             try:
-                holds = evaluate(entry.stmt.cond)
+                holds = bool(evaluate(entry.stmt.cond))
             except Exception as e:
-                self.fail(t, t.position, e)
-                continue
-            if holds:
-                t.status, t.phase = ThreadStatus.RUNNING, Phase.DONE
-                self.note(HistoryKind.WAITFOR_DONE, thread=t.id, statement=t.position)
+                holds = e
+            self.carry_out(t, woken(self.record, t, holds, self.clock.now()))
 
     def prepare(self) -> None:
         """Bring the stored workflow to the code now: follow renames, note a new fingerprint,
         and check every live position (``DefinitionMismatch`` if one is gone)."""
-        program = self.program
-        aliases = program.aliases
-        if aliases:
-            for t in self.record.threads:
-                new = program.resolve(t.position) if t.position else ""
-                if new != t.position:
-                    self.note(
-                        HistoryKind.RENAMED, thread=t.id, statement=new, moved_from=t.position
-                    )
-                    for w in self.waits:
-                        if w.thread_id == t.id and w.wait == t.position:
-                            w.wait = new
-                            self.waits_changed = True
-                    t.position = new
-                if t.go is not None and t.go in aliases and program.go(t.go) is None:
-                    t.go = aliases[t.go]
-        was = self.record.fingerprint
-        if was is not None and was != program.fingerprint:
-            self.note(HistoryKind.CODE_CHANGED, moved_from=was, fingerprint=program.fingerprint)
+        effects, waits_changed = renamed(self.record, self.waits, self.program, self.clock.now())
+        self.waits_changed |= waits_changed
+        self.pending += effects.history
         self.check_positions()
 
     def check_positions(self) -> None:
@@ -453,14 +437,19 @@ class Session:
                 self._state_is(self._dumped)
         effects = reduce(self.record, t, outcome, now=self.clock.now(), retry=self.retry,
                          max_state_bytes=self.max_state_bytes)  # fmt: skip
+        self.carry_out(t, effects)
+
+    def carry_out(self, t: ThreadState | None, effects: Effects) -> None:
+        """Do what a reducer decided (for thread ``t``) beyond the record it changed: restore
+        the state, arm and close waits, add the history lines; the next checkpoint writes it."""
         if effects.restore:  # a failed step's partial changes are not kept
             self.restore_state()
         if effects.abandoned is not None:
             self.abandoned = effects.abandoned
-        if effects.arm is not None:
+        if effects.arm is not None and t is not None:
             self.arm(t, effects.arm)
         for thread_id in effects.close:
-            self.close_waits(thread_id)
+            self.close_waits(thread_id, effects.handled)
         self.pending += effects.history
 
     # -- waits ------------------------------------------------------------------------------
