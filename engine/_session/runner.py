@@ -189,6 +189,8 @@ class Session:
     # The state (as JSON) that the current program was built from, and the fields it read.
     _built_from: dict[str, Any] | None = field(default=None, init=False)
     _reads: frozenset[str] = field(default=frozenset({reads_of.EVERYTHING}), init=False)
+    # The threads' positions are known to be in the program (``prepare`` need not check).
+    _checked: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
         options = self.options
@@ -206,7 +208,9 @@ class Session:
             else:
                 self.model = loaded
             return
-        # new_workflow loaded and built this very state: take its model and program over.
+        # new_workflow, or this workflow's last session in this engine, loaded and built this
+        # very state: take its model and program over.
+        self._checked = started.version is not None  # its threads stand where it put them
         self.model = started.model
         self._program = self._last = started.program
         self._reads = started.reads
@@ -396,7 +400,8 @@ class Session:
         effects, waits_changed = renamed(self.record, self.waits, self.program, self.clock.now())
         self.waits_changed |= waits_changed
         self.pending += effects.history
-        self.check_positions()
+        if not self._checked:  # taken over from the last session: its program put them there
+            self.check_positions()
 
     def check_positions(self) -> None:
         """Raise ``DefinitionMismatch`` if a live thread stands where the code no longer has.
