@@ -80,35 +80,51 @@ class Poller:
     ) -> int:
         """Run due workflows, claimed ``CLAIM_BATCH`` at a time (``ClaimingStore.claim_due``):
         one write leases a batch, so pollers never race for the same workflow, and each
-        claimed one runs in a session that starts with its lease held."""
+        claimed one runs in a session that starts with its lease held.
+
+        Each workflow runs at most once per call, as with a list of due ids: one that is
+        quarantined, or due again after it ran, stays claimed (so later claims pass over it)
+        until the call ends, then goes back, due, for whoever polls next.
+        """
         engine, done, left = self.engine, 0, limit
-        while left is None or left > 0:
-            size = CLAIM_BATCH if left is None else min(CLAIM_BATCH, left)
-            now = engine.clock.now()
-            prefix = f"{engine.owner}-{next(engine._sessions)}:"
-            batch = claim(now, prefix, until=now + engine.lease, limit=size)
-            for rec in batch:  # renewed by the worker's heartbeat while they wait their turn
-                engine.active[prefix + rec.id] = rec.id
-            try:
-                for rec in batch:
-                    if stop():
-                        return done
-                    owner = prefix + rec.id
-                    if self.quarantined(rec.id):
-                        continue
-                    run = partial(engine._advance, rec.id, engine.max_steps, runaway=True,
-                                  claimed=(owner, rec))  # fmt: skip
-                    if self._try(rec.id, run):
-                        done += 1
-            finally:  # what stop() left unrun goes back, due, for another poller
-                for rec in batch:
-                    owner = prefix + rec.id
-                    if engine.active.pop(owner, None) is not None:
-                        release_lease(engine.store, rec.id, owner)
-            if len(batch) < size:
-                break
-            if left is not None:
-                left -= len(batch)
+        seen: set[str] = set()
+        kept: list[tuple[str, str]] = []  # (owner, id): claimed, not run, released at the end
+        try:
+            while left is None or left > 0:
+                size = CLAIM_BATCH if left is None else min(CLAIM_BATCH, left)
+                now = engine.clock.now()
+                prefix = f"{engine.owner}-{next(engine._sessions)}:"
+                batch = claim(now, prefix, until=now + engine.lease, limit=size)
+                for rec in batch:  # renewed by the worker's heartbeat while they wait
+                    engine.active[prefix + rec.id] = rec.id
+                try:
+                    for rec in batch:
+                        owner = prefix + rec.id
+                        if stop():
+                            return done
+                        if rec.id in seen or self.quarantined(rec.id):
+                            kept.append((owner, rec.id))
+                            continue
+                        seen.add(rec.id)
+                        run = partial(engine._advance, rec.id, engine.max_steps, runaway=True,
+                                      claimed=(owner, rec))  # fmt: skip
+                        if left is not None:
+                            left -= 1
+                        if self._try(rec.id, run):
+                            done += 1
+                finally:  # what stop() left unrun goes back, due, for another poller
+                    for rec in batch:
+                        owner = prefix + rec.id
+                        if (owner, rec.id) not in kept and engine.active.pop(
+                            owner, None
+                        ) is not None:
+                            release_lease(engine.store, rec.id, owner)
+                if len(batch) < size:
+                    break
+        finally:
+            for owner, wid in kept:
+                engine.active.pop(owner, None)
+                release_lease(engine.store, wid, owner)
         return done
 
     def _try(self, workflow_id: str, work: Callable[[], object]) -> bool:

@@ -162,3 +162,23 @@ def test_the_poller_runs_each_claimed_workflow_once_and_gives_back_what_it_did_n
         assert [h.statement for h in steps] == ["one", "two"]  # each step ran once
     if isinstance(engine_store, SQLModelStore):
         engine_store.close()
+
+
+def test_quarantined_workflows_do_not_starve_the_others_nor_loop_the_poller(
+    engine_store: Store,
+) -> None:
+    clock = ManualClock(T0)
+    engine = Engine(engine_store, [Counter], clock=clock, resumer=PollingResumer())
+    ids = [engine.new_workflow(Counter(), f"wf-{i:02d}") for i in range(12)]
+    broken = ids[:10]  # the oldest due: every claim of the first batch is quarantined
+    for wid in broken:
+        engine._poller.quarantine[wid] = clock.now() + timedelta(hours=1)
+    assert engine.run_due() == 2  # and it returns: the quarantined stay out of later claims
+    assert [engine.get(w).status for w in ids[10:]] == [WorkflowStatus.FINISHED] * 2
+    assert not engine.active
+    for wid in broken:  # untouched, unleased, still due for another poller
+        stored = engine_store.load(wid)
+        assert (stored.pc, stored.lease_owner) == (0, None)
+    assert sorted(engine_store.due_workflows(clock.now())) == broken
+    if isinstance(engine_store, SQLModelStore):
+        engine_store.close()
