@@ -118,12 +118,12 @@ def derive_status(record: WorkflowRecord) -> WorkflowStatus:
     """The workflow's status as its threads say."""
     if record.status.done:
         return record.status
-    threads = record.threads
-    if any(t.status is ThreadStatus.FAILED for t in threads):
+    statuses = {t.status for t in record.threads}  # one pass (a checkpoint's every step)
+    if ThreadStatus.FAILED in statuses:
         return WorkflowStatus.FAILED
-    if any(t.status is ThreadStatus.RUNNING for t in threads):
+    if ThreadStatus.RUNNING in statuses:
         return WorkflowStatus.RUNNING
-    if any(t.status is ThreadStatus.WAITING for t in threads):
+    if ThreadStatus.WAITING in statuses:
         return WorkflowStatus.WAITING
     return WorkflowStatus.FINISHED
 
@@ -338,7 +338,8 @@ class Session:
         self.released = release
         self.waits_changed = self.dirty = False
         self.pending = []
-        self._state_is(state)  # a changed state: conditions must be evaluated again
+        if state is not self._built_from:  # apply() noted the state it dumped already
+            self._state_is(state)  # a changed state: conditions must be evaluated again
         self.serve_waits()
 
     def next_due(self) -> datetime | None:
