@@ -366,8 +366,9 @@ class Engine:
             WorkflowBusy: another process is running it right now.
             DefinitionMismatch: a thread's position is gone from the code (nothing changed).
         """
-        return self._advance(workflow_id, self.max_steps, runaway=True,
+        info = self._advance(workflow_id, self.max_steps, runaway=True,
                              request=(HistoryKind.EXECUTE_REQUESTED, actor, reason))  # fmt: skip
+        return info if info is not None else self.get(workflow_id)  # (always reported)
 
     def step(
         self, workflow_id: str, *, actor: str | None = None, reason: str | None = None
@@ -376,8 +377,9 @@ class Engine:
 
         ``actor`` and ``reason`` are recorded as ``step_requested`` in that checkpoint.
         """
-        return self._advance(workflow_id, 1, runaway=False,
+        info = self._advance(workflow_id, 1, runaway=False,
                              request=(HistoryKind.STEP_REQUESTED, actor, reason))  # fmt: skip
+        return info if info is not None else self.get(workflow_id)  # (always reported)
 
     def resume(self, workflow_id: str) -> WorkflowInfo[Any]:
         """Fire the workflow's due timers, retry its due set-ups and tear-downs, then execute it.
@@ -408,21 +410,31 @@ class Engine:
         request: tuple[HistoryKind, str | None, str | None] | None = None,
         due: bool = False,
         claimed: tuple[str, WorkflowRecord] | None = None,
-    ) -> WorkflowInfo[Any]:
+        report: bool = True,
+    ) -> WorkflowInfo[Any] | None:
+        """Run the workflow's threads in one session (``execute``, ``step``, a resumer's or a
+        poller's run). ``report``: return the workflow as it stands (its model goes to the
+        caller); without it, None, and the model and program may serve the next session."""
         with self._run(workflow_id, due=due, claimed=claimed) as run:
             rec = run.record
             if rec.status.done:  # nothing runs, nothing is written
-                return self._info(rec, run.hand_out())
+                return self._info(rec, run.hand_out()) if report else None
             run.prepare()
             kind, actor, reason = request or (HistoryKind.EXECUTE_REQUESTED, None, None)
             if actor is not None:  # written with the first checkpoint of this session
                 run.note(kind, actor=actor, reason=reason)
             drive(self, run, limit, runaway=runaway)
-            info, later = self._info(rec, run.hand_out()), run.next_due()
+            info = self._info(rec, run.hand_out()) if report else None
+            later = run.next_due()
         if later is not None and (later > self.clock.now() or run.abandoned):
             # a retry back-off or a timer; or a step timed out: go on in a fresh session
             self.resumer.schedule(self, workflow_id, at=later)
         return info
+
+    def _execute_unreported(self, workflow_id: str) -> None:
+        """``execute`` for a resumer or a poller, which discard what it returns: the
+        session's model is handed to no one, so the next session may take it over."""
+        self._advance(workflow_id, self.max_steps, runaway=True, report=False)
 
     # -- callbacks --------------------------------------------------------------------------
 

@@ -66,7 +66,8 @@ class Poller:
             if stop():
                 return done
             # Only while it is still due: another poller may have run it since the query.
-            run = partial(engine._advance, wid, engine.max_steps, runaway=True, due=True)
+            run = partial(engine._advance, wid, engine.max_steps, runaway=True, due=True,
+                          report=False)  # fmt: skip
             if not self.quarantined(wid) and self._try(wid, run):
                 done += 1
         return done
@@ -107,7 +108,7 @@ class Poller:
                             continue
                         seen.add(rec.id)
                         run = partial(engine._advance, rec.id, engine.max_steps, runaway=True,
-                                      claimed=(owner, rec))  # fmt: skip
+                                      claimed=(owner, rec), report=False)  # fmt: skip
                         if left is not None:
                             left -= 1
                         if self._try(rec.id, run):

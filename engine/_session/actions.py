@@ -238,7 +238,7 @@ def update_state(
         raise StateError(
             f"new state of workflow {rec.id!r} is nested too deeply", workflow_id=rec.id
         ) from None
-    run.model = model
+    run.use_model(model)
     after = run.dump_state()  # StateError if a store cannot hold it: nothing written yet
     back = try_load_state(run.cls, replace(rec, state=after))
     if isinstance(back, StateError):

@@ -236,6 +236,13 @@ class Session:
             return None
         return Started(self.model, program, self._reads, self.record.state, self.record.version)
 
+    def use_model(self, model: Workflow) -> None:
+        """Replace the model (an operator's new state): the definition is built from it
+        afresh, and the threads' positions checked against that build."""
+        self.model = model
+        self._program = self._last = self._dumped = None
+        self._checked = False
+
     def hand_out(self) -> Workflow:
         """The model, for a caller to keep (``WorkflowInfo.state``): so no later session
         takes it over."""
