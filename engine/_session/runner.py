@@ -221,11 +221,12 @@ class Session:
 
         None after a step timed out (its call may still change the model), when the model
         went to a caller, when its class has private attributes (a fresh load resets them),
-        or when nothing was built.
+        when nothing was built, or once the workflow is finished or cancelled.
         """
         program = self._program
         if (
             program is None
+            or self.record.status.done  # nothing runs it again: keep nothing
             or self.abandoned
             or self.handed_out
             or self.unwritten
