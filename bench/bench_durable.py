@@ -265,7 +265,7 @@ def durable_rows(quick: bool) -> list[Row]:
         raw = psycopg_raw_floor(pg, runs)
     rows.append(Row("durable.pg.psycopg", ROWS["durable.pg.psycopg"][1], ours * 1e6,
                     floor=raw * 1e6, floor_what="raw psycopg UPDATE + commit",
-                    target=Target(1.5), peak=peak, issue=3))  # fmt: skip
+                    target=Target(1.15), peak=peak, issue=3))  # fmt: skip
     rows.append(Row("durable.pg.core", ROWS["durable.pg.core"][1], ours * 1e6,
                     floor=core * 1e6, floor_what="SQLAlchemy Core UPDATE + commit", peak=peak,
                     issue=3))  # fmt: skip

@@ -167,39 +167,44 @@ class Engine:
 
     @contextmanager
     def _run(
-        self, workflow_id: str, *, wait: bool = False, due: bool = False, repair: bool = False
+        self,
+        workflow_id: str,
+        *,
+        wait: bool = False,
+        due: bool = False,
+        repair: bool = False,
+        claimed: tuple[str, WorkflowRecord] | None = None,
     ) -> Iterator[Session]:
         held = getattr(self.store, "held", None)  # one connection for the session, if offered
         with (
             held() if held is not None else nullcontext(),
-            self._session(workflow_id, wait=wait, due=due, repair=repair) as run,
+            self._session(workflow_id, wait=wait, due=due, repair=repair, claimed=claimed) as run,
         ):
             yield run
 
     @contextmanager
     def _session(
-        self, workflow_id: str, *, wait: bool, due: bool, repair: bool = False
+        self,
+        workflow_id: str,
+        *,
+        wait: bool,
+        due: bool,
+        repair: bool = False,
+        claimed: tuple[str, WorkflowRecord] | None = None,
     ) -> Iterator[Session]:
-        owner, workflow_id = f"{self.owner}-{next(self._sessions)}", _jsonsafe.known_id(workflow_id)
-        deadline = time.monotonic() + self.busy_timeout.total_seconds()
-        delay = 0.005
-        while True:
-            now = self.clock.now()
-            try:
-                record = self.store.acquire(
-                    workflow_id, owner, now=now, until=now + self.lease, due=due
-                )
-                break
-            except WorkflowBusy:
-                if not wait or time.monotonic() >= deadline:
-                    raise
-                time.sleep(delay)
-                delay = min(delay * 2, 0.2)
+        """A session on the workflow: its lease taken (or, ``claimed``, the owner and record
+        of a lease a poller's ``claim_due`` took), given up when the block ends."""
+        if claimed is not None:
+            owner, record = claimed
+            workflow_id = record.id
+        else:
+            owner = f"{self.owner}-{next(self._sessions)}"
+            record = self._acquire(_jsonsafe.known_id(workflow_id), owner, wait=wait, due=due)
+            workflow_id = record.id
         self.active[owner] = workflow_id
         run: Session | None = None
-        started = self._started.take(workflow_id)
-        if started is not None and (record.pc != 0 or record.state != started.state):
-            started = None  # not the workflow new_workflow stored any more
+        started = self._started.take_for(record)  # what new_workflow or the last session left
+        ok = False
         try:
             run = Session(
                 store=self.store,
@@ -213,10 +218,30 @@ class Engine:
                 repair=repair,
             )
             yield run
+            ok = True
         finally:
             self.active.pop(owner, None)
             if run is None or not run.released:
                 release_lease(self.store, workflow_id, owner)
+        left = run.left_over() if ok else None
+        if left is not None:  # for the next session of this workflow, in this engine
+            self._started.put(workflow_id, left)
+
+    def _acquire(self, workflow_id: str, owner: str, *, wait: bool, due: bool) -> WorkflowRecord:
+        """Take the workflow's lease for ``owner``; with ``wait``, retry a busy one a while."""
+        deadline = time.monotonic() + self.busy_timeout.total_seconds()
+        delay = 0.005
+        while True:
+            now = self.clock.now()
+            try:
+                return self.store.acquire(
+                    workflow_id, owner, now=now, until=now + self.lease, due=due
+                )
+            except WorkflowBusy:
+                if not wait or time.monotonic() >= deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 0.2)
 
     def _session_options(self) -> SessionOptions:
         """The settings a session works with, as they are now."""
@@ -350,8 +375,9 @@ class Engine:
             WorkflowBusy: another process is running it right now.
             DefinitionMismatch: a thread's position is gone from the code (nothing changed).
         """
-        return self._advance(workflow_id, self.max_steps, runaway=True,
+        info = self._advance(workflow_id, self.max_steps, runaway=True,
                              request=(HistoryKind.EXECUTE_REQUESTED, actor, reason))  # fmt: skip
+        return info if info is not None else self.get(workflow_id)  # (always reported)
 
     def step(
         self, workflow_id: str, *, actor: str | None = None, reason: str | None = None
@@ -360,8 +386,9 @@ class Engine:
 
         ``actor`` and ``reason`` are recorded as ``step_requested`` in that checkpoint.
         """
-        return self._advance(workflow_id, 1, runaway=False,
+        info = self._advance(workflow_id, 1, runaway=False,
                              request=(HistoryKind.STEP_REQUESTED, actor, reason))  # fmt: skip
+        return info if info is not None else self.get(workflow_id)  # (always reported)
 
     def resume(self, workflow_id: str) -> WorkflowInfo[Any]:
         """Fire the workflow's due timers, retry its due set-ups and tear-downs, then execute it.
@@ -391,21 +418,32 @@ class Engine:
         runaway: bool,
         request: tuple[HistoryKind, str | None, str | None] | None = None,
         due: bool = False,
-    ) -> WorkflowInfo[Any]:
-        with self._run(workflow_id, due=due) as run:
+        claimed: tuple[str, WorkflowRecord] | None = None,
+        report: bool = True,
+    ) -> WorkflowInfo[Any] | None:
+        """Run the workflow's threads in one session (``execute``, ``step``, a resumer's or a
+        poller's run). ``report``: return the workflow as it stands (its model goes to the
+        caller); without it, None, and the model and program may serve the next session."""
+        with self._run(workflow_id, due=due, claimed=claimed) as run:
             rec = run.record
             if rec.status.done:  # nothing runs, nothing is written
-                return self._info(rec, run.model)
+                return self._info(rec, run.hand_out()) if report else None
             run.prepare()
             kind, actor, reason = request or (HistoryKind.EXECUTE_REQUESTED, None, None)
             if actor is not None:  # written with the first checkpoint of this session
                 run.note(kind, actor=actor, reason=reason)
             drive(self, run, limit, runaway=runaway)
-            info, later = self._info(rec, run.model), run.next_due()
+            info = self._info(rec, run.hand_out()) if report else None
+            later = run.next_due()
         if later is not None and (later > self.clock.now() or run.abandoned):
             # a retry back-off or a timer; or a step timed out: go on in a fresh session
             self.resumer.schedule(self, workflow_id, at=later)
         return info
+
+    def _execute_unreported(self, workflow_id: str) -> None:
+        """``execute`` for a resumer or a poller, which discard what it returns: the
+        session's model is handed to no one, so the next session may take it over."""
+        self._advance(workflow_id, self.max_steps, runaway=True, report=False)
 
     # -- callbacks --------------------------------------------------------------------------
 
@@ -784,7 +822,7 @@ class Engine:
         """
         with self._run(workflow_id, wait=True) as run:
             actions.cancel(run, actor, reason)
-            return self._info(run.record, run.model)
+            return self._info(run.record, run.hand_out())
 
     def retry(self, workflow_id: str, actor: str, reason: str | None = None) -> WorkflowInfo[Any]:
         """Give every failed thread fresh attempts at the statement where it failed.
@@ -1036,7 +1074,7 @@ class Engine:
         """
         with self._run(workflow_id, wait=True, repair=True) as run:
             if not actions.update_state(run, state, actor, reason):
-                return self._info(run.record, run.model)
+                return self._info(run.record, run.hand_out())
         self._poller.quarantine.pop(workflow_id, None)  # it may run again at once, if repaired
         self.resumer.schedule(self, workflow_id)  # a WaitFor may hold now
         return self.get(workflow_id)

@@ -15,7 +15,7 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from engine._jsonsafe import describe_error
-from engine._records import HistoryEntry, HistoryKind
+from engine._records import HistoryEntry, HistoryKind, WorkflowRecord
 from engine._session.runner import release_lease
 from engine.errors import (
     CallbackRejected,
@@ -31,6 +31,10 @@ if TYPE_CHECKING:
     from engine._engine import Engine
 
 log = logging.getLogger("gorch")
+
+CLAIM_BATCH = 8
+"""How many due workflows a poller leases at once (``claim_due``): enough to spare most of
+the claims' round trips, few enough that a busy worker holds little that another could run."""
 
 BLOCKING = (DefinitionMismatch, DefinitionError, StateError, UnknownWorkflowType)
 """Errors that mean a workflow cannot run as stored until code or an operator changes."""
@@ -53,15 +57,75 @@ class Poller:
                 w.workflow_id, partial(engine._serve_wait, w)
             ):
                 done += 1
+        claim = getattr(engine.store, "claim_due", None)
+        if claim is not None:
+            return done + self._run_claimed(claim, limit, stop=stop)
         due = engine.store.due_workflows(engine.clock.now(), limit)
         random.shuffle(due)  # workers polling together then rarely reach for the same one
         for wid in due:
             if stop():
                 return done
             # Only while it is still due: another poller may have run it since the query.
-            run = partial(engine._advance, wid, engine.max_steps, runaway=True, due=True)
+            run = partial(engine._advance, wid, engine.max_steps, runaway=True, due=True,
+                          report=False)  # fmt: skip
             if not self.quarantined(wid) and self._try(wid, run):
                 done += 1
+        return done
+
+    def _run_claimed(
+        self,
+        claim: Callable[..., list[WorkflowRecord]],
+        limit: int | None,
+        *,
+        stop: Callable[[], bool],
+    ) -> int:
+        """Run due workflows, claimed ``CLAIM_BATCH`` at a time (``ClaimingStore.claim_due``):
+        one write leases a batch, so pollers never race for the same workflow, and each
+        claimed one runs in a session that starts with its lease held.
+
+        Each workflow runs at most once per call, as with a list of due ids: one that is
+        quarantined, or due again after it ran, stays claimed (so later claims pass over it)
+        until the call ends, then goes back, due, for whoever polls next.
+        """
+        engine, done, left = self.engine, 0, limit
+        seen: set[str] = set()
+        kept: list[tuple[str, str]] = []  # (owner, id): claimed, not run, released at the end
+        try:
+            while left is None or left > 0:
+                size = CLAIM_BATCH if left is None else min(CLAIM_BATCH, left)
+                now = engine.clock.now()
+                prefix = f"{engine.owner}-{next(engine._sessions)}:"
+                batch = claim(now, prefix, until=now + engine.lease, limit=size)
+                for rec in batch:  # renewed by the worker's heartbeat while they wait
+                    engine.active[prefix + rec.id] = rec.id
+                try:
+                    for rec in batch:
+                        owner = prefix + rec.id
+                        if stop():
+                            return done
+                        if rec.id in seen or self.quarantined(rec.id):
+                            kept.append((owner, rec.id))
+                            continue
+                        seen.add(rec.id)
+                        run = partial(engine._advance, rec.id, engine.max_steps, runaway=True,
+                                      claimed=(owner, rec), report=False)  # fmt: skip
+                        if left is not None:
+                            left -= 1
+                        if self._try(rec.id, run):
+                            done += 1
+                finally:  # what stop() left unrun goes back, due, for another poller
+                    for rec in batch:
+                        owner = prefix + rec.id
+                        if (owner, rec.id) not in kept and engine.active.pop(
+                            owner, None
+                        ) is not None:
+                            release_lease(engine.store, rec.id, owner)
+                if len(batch) < size:
+                    break
+        finally:
+            for owner, wid in kept:
+                engine.active.pop(owner, None)
+                release_lease(engine.store, wid, owner)
         return done
 
     def _try(self, workflow_id: str, work: Callable[[], object]) -> bool:

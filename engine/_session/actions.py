@@ -21,13 +21,12 @@ from engine._interpreter import _current_thread, _current_wait, run_callable
 from engine._jsonsafe import check_value, describe_error
 from engine._records import (
     HistoryKind,
-    Phase,
     ThreadStatus,
     WorkflowStatus,
     person_key,
     refusal,
 )
-from engine._session.reduce import history_line
+from engine._session.reduce import cancelled, handled, history_line, moved, retried
 from engine._session.runner import Session, try_load_state
 from engine._state import describe_validation, state_data, undeclared_fields, validate_state
 from engine.errors import (
@@ -142,17 +141,7 @@ def deliver(
             thread=t.id,
             statement=w.wait,
         ) from None
-    t.position, t.phase, t.event, t.status = w.wait, Phase.HANDLED, event, ThreadStatus.RUNNING
-    run.close_waits(t.id, handled=w.id)
-    run.note(
-        HistoryKind.CALLBACK,
-        thread=t.id,
-        statement=w.wait,
-        actor=actor,
-        event=event,
-        input=input,
-        output=output,
-    )
+    run.carry_out(t, handled(rec, t, w, run.clock.now(), actor=actor, input=input, output=output))
     run.checkpoint()
     return output
 
@@ -217,14 +206,7 @@ def cancel(run: Session, actor: str, reason: str | None, operation: str | None =
     ``operation``: the id of the bulk operation it is part of, kept in the history line.
     """
     done_check(run)
-    rec = run.record
-    for t in rec.threads:
-        if t.status.live:
-            t.status = ThreadStatus.CANCELLED
-            run.close_waits(t.id)
-    rec.status = WorkflowStatus.CANCELLED
-    bulk = {} if operation is None else {"operation": operation}
-    run.note(HistoryKind.CANCELLED, actor=actor, reason=reason, **bulk)
+    run.carry_out(None, cancelled(run.record, run.clock.now(), actor, reason, operation))
     run.checkpoint()
 
 
@@ -240,18 +222,7 @@ def retry(run: Session, actor: str, reason: str | None, operation: str | None = 
             f"workflow {rec.id!r} is {rec.status.value}, not failed: nothing to retry",
             workflow_id=rec.id,
         )
-    bulk = {} if operation is None else {"operation": operation}
-    for t in failed:
-        t.status, t.attempts, t.retry_at, t.error = ThreadStatus.RUNNING, 0, None, None
-        run.note(
-            HistoryKind.RETRIED,
-            thread=t.id,
-            statement=t.position,
-            actor=actor,
-            reason=reason,
-            **bulk,
-        )
-    rec.status = WorkflowStatus.RUNNING
+    run.carry_out(None, retried(rec, run.clock.now(), actor, reason, operation))
     run.checkpoint()
 
 
@@ -292,21 +263,9 @@ def goto(
             thread=thread,
             statement=statement,
         )
-    was = t.position
-    run.close_waits(t.id)
-    t.position, t.phase, t.status, t.event = statement, Phase.AT, ThreadStatus.RUNNING, None
-    t.attempts, t.retry_at, t.error = 0, None, None
-    if rec.status is WorkflowStatus.FAILED:
-        rec.status = WorkflowStatus.RUNNING
-    run.note(
-        HistoryKind.GOTO,
-        thread=t.id,
-        statement=statement,
-        actor=actor,
-        moved_from=was,
-        reason=reason,
-        operation=operation,
-    )
+    effects = moved(rec, t, statement, run.clock.now(), actor=actor, reason=reason,
+                    operation=operation)  # fmt: skip
+    run.carry_out(t, effects)
     run.checkpoint()
 
 
@@ -342,7 +301,7 @@ def update_state(
         raise StateError(
             f"new state of workflow {rec.id!r} is nested too deeply", workflow_id=rec.id
         ) from None
-    run.model = model
+    run.use_model(model)
     after = run.dump_state()  # StateError if a store cannot hold it: nothing written yet
     back = try_load_state(run.cls, replace(rec, state=after))
     if isinstance(back, StateError):

@@ -45,7 +45,7 @@ def drive(engine: Engine, run: Session, limit: int, *, runaway: bool) -> None:
                 break
             run.wake_waitfors()
             ready = run.runnable()
-            if not ready or any(t.status is ThreadStatus.FAILED for t in rec.threads):
+            if not ready or ThreadStatus.FAILED in {t.status for t in rec.threads}:
                 break
             t = ready[0]
             run.take_turn(t)

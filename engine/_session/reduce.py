@@ -3,9 +3,13 @@
 ``reduce`` decides what one ``Outcome`` of the interpreter means for the workflow: the
 thread's new position, phase and status, a goroutine started, the workflow finished, the
 history lines to write, the waits to arm and close, whether the step's changes to the state
-are thrown away. It does no I/O: no store, no clock, no callback manager, no serialising of
-the state. It changes the in-memory record and thread it is given and returns the rest as
-``Effects``, which the ``Session`` (engine/_session/runner.py) carries out and checkpoints.
+are thrown away. So do, for what does not come from the interpreter, ``handled`` (a
+callback's winning case), ``woken`` (a ``WaitFor`` whose condition was evaluated),
+``renamed`` (threads following the code's renames), ``cancelled``, ``retried`` and
+``moved`` (operator actions). None does I/O: no store, no clock, no callback manager, no
+serialising of the state, no user code. Each changes the in-memory record (and thread) it is
+given and returns the rest as ``Effects``, which the ``Session``
+(engine/_session/runner.py) carries out and checkpoints.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import Any, assert_never
 
 from pydantic_core import to_jsonable_python
 
+from engine._definition.compiler import Program
 from engine._definition.statements import RetryPolicy, Wait
 from engine._interpreter import (
     Blocked,
@@ -30,7 +35,7 @@ from engine._interpreter import (
     StepRaised,
     StepRan,
 )
-from engine._jsonsafe import check_value, describe_error, printable
+from engine._jsonsafe import check_text, check_value, describe_error, printable
 from engine._records import (
     MAIN,
     HistoryEntry,
@@ -87,6 +92,7 @@ class Effects:
             end), None if no step raised.
         arm: the ``Wait`` whose cases get one open wait each, for the thread reduced.
         close: threads whose open waits close (marked for teardown), in order.
+        handled: the id of the wait whose event won (a callback), told so at its teardown.
     """
 
     history: list[HistoryEntry] = field(default_factory=list)
@@ -94,6 +100,7 @@ class Effects:
     abandoned: bool | None = None
     arm: Wait | None = None
     close: list[str] = field(default_factory=list)
+    handled: str | None = None
 
 
 def armed(
@@ -147,6 +154,13 @@ def close_waits(waits: list[WaitInfo], thread_id: str, handled: str | None, now:
                 now,
                 0,
             )
+
+
+def without_teardown(waits: list[WaitInfo], managed: Container[str]) -> list[WaitInfo]:
+    """``waits`` without the closed ones that no ``CallbackManager`` tears down (a type not
+    in ``managed``): they have nothing to wait for, so the checkpoint that closes them
+    deletes them, rather than a write of their own after it."""
+    return [w for w in waits if w.status.open or w.type in managed]
 
 
 def returned_problem(outcome: Returned, limit: int | None) -> str | None:
@@ -324,3 +338,152 @@ def reduce(
         case _:
             assert_never(outcome)
     return effects
+
+
+# -- what does not come from the interpreter ---------------------------------------------------
+
+
+def operator_line(
+    record: WorkflowRecord,
+    now: datetime,
+    kind: HistoryKind,
+    *,
+    thread: str | None = None,
+    statement: str | None = None,
+    actor: str | None = None,
+    **detail: Any,
+) -> HistoryEntry:
+    """A history line naming who (``actor``) did it and why (``reason`` in ``detail``).
+
+    Raises:
+        InvalidOperation: the actor or the reason is text a store cannot hold.
+    """
+    if actor is not None:
+        check_text(actor=actor, reason=detail.get("reason"))
+    return history_line(record, now, kind, thread, statement, actor, detail)
+
+
+def handled(
+    record: WorkflowRecord,
+    t: ThreadState,
+    wait: WaitInfo,
+    now: datetime,
+    *,
+    actor: str | None,
+    input: Any,
+    output: Any,
+) -> Effects:
+    """A callback's event won ``wait`` of thread ``t``: the thread runs that case next, the
+    wait's other cases close, and the callback is recorded with its input and output."""
+    line = operator_line(record, now, HistoryKind.CALLBACK, thread=t.id, statement=wait.wait,
+                         actor=actor, event=wait.event, input=input, output=output)  # fmt: skip
+    t.position, t.phase, t.event, t.status = (
+        wait.wait,
+        Phase.HANDLED,
+        wait.event,
+        ThreadStatus.RUNNING,
+    )
+    return Effects(history=[line], close=[t.id], handled=wait.id)
+
+
+def woken(
+    record: WorkflowRecord, t: ThreadState, holds: bool | BaseException, now: datetime
+) -> Effects:
+    """Thread ``t`` stands on a ``WaitFor`` whose condition was just evaluated: ``holds``, or
+    what it raised (the thread fails: conditions are meant to be pure)."""
+    if isinstance(holds, BaseException):
+        return Effects(history=[fail(record, t, t.position, holds, now)])
+    if not holds:
+        return Effects()
+    t.status, t.phase = ThreadStatus.RUNNING, Phase.DONE
+    return Effects(history=[history_line(record, now, HistoryKind.WAITFOR_DONE, t.id, t.position)])
+
+
+def renamed(
+    record: WorkflowRecord, waits: list[WaitInfo], program: Program, now: datetime
+) -> tuple[Effects, bool]:
+    """Threads (and their open waits) follow the renames of ``program`` (``renamed=`` in the
+    definition), and a new shape of the code is noted; whether a wait changed."""
+    effects, waits_changed = Effects(), False
+    aliases = program.aliases
+    if aliases:
+        for t in record.threads:
+            new = program.resolve(t.position) if t.position else ""
+            if new != t.position:
+                effects.history.append(history_line(record, now, HistoryKind.RENAMED, t.id, new,
+                                                    None, {"moved_from": t.position}))  # fmt: skip
+                for w in waits:
+                    if w.thread_id == t.id and w.wait == t.position:
+                        w.wait = new
+                        waits_changed = True
+                t.position = new
+            if t.go is not None and t.go in aliases and program.go(t.go) is None:
+                t.go = aliases[t.go]
+    was = record.fingerprint
+    if was is not None and was != program.fingerprint:
+        detail = {"moved_from": was, "fingerprint": program.fingerprint}
+        effects.history.append(history_line(record, now, HistoryKind.CODE_CHANGED, detail=detail))
+    return effects, waits_changed
+
+
+def cancelled(
+    record: WorkflowRecord,
+    now: datetime,
+    actor: str,
+    reason: str | None,
+    operation: str | None = None,
+) -> Effects:
+    """An operator stops the workflow for good: live threads cancelled, their waits closed.
+    ``operation``: the bulk operation it is part of, kept in the history line."""
+    bulk = {} if operation is None else {"operation": operation}
+    line = operator_line(record, now, HistoryKind.CANCELLED, actor=actor, reason=reason, **bulk)
+    effects = Effects(history=[line])
+    for t in record.threads:
+        if t.status.live:
+            t.status = ThreadStatus.CANCELLED
+            effects.close.append(t.id)
+    record.status = WorkflowStatus.CANCELLED
+    return effects
+
+
+def retried(
+    record: WorkflowRecord,
+    now: datetime,
+    actor: str,
+    reason: str | None,
+    operation: str | None = None,
+) -> Effects:
+    """An operator gives every failed thread fresh attempts where it failed. ``operation``:
+    the bulk operation it is part of, kept in the history lines."""
+    bulk = {} if operation is None else {"operation": operation}
+    effects = Effects()
+    for t in record.threads:
+        if t.status is ThreadStatus.FAILED:
+            effects.history.append(operator_line(record, now, HistoryKind.RETRIED, thread=t.id,
+                                                 statement=t.position, actor=actor,
+                                                 reason=reason, **bulk))  # fmt: skip
+            t.status, t.attempts, t.retry_at, t.error = ThreadStatus.RUNNING, 0, None, None
+    record.status = WorkflowStatus.RUNNING
+    return effects
+
+
+def moved(
+    record: WorkflowRecord,
+    t: ThreadState,
+    statement: str,
+    now: datetime,
+    *,
+    actor: str,
+    reason: str | None,
+    operation: str | None,
+) -> Effects:
+    """An operator moves thread ``t`` onto ``statement`` (checked to be one it may stand on):
+    it runs from there, and the waits it leaves close."""
+    line = operator_line(record, now, HistoryKind.GOTO, thread=t.id, statement=statement,
+                         actor=actor, moved_from=t.position, reason=reason,
+                         operation=operation)  # fmt: skip
+    t.position, t.phase, t.status, t.event = statement, Phase.AT, ThreadStatus.RUNNING, None
+    t.attempts, t.retry_at, t.error = 0, None, None
+    if record.status is WorkflowStatus.FAILED:
+        record.status = WorkflowStatus.RUNNING
+    return Effects(history=[line], close=[t.id])

@@ -29,7 +29,6 @@ from engine._jsonsafe import check_text, describe_error, setup_json
 from engine._records import (
     HistoryEntry,
     HistoryKind,
-    Phase,
     ThreadState,
     ThreadStatus,
     WaitInfo,
@@ -37,7 +36,17 @@ from engine._records import (
     WorkflowRecord,
     WorkflowStatus,
 )
-from engine._session.reduce import armed, close_waits, fail, history_line, reduce
+from engine._session.reduce import (
+    Effects,
+    armed,
+    close_waits,
+    fail,
+    history_line,
+    reduce,
+    renamed,
+    without_teardown,
+    woken,
+)
 from engine._session.started import Started
 from engine._state import describe_validation, state_json, undeclared_fields, validate_copy
 from engine.clock import Clock
@@ -110,12 +119,12 @@ def derive_status(record: WorkflowRecord) -> WorkflowStatus:
     """The workflow's status as its threads say."""
     if record.status.done:
         return record.status
-    threads = record.threads
-    if any(t.status is ThreadStatus.FAILED for t in threads):
+    statuses = {t.status for t in record.threads}  # one pass (a checkpoint's every step)
+    if ThreadStatus.FAILED in statuses:
         return WorkflowStatus.FAILED
-    if any(t.status is ThreadStatus.RUNNING for t in threads):
+    if ThreadStatus.RUNNING in statuses:
         return WorkflowStatus.RUNNING
-    if any(t.status is ThreadStatus.WAITING for t in threads):
+    if ThreadStatus.WAITING in statuses:
         return WorkflowStatus.WAITING
     return WorkflowStatus.FINISHED
 
@@ -168,6 +177,8 @@ class Session:
     released: bool = field(default=False, init=False)  # the last checkpoint gave the lease up
     # a step timed out and may still run: the session must end
     abandoned: bool = field(default=False, init=False)
+    # the model was handed to a caller (``WorkflowInfo.state``): no later session may use it
+    handed_out: bool = field(default=False, init=False)
     # The options' parts read per step, as attributes (a lookup spared on the hot path).
     clock: Clock = field(init=False)
     retry: RetryPolicy = field(init=False)
@@ -183,6 +194,8 @@ class Session:
     # whether a wait was armed since: the checkpoint refreshes them only then.
     _decided_from: dict[str, Any] | None = field(default=None, init=False)
     _decide_again: bool = field(default=False, init=False)
+    # The threads' positions are known to be in the program (``prepare`` need not check).
+    _checked: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
         options = self.options
@@ -203,10 +216,47 @@ class Session:
             else:
                 self.model = loaded
             return
-        # new_workflow loaded and built this very state: take its model and program over.
+        # new_workflow, or this workflow's last session in this engine, loaded and built this
+        # very state: take its model and program over.
+        self._checked = started.version is not None  # its threads stand where it put them
         self.model = started.model
         self._program = self._last = started.program
         self._reads = started.reads
+
+    def left_over(self) -> Started | None:
+        """What the next session of this workflow may take over (``StartedWorkflows``): the
+        model and its program, if everything is written and nothing else holds the model.
+
+        None after a step timed out (its call may still change the model), when the model
+        went to a caller, when its class has private attributes (a fresh load resets them),
+        when nothing was built, or once the workflow is finished or cancelled.
+        """
+        program = self._program
+        if (
+            program is None
+            or self.record.status.done  # nothing runs it again: keep nothing
+            or self.abandoned
+            or self.handed_out
+            or self.unwritten
+            or self._dumped is not None
+            or self.state_error is not None
+            or type(self.model).__private_attributes__
+        ):
+            return None
+        return Started(self.model, program, self._reads, self.record.state, self.record.version)
+
+    def use_model(self, model: Workflow) -> None:
+        """Replace the model (an operator's new state): the definition is built from it
+        afresh, and the threads' positions checked against that build."""
+        self.model = model
+        self._program = self._last = self._dumped = None
+        self._checked = False
+
+    def hand_out(self) -> Workflow:
+        """The model, for a caller to keep (``WorkflowInfo.state``): so no later session
+        takes it over."""
+        self.handed_out = True
+        return self.model
 
     @property
     def program(self) -> Program:
@@ -306,7 +356,8 @@ class Session:
         self.released = release
         self.waits_changed = self.dirty = False
         self.pending = []
-        self._state_is(state)  # a changed state: conditions must be evaluated again
+        if state is not self._built_from:  # apply() noted the state it dumped already
+            self._state_is(state)  # a changed state: conditions must be evaluated again
         self.serve_waits()
 
     def next_due(self) -> datetime | None:
@@ -355,38 +406,21 @@ class Session:
             entry = self.program.entry(t.position)
             if entry is None or not isinstance(entry.stmt, WaitFor):
                 continue
+            holds: bool | BaseException
             try:
-                holds = evaluate(entry.stmt.cond)
+                holds = bool(evaluate(entry.stmt.cond))
             except Exception as e:
-                self.fail(t, t.position, e)
-                continue
-            if holds:
-                t.status, t.phase = ThreadStatus.RUNNING, Phase.DONE
-                self.note(HistoryKind.WAITFOR_DONE, thread=t.id, statement=t.position)
+                holds = e
+            self.carry_out(t, woken(self.record, t, holds, self.clock.now()))
 
     def prepare(self) -> None:
         """Bring the stored workflow to the code now: follow renames, note a new fingerprint,
         and check every live position (``DefinitionMismatch`` if one is gone)."""
-        program = self.program
-        aliases = program.aliases
-        if aliases:
-            for t in self.record.threads:
-                new = program.resolve(t.position) if t.position else ""
-                if new != t.position:
-                    self.note(
-                        HistoryKind.RENAMED, thread=t.id, statement=new, moved_from=t.position
-                    )
-                    for w in self.waits:
-                        if w.thread_id == t.id and w.wait == t.position:
-                            w.wait = new
-                            self.waits_changed = True
-                    t.position = new
-                if t.go is not None and t.go in aliases and program.go(t.go) is None:
-                    t.go = aliases[t.go]
-        was = self.record.fingerprint
-        if was is not None and was != program.fingerprint:
-            self.note(HistoryKind.CODE_CHANGED, moved_from=was, fingerprint=program.fingerprint)
-        self.check_positions()
+        effects, waits_changed = renamed(self.record, self.waits, self.program, self.clock.now())
+        self.waits_changed |= waits_changed
+        self.pending += effects.history
+        if not self._checked:  # taken over from the last session: its program put them there
+            self.check_positions()
 
     def check_positions(self) -> None:
         """Raise ``DefinitionMismatch`` if a live thread stands where the code no longer has.
@@ -427,14 +461,19 @@ class Session:
                 self._state_is(self._dumped)
         effects = reduce(self.record, t, outcome, now=self.clock.now(), retry=self.retry,
                          max_state_bytes=self.max_state_bytes)  # fmt: skip
+        self.carry_out(t, effects)
+
+    def carry_out(self, t: ThreadState | None, effects: Effects) -> None:
+        """Do what a reducer decided (for thread ``t``) beyond the record it changed: restore
+        the state, arm and close waits, add the history lines; the next checkpoint writes it."""
         if effects.restore:  # a failed step's partial changes are not kept
             self.restore_state()
         if effects.abandoned is not None:
             self.abandoned = effects.abandoned
-        if effects.arm is not None:
+        if effects.arm is not None and t is not None:
             self.arm(t, effects.arm)
         for thread_id in effects.close:
-            self.close_waits(thread_id)
+            self.close_waits(thread_id, effects.handled)
         self.pending += effects.history
 
     # -- waits ------------------------------------------------------------------------------
@@ -502,6 +541,7 @@ class Session:
         """Mark the thread's open waits for teardown (``handled``: the id of the winner)."""
         self.waits_changed = True
         close_waits(self.waits, thread_id, handled, self.clock.now())
+        self.waits = without_teardown(self.waits, self.options.managers)
 
     def serve_waits(self) -> None:
         """Run due set-ups and tear-downs through their managers; never raises."""

@@ -254,6 +254,27 @@ class SignInLog(Protocol):
         ...
 
 
+class ClaimingStore(Store, Protocol):
+    """A ``Store`` that can also hand a poller a batch of due workflows at once (every store
+    of gorch can; a store without ``claim_due`` is polled with ``due_workflows`` and
+    ``acquire``, one workflow at a time)."""
+
+    def claim_due(
+        self, now: datetime, owner: str, *, until: datetime, limit: int
+    ) -> list[WorkflowRecord]:
+        """Take the leases of up to ``limit`` running workflows due by ``now`` and leased by
+        no one (as ``due_workflows`` picks them, oldest due first), in one write; return them
+        as leased, oldest due first.
+
+        Each is leased to ``owner`` followed by its id (``f"{owner}{record.id}"``), until
+        ``until`` (a store on the database's clock: for ``until - now`` past its own now), as
+        ``acquire`` would. Two pollers claiming at once get disjoint batches: a workflow
+        another is claiming this instant is passed over (PostgreSQL's ``SKIP LOCKED``), not
+        waited for.
+        """
+        ...
+
+
 def check_prune(finished_before: datetime, statuses: Sequence[WorkflowStatus], batch: int) -> None:
     """Refuse a prune that could touch a live workflow, whose cut-off is no instant, or whose
     batches would be empty; every store checks this itself, whoever calls it (``Engine.prune``

@@ -44,6 +44,7 @@ class DriverStatement:
     ) -> None:
         compiled = stmt.compile(dialect=dialect, column_keys=list(column_keys or ()))
         assert isinstance(compiled, SQLCompiler)  # a DML or SELECT statement compiles so
+        self.compiled = compiled
         self.sql: str = compiled.string
         order = compiled.positiontup
         self.positional = order is not None
@@ -68,6 +69,35 @@ class DriverStatement:
         if self.positional:
             return tuple(converted)
         return dict(zip(self.names, converted, strict=True))
+
+
+class DriverQuery(DriverStatement):
+    """A ``DriverStatement`` that returns rows (a SELECT, or DML with RETURNING): each row
+    comes back as a dict by column name, its values converted by the result processors
+    SQLAlchemy would use (JSON decoded, SQLite's datetimes parsed)."""
+
+    def __init__(
+        self, stmt: ClauseElement, dialect: Dialect, column_keys: Sequence[str] | None = None
+    ) -> None:
+        super().__init__(stmt, dialect, column_keys)
+        entries = self.compiled._result_columns
+        self.columns: list[str] = [e.keyname for e in entries]
+        self.converters: list[tuple[int, Callable[[Any], Any]]] = []
+        for i, e in enumerate(entries):
+            processor = e.type.dialect_impl(dialect).result_processor(dialect, None)
+            if processor is not None:
+                self.converters.append((i, processor))
+
+    def rows(self, cursor: Any) -> list[dict[str, Any]]:
+        """The cursor's rows, converted, by column name."""
+        out = []
+        columns, converters = self.columns, self.converters
+        for raw in cursor.fetchall():
+            values = list(raw)
+            for i, processor in converters:
+                values[i] = processor(values[i])
+            out.append(dict(zip(columns, values, strict=True)))
+        return out
 
 
 def run_all(conn: Connection, statements: Sequence[tuple[str, Any]]) -> list[Any]:

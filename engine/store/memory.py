@@ -275,6 +275,17 @@ class MemoryStore:
             )
             return [wid for _, wid in due[:limit]]
 
+    def claim_due(
+        self, now: datetime, owner: str, *, until: datetime, limit: int
+    ) -> list[WorkflowRecord]:
+        with self._lock:
+            claimed = []
+            for wid in self.due_workflows(now, limit):
+                rec = self._workflows[wid]
+                rec.lease_owner, rec.lease_until = owner + wid, until
+                claimed.append(rec.copy())
+            return claimed
+
     def due_waits(self, now: datetime, limit: int | None = None) -> list[WaitInfo]:
         with self._lock:
             due = [

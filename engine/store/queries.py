@@ -8,11 +8,22 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Interval, bindparam, delete, exists, func, insert, or_, select, update
+from sqlalchemy import (
+    Integer,
+    Interval,
+    bindparam,
+    delete,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.sql.elements import BindParameter, ColumnElement
 from sqlalchemy.sql.selectable import Exists
 
-from engine._records import HistoryEntry, WaitStatus, WorkflowStatus
+from engine._records import HistoryEntry, WaitInfo, WaitStatus, WorkflowStatus
 from engine.store.tables import history, waits, workflows
 
 OPEN = [s.value for s in WaitStatus if s.open]
@@ -55,6 +66,8 @@ DROP_WAITS = delete(waits).where(
     C.workflow_id == ID, C.id.not_in(bindparam("k_keep", expanding=True))
 )
 WF = bindparam("k_workflow", type_=C.workflow_id.type)
+DROP_ALL_WAITS = delete(waits).where(C.workflow_id == ID)
+INSERT_WAIT = insert(waits)
 
 
 def leased_by_owner(workflow_id: ColumnElement[str] | BindParameter[str]) -> Exists:
@@ -88,6 +101,7 @@ HISTORY = select(history).where(H.workflow_id == ID).order_by(H.id)
 INSERT_ENTRY = insert(history).returning(H.id)
 INSERT_HISTORY = insert(history).returning(H.id, sort_by_parameter_order=True)
 PROBE_ENTRY = HistoryEntry("", datetime.min, "")  # names the columns of a history row
+PROBE_WAIT = WaitInfo("", "", "", "", "", "", 0, datetime.min)  # names a wait row's columns
 
 # Leases on the database's clock (PostgreSQL, ``SQLModelStore(lease_clock="database")``): a
 # lease has expired once the database's ``now()`` reaches it, and one taken, renewed or
@@ -105,3 +119,32 @@ DB_ACQUIRE_DUE = DB_ACQUIRE.where(*DUE)
 DB_ACQUIRE_DUE_RETURNING = DB_ACQUIRE_DUE.returning(*workflows.c)
 DB_RENEW = update(workflows).where(W.id == ID, W.lease_owner == OWNER).values(lease_until=DB_UNTIL)
 DB_CHECKPOINT = CHECKPOINT.values(lease_until=DB_UNTIL)
+
+
+def _claim_due(expired: ColumnElement[datetime] | BindParameter[datetime], until: object) -> object:
+    """``claim_due``'s statement: lease up to ``k_limit`` due, unleased workflows (oldest due
+    first) in one ``WITH picked AS MATERIALIZED (SELECT ...) UPDATE ... RETURNING``, each to
+    ``k_owner`` followed by its id. The rows are picked ``FOR UPDATE SKIP LOCKED``
+    (PostgreSQL; SQLite's write transactions run one at a time): a worker passes over the
+    rows another is claiming this instant instead of waiting for them, and the outer
+    ``WHERE`` checks each again as it updates it."""
+    free = or_(W.lease_owner.is_(None), W.lease_until <= expired)
+    picked = (
+        select(W.id)
+        .where(*DUE, free)
+        .order_by(W.next_run_at, W.id)
+        .limit(bindparam("k_limit", type_=Integer()))
+        .with_for_update(skip_locked=True)
+        .cte("picked")
+        .prefix_with("MATERIALIZED")  # run once: a subquery PostgreSQL may run again per row
+    )
+    return (
+        update(workflows)
+        .where(W.id.in_(select(picked.c.id)), *DUE, free)
+        .values(lease_owner=OWNER + W.id, lease_until=until)
+        .returning(*workflows.c)
+    )
+
+
+CLAIM_DUE = _claim_due(NOW, UNTIL)
+DB_CLAIM_DUE = _claim_due(DB_NOW, DB_UNTIL)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Row
@@ -57,8 +57,9 @@ def workflow_values(r: WorkflowRecord) -> dict[str, Any]:
     }
 
 
-def record_of(row: Row[Any]) -> WorkflowRecord:
-    m = row._mapping
+def record_of(row: Row[Any] | Mapping[str, Any]) -> WorkflowRecord:
+    """The record of a ``workflows`` row (SQLAlchemy's, or a dict by column name)."""
+    m = row._mapping if isinstance(row, Row) else row
     return WorkflowRecord(
         id=m["id"],
         type=m["type"],
@@ -122,8 +123,9 @@ def deciders_column(names: tuple[str, ...] | None) -> str | None:
     return "," + ",".join(json.dumps(person_key(n)) for n in names) + ","
 
 
-def wait_of(row: Row[Any]) -> WaitInfo:
-    m = row._mapping
+def wait_of(row: Row[Any] | Mapping[str, Any]) -> WaitInfo:
+    """The wait of a ``waits`` row (SQLAlchemy's, or a dict by column name)."""
+    m = row._mapping if isinstance(row, Row) else row
     return WaitInfo(
         id=m["id"],
         workflow_id=m["workflow_id"],

@@ -87,6 +87,7 @@ from engine.store.database import (
     upgrade,
 )
 from engine.store.fast import (
+    DriverQuery,
     DriverStatement,
     Statements,
     driver_transaction,
@@ -204,6 +205,10 @@ class SQLModelStore:
             q.INSERT_ENTRY, dialect, list(history_values(q.PROBE_ENTRY))
         )
         self._statements = Statements(dialect, self._fast_entry)
+        self._queries: dict[int, DriverQuery] = {}  # ``_query``
+        # A checkpoint that changes waits replaces the workflow's rows on the driver too.
+        self._drop_all_waits = DriverStatement(q.DROP_ALL_WAITS, dialect)
+        self._insert_wait = DriverStatement(q.INSERT_WAIT, dialect, list(wait_values(q.PROBE_WAIT)))
         if migrate:
             upgrade(self.engine)
 
@@ -237,11 +242,24 @@ class SQLModelStore:
         raise NotImplementedError
 
     def _checkpoint_alone(
-        self, record: WorkflowRecord, params: dict[str, Any], history: Sequence[HistoryEntry]
+        self,
+        record: WorkflowRecord,
+        params: dict[str, Any],
+        history: Sequence[HistoryEntry],
+        waits: Sequence[WaitInfo] | None = None,
     ) -> list[int]:
-        """A checkpoint that changes no wait, with at most ``_FAST_ROWS`` history rows: the
-        hot path. Returns the history ids; raises as ``_lost`` if the compare-and-set fails."""
+        """A checkpoint with at most ``_FAST_ROWS`` history rows, on the driver: the hot
+        path (``waits``: replace the workflow's waits with these, in the same transaction).
+        Returns the history ids; raises as ``_lost`` if the compare-and-set fails."""
         raise NotImplementedError
+
+    def _wait_statements(self, workflow_id: str, new: Sequence[WaitInfo]) -> list[tuple[str, Any]]:
+        """The driver statements that make ``new`` the workflow's waits: delete its rows, then
+        insert each (a replace; the checkpoint's compare-and-set ran first, under the lease)."""
+        drop, ins = self._drop_all_waits, self._insert_wait
+        return [(drop.sql, drop.parameters({"k_id": workflow_id}))] + [
+            (ins.sql, ins.parameters(wait_values(x, position=i))) for i, x in enumerate(new)
+        ]
 
     def _update_with_history(
         self, conn: Connection, params: dict[str, Any], entries: list[dict[str, Any]]
@@ -260,6 +278,21 @@ class SQLModelStore:
         """Run ``due_workflows``' query."""
         with self._read("due_workflows") as conn:
             return list(conn.execute(stmt).scalars())
+
+    def _write_returning(
+        self, what: str, workflow_id: str | None, query: DriverQuery, params: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        """A write that is one statement returning rows (``acquire``), on the driver."""
+        with self._alone(what, workflow_id) as conn:
+            (cur,) = run_all(conn, [(query.sql, query.parameters(params))])
+            return query.rows(cur)
+
+    def _query(self, stmt: Any) -> DriverQuery:
+        """``stmt`` (one of ``queries``, with rows to return) compiled once for the driver."""
+        found = self._queries.get(id(stmt))
+        if found is None:
+            found = self._queries[id(stmt)] = DriverQuery(stmt, self.engine.dialect)
+        return found
 
     # -- transactions -----------------------------------------------------------------------
 
@@ -331,27 +364,29 @@ class SQLModelStore:
         return record_of(row)
 
     def load_waits(self, workflow_id: str) -> list[WaitInfo]:
-        with self._read("load_waits", workflow_id) as conn:
-            self._must_exist(conn, workflow_id)
-            rows = conn.execute(q.LOAD_WAITS, {"k_id": workflow_id}).all()
+        query = self._query(q.LOAD_WAITS)
+        with self._read("load_waits", workflow_id) as conn:  # on the driver: a session's read
+            (cur,) = run_all(conn, [(query.sql, query.parameters({"k_id": workflow_id}))])
+            rows = query.rows(cur)
+            if not rows:
+                self._must_exist(conn, workflow_id)
         return [wait_of(r) for r in rows]
 
     def acquire(
         self, workflow_id: str, owner: str, *, now: datetime, until: datetime, due: bool = False
     ) -> WorkflowRecord:
         params = {"k_id": workflow_id, "k_owner": owner, "k_now": now, "k_until": until}
-        with self._alone("acquire", workflow_id) as conn:
-            if self._db_clock:  # expired by the database's clock; as long from its now
-                params["k_lease"] = until - now
-                stmt = q.DB_ACQUIRE_DUE_RETURNING if due else q.DB_ACQUIRE_RETURNING
-                row = conn.execute(stmt, params).first()
-            else:
-                stmt = q.ACQUIRE_DUE_RETURNING if due else q.ACQUIRE_RETURNING
-                row = conn.execute(stmt, params).first()
-            if row is None and not due:
+        if self._db_clock:  # expired by the database's clock; as long from its now
+            params["k_lease"] = until - now
+            stmt = q.DB_ACQUIRE_DUE_RETURNING if due else q.DB_ACQUIRE_RETURNING
+        else:
+            stmt = q.ACQUIRE_DUE_RETURNING if due else q.ACQUIRE_RETURNING
+        rows = self._write_returning("acquire", workflow_id, self._query(stmt), params)
+        if rows:
+            return record_of(rows[0])
+        if not due:
+            with self._read("acquire", workflow_id) as conn:
                 holder = conn.execute(q.HOLDER, params).first()
-        if row is not None:
-            return record_of(row)
         if due:  # a poller's race lost, most likely: no second query to say which
             raise WorkflowNotDue(
                 f"workflow {workflow_id!r} is not due, or leased by another process",
@@ -416,13 +451,12 @@ class SQLModelStore:
         elif record.lease_until is not None:  # the checkpoint extends the writer's lease
             params["lease_until"] = record.lease_until
         params.update(k_id=record.id, k_version=record.version, k_owner=owner)
-        # The common checkpoint (a step: one or a few history lines, no wait changed) is the
-        # dialect's hot path; one that changes waits is a transaction on SQLAlchemy's
-        # connection (its UPDATE and history still on the driver's cursor); a large batch
+        # The common checkpoint (a step: one or a few history lines, waits changed or not) is
+        # the dialect's hot path, its statements on the driver's cursor; a large batch
         # (thousands of goroutines starting at once) goes through SQLAlchemy's executemany,
         # which also keeps under PostgreSQL's parameter limit.
-        if waits is None and len(history) <= _FAST_ROWS:
-            seqs = self._checkpoint_alone(record, params, history)
+        if len(history) <= _FAST_ROWS:
+            seqs = self._checkpoint_alone(record, params, history, waits)
         else:
             with self._write("checkpoint", record.id) as conn:
                 if len(history) <= _FAST_ROWS:
@@ -665,6 +699,18 @@ class SQLModelStore:
         )
         return self._due_workflows(stmt)
 
+    def claim_due(
+        self, now: datetime, owner: str, *, until: datetime, limit: int
+    ) -> list[WorkflowRecord]:
+        params = {"k_owner": owner, "k_now": now, "k_until": until, "k_limit": limit}
+        stmt = q.CLAIM_DUE
+        if self._db_clock:  # expired by the database's clock; as long from its now
+            params["k_lease"], stmt = until - now, q.DB_CLAIM_DUE
+        rows = self._write_returning("claim_due", None, self._query(stmt), params)
+        claimed = [record_of(r) for r in rows]
+        claimed.sort(key=lambda r: (r.next_run_at, r.id))  # RETURNING keeps no order
+        return claimed
+
     def due_waits(self, now: datetime, limit: int | None = None) -> list[WaitInfo]:
         c = waits.c
         stmt = (
@@ -769,6 +815,16 @@ class SQLiteStore(SQLModelStore):
         # instr, not LIKE: SQLite's LIKE ignores ASCII case.
         return func.instr(column, needle) > 0
 
+    def _write_returning(
+        self, what: str, workflow_id: str | None, query: DriverQuery, params: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        try:
+            with driver_transaction(self._writer) as tx:
+                (cur,) = run_all(tx.conn, [(query.sql, query.parameters(params))])
+                return query.rows(cur)
+        except SQLAlchemyError as e:
+            raise store_error(what, workflow_id, e) from e
+
     def _create_small(
         self, row: dict[str, Any], entries: list[dict[str, Any]]
     ) -> tuple[bool, list[int]]:
@@ -776,7 +832,11 @@ class SQLiteStore(SQLModelStore):
         return insert_on_driver(self._writer, first, row, self._fast_entry, entries)
 
     def _checkpoint_alone(
-        self, record: WorkflowRecord, params: dict[str, Any], history: Sequence[HistoryEntry]
+        self,
+        record: WorkflowRecord,
+        params: dict[str, Any],
+        history: Sequence[HistoryEntry],
+        waits: Sequence[WaitInfo] | None = None,
     ) -> list[int]:
         entries = [history_values(e) for e in history]
         try:
@@ -784,6 +844,8 @@ class SQLiteStore(SQLModelStore):
                 updated, seqs = self._update_with_history(tx.conn, params, entries)
                 if updated != 1:
                     tx.rollback()
+                elif waits is not None:
+                    run_all(tx.conn, self._wait_statements(record.id, waits))
         except SQLAlchemyError as e:
             raise store_error("checkpoint", record.id, e) from e
         if updated != 1:
@@ -859,8 +921,21 @@ class PostgresStore(SQLModelStore):
         return written == 1, seqs
 
     def _checkpoint_alone(
-        self, record: WorkflowRecord, params: dict[str, Any], history: Sequence[HistoryEntry]
+        self,
+        record: WorkflowRecord,
+        params: dict[str, Any],
+        history: Sequence[HistoryEntry],
+        waits: Sequence[WaitInfo] | None = None,
     ) -> list[int]:
+        if waits is not None:  # several statements: one transaction
+            with self._write("checkpoint", record.id) as conn:
+                updated, seqs = self._update_with_history(
+                    conn, params, [history_values(e) for e in history]
+                )
+                if updated != 1:
+                    self._lost(conn, record, params)
+                run_all(conn, self._wait_statements(record.id, waits))
+            return seqs
         # The workflow row and its history in one statement, in autocommit: atomic by
         # itself, one round trip for the whole checkpoint.
         with self._alone("checkpoint", record.id) as conn:
