@@ -67,7 +67,7 @@ def test_a_fork_is_a_copy_under_the_same_id_with_its_own_store_and_clock(
 def test_recorders_set_nothing_up_and_tear_nothing_down(real: Engine, wid: str, chat: Chat) -> None:
     posted = dict(chat.messages)
     fork = real.fork(wid)
-    fork.on_callback(wid, "slackApproval", {"approved": True}, actor="ann")
+    fork.on_callback(wid, "slackApproval", {"approved": True}, actor="bo")  # ann requested it
     assert chat.messages == posted  # the real manager would have edited msg-1
     assert fork.sandbox is not None
     [call] = fork.sandbox.calls

@@ -78,7 +78,7 @@ def test_a_sign_in_survives_reloads_and_links_and_messages_stay(
             # A graph-node link is a full page load: signed in, straight to the wait's form.
             node = page.locator("svg g.node").filter(has_text="waiting for approval")
             node.locator("a").click()
-            page.wait_for_url("**/inbox?workflow=demo-expense-waiting&wait=waiting*")
+            page.wait_for_url("**/workflow?id=demo-expense-waiting&decide=waiting*")
             page.get_by_role("button", name="Approve").wait_for()
             assert page.get_by_role("button", name="Sign in").count() == 0
 

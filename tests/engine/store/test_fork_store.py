@@ -49,7 +49,7 @@ def test_fork_work_leaves_every_row_of_the_real_store_as_it_was(store: Store) ->
     assert [w.setup_data for w in approved.pending_waits(wid) if w.type == "user_action"] == [
         {"channel": "#approvals", "message": "msg-1"}
     ]
-    approved.on_callback(wid, "slackApproval", {"approved": True}, actor="ann")
+    approved.on_callback(wid, "slackApproval", {"approved": True}, actor="bo")  # ann requested it
     assert approved.get(wid).result == {"approved": 42}
 
     denied = real.fork(wid, skip_steps=True)
