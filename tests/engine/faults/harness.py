@@ -64,6 +64,7 @@ class Point(StrEnum):
 WRITES = (
     "create",
     "acquire",
+    "claim_due",
     "checkpoint",
     "release",
     "update_wait",
@@ -250,6 +251,14 @@ class FaultyStore:
     def acquire(self, workflow_id: str, owner: str, **kw: Any) -> WorkflowRecord:
         with self._write("acquire", workflow_id):
             return self.inner.acquire(workflow_id, owner, **kw)
+
+    def claim_due(
+        self, now: Any, owner: str, *, until: Any, limit: int
+    ) -> list[WorkflowRecord]:
+        # A poller's batch lease: a lost acknowledgement leaves the batch leased until the
+        # leases run out (taken over then), never run twice.
+        with self._write("claim_due", None):
+            return self.inner.claim_due(now, owner, until=until, limit=limit)
 
     def release(self, workflow_id: str, owner: str) -> None:
         with self._write("release", workflow_id):

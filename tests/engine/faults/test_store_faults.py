@@ -41,7 +41,8 @@ def test_workflows_survive_random_store_and_manager_faults(
     assert tally.problems == []
     assert (tally.duplicates, tally.lost) == (0, 0)
     assert all(tally.faults["checkpoint", point] > 0 for point in Point), tally.faults
-    assert {op for op, _ in tally.faults} >= {"create", "acquire", "release", "update_wait"}
+    struck = {op for op, _ in tally.faults}
+    assert struck >= {"create", "acquire", "claim_due", "release", "update_wait"}, struck
     # The faults did strike between steps and their checkpoints, and callers did retry.
     assert tally.reruns > 0 and tally.redeliveries > 0 and tally.manager_failures > 0
     assert tally.cancelled == WORKFLOWS // 4  # every fourth workflow is cancelled
