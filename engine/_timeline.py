@@ -26,6 +26,7 @@ from engine._records import (
     HistoryKind,
     Phase,
     ThreadInfo,
+    ThreadState,
     ThreadStatus,
     WorkflowInfo,
     WorkflowStatus,
@@ -79,16 +80,9 @@ def known_from(points: Sequence[TimelinePoint]) -> int:
 
 
 @dataclass(slots=True)
-class _Thread:
-    id: str
-    go: str | None = None
-    position: str = ""
-    phase: Phase = Phase.AT
-    status: ThreadStatus = ThreadStatus.RUNNING
-    event: str | None = None
-    attempts: int = 0
-    retry_at: datetime | None = None
-    error: str | None = None
+class _Thread(ThreadState):
+    """A thread as the replay has it so far: its state, and how sure and how shown it is."""
+
     guessed: bool = False  # the position came from an old ``thread_failed`` line
     shown: ThreadInfo | None = None  # as last frozen; None once changed since
 
