@@ -20,7 +20,7 @@ from engine import Engine, HistoryKind, PollingResumer, SQLModelStore, WorkflowS
 from engine.examples import WORKFLOWS, Expense
 from gorch_ui import services
 from tests.ui.helpers import streamlit_server
-from tests.ui.test_browser import CHROMIUM, CHROMIUM_ARGS, playwright_api  # noqa: F401
+from tests.ui.test_browser import browser_page, playwright_api  # noqa: F401
 
 pytestmark = pytest.mark.browser
 
@@ -65,83 +65,76 @@ def test_decide_from_the_card_and_beside_the_graph(
 ) -> None:
     url, db = server
     api: object = playwright_api
-    with api.sync_playwright() as pw:  # type: ignore[attr-defined]
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 900})
-            page.set_default_timeout(30_000)
+    with browser_page(api, 1400, 900) as (_browser, page):
+        # The inbox counts every wait (no cap at 200), a card per wait, oldest first.
+        page.goto(f"{url}/inbox")
+        _sign(page, "ana")
+        count = page.get_by_text(re.compile(r"[\d,]+ waits to decide"))
+        count.wait_for()
+        total = int(re.sub(r"\D", "", count.inner_text().split("waits")[0]))
+        assert total >= BULK + 2 > 200
+        page.get_by_text("showing 1 to 25").wait_for()
+        page.get_by_role("button", name="Approve").nth(19).wait_for()  # drawn in turn
+        # The decision's context on the card, and who may decide.
+        page.get_by_text("may decide: anyone; not raj").first.wait_for()
+        page.get_by_text(re.compile("requester: raj")).nth(19).wait_for()
+        _shot(page, tmp_path, "inbox_first_page.png")
+        page.get_by_role("button", name="Next").click()
+        page.get_by_text("showing 26 to 50").wait_for()
+        assert count.inner_text().startswith(f"{total:,}")
+        _shot(page, tmp_path, "inbox_second_page.png")
 
-            # The inbox counts every wait (no cap at 200), a card per wait, oldest first.
-            page.goto(f"{url}/inbox")
-            _sign(page, "ana")
-            count = page.get_by_text(re.compile(r"[\d,]+ waits to decide"))
-            count.wait_for()
-            total = int(re.sub(r"\D", "", count.inner_text().split("waits")[0]))
-            assert total >= BULK + 2 > 200
-            page.get_by_text("showing 1 to 25").wait_for()
-            page.get_by_role("button", name="Approve").nth(19).wait_for()  # drawn in turn
-            # The decision's context on the card, and who may decide.
-            page.get_by_text("may decide: anyone; not raj").first.wait_for()
-            page.get_by_text(re.compile("requester: raj")).nth(19).wait_for()
-            _shot(page, tmp_path, "inbox_first_page.png")
-            page.get_by_role("button", name="Next").click()
-            page.get_by_text("showing 26 to 50").wait_for()
-            assert count.inner_text().startswith(f"{total:,}")
-            _shot(page, tmp_path, "inbox_second_page.png")
+        # One card per wait: Approve, Deny and the timeout beside them.
+        page.goto(f"{url}/inbox?workflow={GUARDED}")
+        _sign(page, "ana")
+        page.get_by_text("1 wait to decide").wait_for()
+        assert page.get_by_role("button", name="Approve").count() == 1
+        page.get_by_text(re.compile(r"timeout: times out at")).wait_for()
+        page.get_by_text("may decide: role:approver; not raj").wait_for()
+        # ana holds no approver role: the engine refuses her, and says so by the card.
+        page.get_by_label("Comment (a reason is required to deny)").fill("ok by me")
+        page.get_by_role("button", name="Approve").click()
+        page.get_by_text(re.compile("ana is not assigned to this wait")).wait_for()
+        _shot(page, tmp_path, "inbox_refused.png")
 
-            # One card per wait: Approve, Deny and the timeout beside them.
-            page.goto(f"{url}/inbox?workflow={GUARDED}")
-            _sign(page, "ana")
-            page.get_by_text("1 wait to decide").wait_for()
-            assert page.get_by_role("button", name="Approve").count() == 1
-            page.get_by_text(re.compile(r"timeout: times out at")).wait_for()
-            page.get_by_text("may decide: role:approver; not raj").wait_for()
-            # ana holds no approver role: the engine refuses her, and says so by the card.
-            page.get_by_label("Comment (a reason is required to deny)").fill("ok by me")
-            page.get_by_role("button", name="Approve").click()
-            page.get_by_text(re.compile("ana is not assigned to this wait")).wait_for()
-            _shot(page, tmp_path, "inbox_refused.png")
+        # The graph: a click on the waiting node opens its decision beside the graph.
+        page.goto(f"{url}/workflow?id={GUARDED}")
+        _sign(page, "bo")
+        node = (
+            page.locator("svg g.node")
+            .filter(has_not=page.locator("title", has_text="legend"))
+            .filter(has_text="waiting for approval")
+        )
+        node.wait_for()
+        node.locator("a").click()
+        page.wait_for_url(re.compile(r".*/workflow\?id=for-approvers&decide=waiting.*"))
+        _sign(page, "bo")
+        approve = page.get_by_role("button", name="Approve")
+        approve.wait_for()
+        box = approve.bounding_box()
+        assert box is not None and box["y"] >= 0 and box["y"] + box["height"] <= 900, box
+        page.get_by_text("amount: 7").wait_for()
+        _shot(page, tmp_path, "graph_click_decide.png")
+        page.get_by_label("Comment (a reason is required to deny)").fill("receipt checked")
+        approve.click()
+        page.get_by_text(re.compile("is not waiting now")).wait_for()
 
-            # The graph: a click on the waiting node opens its decision beside the graph.
-            page.goto(f"{url}/workflow?id={GUARDED}")
-            _sign(page, "bo")
-            node = (
-                page.locator("svg g.node")
-                .filter(has_not=page.locator("title", has_text="legend"))
-                .filter(has_text="waiting for approval")
-            )
-            node.wait_for()
-            node.locator("a").click()
-            page.wait_for_url(re.compile(r".*/workflow\?id=for-approvers&decide=waiting.*"))
-            _sign(page, "bo")
-            approve = page.get_by_role("button", name="Approve")
-            approve.wait_for()
-            box = approve.bounding_box()
-            assert box is not None and box["y"] >= 0 and box["y"] + box["height"] <= 900, box
-            page.get_by_text("amount: 7").wait_for()
-            _shot(page, tmp_path, "graph_click_decide.png")
-            page.get_by_label("Comment (a reason is required to deny)").fill("receipt checked")
-            approve.click()
-            page.get_by_text(re.compile("is not waiting now")).wait_for()
+        # A click on a statement opens goto, also in view.
+        page.goto(f"{url}/workflow?id=demo-expense-waiting&goto=first%20action")
+        _sign(page, "bo")
+        go = page.get_by_role("button", name="Go to").first
+        go.wait_for()
+        box = go.bounding_box()
+        assert box is not None and box["y"] + box["height"] <= 900, box
+        _shot(page, tmp_path, "graph_click_goto.png")
 
-            # A click on a statement opens goto, also in view.
-            page.goto(f"{url}/workflow?id=demo-expense-waiting&goto=first%20action")
-            _sign(page, "bo")
-            go = page.get_by_role("button", name="Go to").first
-            go.wait_for()
-            box = go.bounding_box()
-            assert box is not None and box["y"] + box["height"] <= 900, box
-            _shot(page, tmp_path, "graph_click_goto.png")
-
-            # The start form asks only for input.
-            page.goto(f"{url}/start?type=Expense")
-            page.get_by_label("Requester").wait_for()
-            assert page.get_by_label("Amount").count() == 1
-            for internal in ("Approved", "Notified", "Error"):
-                assert page.get_by_label(internal, exact=True).count() == 0
-            _shot(page, tmp_path, "start_form.png")
-        finally:
-            browser.close()
+        # The start form asks only for input.
+        page.goto(f"{url}/start?type=Expense")
+        page.get_by_label("Requester").wait_for()
+        assert page.get_by_label("Amount").count() == 1
+        for internal in ("Approved", "Notified", "Error"):
+            assert page.get_by_label(internal, exact=True).count() == 0
+        _shot(page, tmp_path, "start_form.png")
 
     engine = Engine(SQLModelStore(db), WORKFLOWS, resumer=PollingResumer())
     info = engine.get(GUARDED)

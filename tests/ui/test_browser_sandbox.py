@@ -16,9 +16,8 @@ import pytest
 from engine import Engine, PollingResumer, SQLModelStore, WorkflowStatus
 from engine.examples import WORKFLOWS
 from tests.ui.test_browser import (  # noqa: F401 (fixtures)
-    CHROMIUM,
-    CHROMIUM_ARGS,
     WID,
+    browser_page,
     playwright_api,
     server,
 )
@@ -52,52 +51,46 @@ def test_timeline_slider_and_try_it_panel(
 ) -> None:
     url, db = server
     api: object = playwright_api
-    with api.sync_playwright() as pw:  # type: ignore[attr-defined]
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1600})
-            page.set_default_timeout(30_000)
-            page.goto(f"{url}/workflow?id={WID}")
-            page.locator("svg g.node").filter(has_text="waiting for approval").first.wait_for()
-            before = _stored(db)
-            assert before[0] == WorkflowStatus.WAITING
+    with browser_page(api, 1400, 1600) as (_browser, page):
+        page.goto(f"{url}/workflow?id={WID}")
+        page.locator("svg g.node").filter(has_text="waiting for approval").first.wait_for()
+        before = _stored(db)
+        assert before[0] == WorkflowStatus.WAITING
 
-            # The timeline: Home moves the slider to the creation, ArrowRight one line on.
-            page.get_by_text("Timeline: replay the history").click()
-            slider = page.locator("[data-testid='stSlider'] input[type='range']")
-            slider.wait_for(state="attached")
-            slider.focus()
-            page.keyboard.press("Home")
-            page.get_by_text("line 0 of").wait_for()
-            page.keyboard.press("ArrowRight")
-            page.get_by_text("line 1 of").wait_for()
-            past = page.locator("svg").filter(has_text="after line 1: running")
-            past.wait_for()
-            first = past.locator("g.node").filter(has_text="first action")
-            # main stands after "first action": outlined in its colour, dashed
-            assert first.locator("polygon, path").first.get_attribute("stroke") == "#1f77b4"
-            assert past.locator("g.node").filter(has_text="● g1").count() == 0  # not started
-            _shot(page.locator("[data-testid='stExpander']").first, tmp_path, "timeline.png")
+        # The timeline: Home moves the slider to the creation, ArrowRight one line on.
+        page.get_by_text("Timeline: replay the history").click()
+        slider = page.locator("[data-testid='stSlider'] input[type='range']")
+        slider.wait_for(state="attached")
+        slider.focus()
+        page.keyboard.press("Home")
+        page.get_by_text("line 0 of").wait_for()
+        page.keyboard.press("ArrowRight")
+        page.get_by_text("line 1 of").wait_for()
+        past = page.locator("svg").filter(has_text="after line 1: running")
+        past.wait_for()
+        first = past.locator("g.node").filter(has_text="first action")
+        # main stands after "first action": outlined in its colour, dashed
+        assert first.locator("polygon, path").first.get_attribute("stroke") == "#1f77b4"
+        assert past.locator("g.node").filter(has_text="● g1").count() == 0  # not started
+        _shot(page.locator("[data-testid='stExpander']").first, tmp_path, "timeline.png")
 
-            # The sandbox: fork, approve there; the database does not change.
-            page.get_by_text("Try it in a sandbox").click()
-            page.get_by_text("Nothing here is real.").wait_for()
-            page.get_by_role("button", name="Fork into a sandbox").click()
-            page.get_by_text("No step ran real code in the sandbox.").wait_for()
-            sandbox_graph = page.locator("svg").filter(has_text="SANDBOX Expense")
-            sandbox_graph.first.wait_for()
-            page.get_by_label("Reason / input (JSON for Send)").fill("try it")
-            page.get_by_role("button", name="Approve").click()
-            page.get_by_text("the sandbox is now finished").first.wait_for()
-            page.locator("svg").filter(
-                has_text="SANDBOX Expense demo-expense-waiting — finished"
-            ).first.wait_for()
-            page.wait_for_timeout(1000)
-            _shot(page.locator("[data-testid='stExpander']").nth(1), tmp_path, "sandbox.png")
-            assert _stored(db) == before
+        # The sandbox: fork, approve there; the database does not change.
+        page.get_by_text("Try it in a sandbox").click()
+        page.get_by_text("Nothing here is real.").wait_for()
+        page.get_by_role("button", name="Fork into a sandbox").click()
+        page.get_by_text("No step ran real code in the sandbox.").wait_for()
+        sandbox_graph = page.locator("svg").filter(has_text="SANDBOX Expense")
+        sandbox_graph.first.wait_for()
+        page.get_by_label("Reason / input (JSON for Send)").fill("try it")
+        page.get_by_role("button", name="Approve").click()
+        page.get_by_text("the sandbox is now finished").first.wait_for()
+        page.locator("svg").filter(
+            has_text="SANDBOX Expense demo-expense-waiting — finished"
+        ).first.wait_for()
+        page.wait_for_timeout(1000)
+        _shot(page.locator("[data-testid='stExpander']").nth(1), tmp_path, "sandbox.png")
+        assert _stored(db) == before
 
-            page.get_by_role("button", name="Discard sandbox").click()
-            page.get_by_role("button", name="Fork into a sandbox").wait_for()
-        finally:
-            browser.close()
+        page.get_by_role("button", name="Discard sandbox").click()
+        page.get_by_role("button", name="Fork into a sandbox").wait_for()
     assert _stored(db) == before

@@ -252,9 +252,7 @@ class FaultyStore:
         with self._write("acquire", workflow_id):
             return self.inner.acquire(workflow_id, owner, **kw)
 
-    def claim_due(
-        self, now: Any, owner: str, *, until: Any, limit: int
-    ) -> list[WorkflowRecord]:
+    def claim_due(self, now: Any, owner: str, *, until: Any, limit: int) -> list[WorkflowRecord]:
         # A poller's batch lease: a lost acknowledgement leaves the batch leased until the
         # leases run out (taken over then), never run twice.
         with self._write("claim_due", None):
