@@ -24,7 +24,6 @@ Run: ``.venv/bin/python bench/bench_inbox.py [--quick] [--waits N]`` (or ``bench
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import sys
 from collections.abc import Callable
@@ -36,7 +35,7 @@ from typing import Any
 from sqlalchemy import text
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_ui import app_env
+from bench_ui import app_env, cached_db
 from common import Row, Target, best_of, peak_memory, print_table, skipped
 
 from engine import Engine, PollingResumer, SQLModelStore
@@ -49,9 +48,7 @@ ROWS = {
     "inbox.query.deep": (None, "inbox query: a page halfway down (keyset)"),
 }
 
-CACHE = Path(__file__).parent / ".cache"
 SEED_VERSION = 1  # bump when ``load`` changes what it writes
-SCHEMA = Path(__file__).parent.parent / "engine" / "store"
 PAGE_TARGET = Target(1000, on="ours")
 OPEN = "('pending_setup', 'set_up', 'setup_error')"
 
@@ -83,38 +80,9 @@ def load(engine: Engine, n: int) -> None:
         store.checkpoint(held, owner="seed", waits=mine, history=[], release=True)
 
 
-def schema_digest() -> str:
-    h = hashlib.sha256(str(SEED_VERSION).encode())
-    for f in sorted([SCHEMA / "tables.py", *(SCHEMA / "migrations").rglob("*.py")]):
-        h.update(f.read_bytes())
-    return h.hexdigest()[:10]
-
-
 def seeded_db(n: int) -> Path:
     """A SQLite file with the demo workflows and ``n`` waiting claims, built once."""
-    from gorch_ui import services
-
-    path = CACHE / f"inbox-{n}-{schema_digest()}.db"
-    if path.exists():
-        return path
-    CACHE.mkdir(exist_ok=True)
-    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.db")
-    print(f"(seeding {n:,} open waits into {path}, once)", file=sys.stderr, flush=True)
-    try:
-        engine = services.open_engine(f"sqlite:///{tmp}")
-        store = engine.store
-        assert isinstance(store, SQLModelStore)
-        try:
-            load(engine, n)
-            with store.engine.begin() as conn:
-                conn.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
-        finally:
-            store.close()
-        os.replace(tmp, path)
-    finally:
-        for leftover in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
-            leftover.unlink(missing_ok=True)
-    return path
+    return cached_db("inbox", n, "open waits", SEED_VERSION, lambda engine: load(engine, n))
 
 
 def query_rows(store: SQLModelStore, engine: Engine, runs: int) -> list[Row]:

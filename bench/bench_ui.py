@@ -78,30 +78,33 @@ def load(store: SQLModelStore, n: int) -> None:
         )
 
 
-def schema_digest() -> str:
-    """A digest of what the cached database depends on: the schema and the seeding code."""
-    h = hashlib.sha256(str(SEED_VERSION).encode())
+def schema_digest(seed_version: int) -> str:
+    """A digest of what a cached database depends on: the schema and the seeding code."""
+    h = hashlib.sha256(str(seed_version).encode())
     for f in sorted([SCHEMA / "tables.py", *(SCHEMA / "migrations").rglob("*.py")]):
         h.update(f.read_bytes())
     return h.hexdigest()[:10]
 
 
-def seeded_db(n: int) -> Path:
-    """A SQLite file with the demo workflows and ``n`` more, built once per size and schema."""
+def cached_db(
+    kind: str, n: int, what: str, seed_version: int, load: Callable[[Engine], None]
+) -> Path:
+    """A SQLite file with the demo workflows, then ``load(engine)``, built once per kind, size
+    and schema in ``bench/.cache/`` (written to a temporary file and renamed into place)."""
     from gorch_ui import services
 
-    path = CACHE / f"ui-{n}-{schema_digest()}.db"
+    path = CACHE / f"{kind}-{n}-{schema_digest(seed_version)}.db"
     if path.exists():
         return path
     CACHE.mkdir(exist_ok=True)
     tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.db")
-    print(f"(seeding {n:,} workflows into {path}, once)", file=sys.stderr, flush=True)
+    print(f"(seeding {n:,} {what} into {path}, once)", file=sys.stderr, flush=True)
     try:
         engine = services.open_engine(f"sqlite:///{tmp}")  # the demo workflows, every status
         store = engine.store
         assert isinstance(store, SQLModelStore)
         try:
-            load(store, n)
+            load(engine)
             with store.engine.begin() as conn:
                 conn.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
         finally:
@@ -111,6 +114,16 @@ def seeded_db(n: int) -> Path:
         for leftover in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
             leftover.unlink(missing_ok=True)
     return path
+
+
+def seeded_db(n: int) -> Path:
+    """A SQLite file with the demo workflows and ``n`` more, built once per size and schema."""
+
+    def fill(engine: Engine) -> None:
+        assert isinstance(engine.store, SQLModelStore)
+        load(engine.store, n)
+
+    return cached_db("ui", n, "workflows", SEED_VERSION, fill)
 
 
 @contextmanager
